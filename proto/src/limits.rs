@@ -1,0 +1,56 @@
+//! Every limit of the system, named in one place.
+//!
+//! Each constant here is enforced where data enters (the codec, the state machine, the
+//! server, the clients), and each violation is answered with a clear, typed error that
+//! names the limit. Limits that an operator may tune are *defaults*: the node's
+//! configuration may lower them, never raise them above the hard maxima below, because
+//! buffers and on-disk formats are sized from these.
+
+/// Largest key, in bytes. Keys route requests and live in every index entry; keeping
+/// them small keeps the index dense. Empty keys are allowed.
+pub const MAX_KEY_LEN: usize = 16 * 1024;
+
+/// Largest value, in bytes (1 MiB). Empty values are allowed.
+pub const MAX_VALUE_LEN: usize = 1024 * 1024;
+
+/// Most keys in one `get_multi` request (and in one batch of any kind).
+pub const MAX_BATCH_KEYS: usize = 1024;
+
+/// Largest frame body on the wire, in bytes (8 MiB). A frame header announcing more is
+/// rejected before anything is allocated. A `get_multi` response that would exceed it is
+/// answered with `TooLarge`, and the client splits the request.
+pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
+
+/// Largest peer (Raft RPC) frame body, in bytes (32 MiB): an append-entries batch or one
+/// snapshot chunk. Leaders size their batches and chunks to fit.
+pub const MAX_PEER_FRAME_LEN: usize = 32 * 1024 * 1024;
+
+/// Largest snapshot chunk sent to a follower in one RPC, in bytes (1 MiB).
+pub const SNAPSHOT_CHUNK_LEN: usize = 1024 * 1024;
+
+/// Longest TTL accepted by `put_with_ttl`, in seconds (100 years). Larger values are
+/// refused rather than wrapped or clamped, so an expiry time never overflows.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// Default cap on concurrently open client connections per node.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+
+/// Default cap on requests in flight on one client connection; past it the server
+/// answers `Busy` instead of buffering.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_CONNECTION: usize = 1024;
+
+/// Default cap on requests in flight on one shard, from all connections and local clients.
+pub const DEFAULT_MAX_IN_FLIGHT_PER_SHARD: usize = 16 * 1024;
+
+/// Default depth of each shard's inbound queue (local clients, cross-shard forwards).
+pub const DEFAULT_SHARD_QUEUE_DEPTH: usize = 4096;
+
+/// Most shards a node may run (one per core).
+pub const MAX_SHARDS: usize = 256;
+
+/// Most nodes in one cluster.
+pub const MAX_NODES: usize = 7;
+
+// The frame limit must hold the largest single put with room for its header and key.
+const _: () = assert!(MAX_VALUE_LEN + MAX_KEY_LEN + 4096 <= MAX_FRAME_LEN);
+const _: () = assert!(SNAPSHOT_CHUNK_LEN + 4096 <= MAX_PEER_FRAME_LEN);
