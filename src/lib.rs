@@ -5,4 +5,6 @@
 //! and one openraft group; shards share no mutable state and talk by message passing.
 //! See `ARCHITECTURE.md` for the map of modules and which way dependencies point.
 
+pub mod config;
+
 pub use shoal_proto::limits;

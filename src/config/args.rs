@@ -1,0 +1,133 @@
+//! Command-line flags of `shoal` (the node), layered over the config file.
+//!
+//! Every flag is optional: an absent flag leaves the file's (or the default) value alone,
+//! so `shoal` with no flags runs a single node on defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::{LogFormat, Member, NodeConfig};
+
+/// Flags of the node. Each overrides the same setting of the `--config` file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NodeArgs {
+    /// TOML file with settings (flags given on the command line override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id (>= 1).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Data directory [default: ./shoal-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client address of shard 0; shard s listens on port + s [default: 127.0.0.1:7400].
+    #[arg(long, value_name = "IP:PORT")]
+    pub client_addr: Option<SocketAddr>,
+    /// Peer (Raft) address of shard 0; shard s listens on port + s [default: 127.0.0.1:7600].
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer_addr: Option<SocketAddr>,
+    /// Number of shards, one per core [default: number of cores].
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// An initial cluster member as ID=CLIENT_ADDR/PEER_ADDR, e.g.
+    /// 2=127.0.0.1:7410/127.0.0.1:7610; repeat for each member, this node included.
+    #[arg(long = "member", value_name = "ID=CLIENT/PEER", value_parser = parse_member)]
+    pub members: Vec<Member>,
+    /// Maximum concurrent client connections.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Maximum requests in flight per connection (more are answered Busy).
+    #[arg(long)]
+    pub max_in_flight_per_connection: Option<usize>,
+    /// Maximum requests in flight per shard (more are answered Busy).
+    #[arg(long)]
+    pub max_in_flight_per_shard: Option<usize>,
+    /// Request timeout in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Raft election timeout, lower bound, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub election_min_ms: Option<u64>,
+    /// Raft election timeout, upper bound, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub election_max_ms: Option<u64>,
+    /// Snapshot after this many applied entries.
+    #[arg(long, value_name = "N")]
+    pub snapshot_every: Option<u64>,
+    /// WAL segment size in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub wal_segment_mib: Option<u64>,
+    /// Log filter, e.g. `info` or `shoal=debug,openraft=warn`.
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl NodeArgs {
+    /// Writes every given flag over `config`.
+    pub(super) fn apply(&self, config: &mut NodeConfig) {
+        fn set<T: Clone>(slot: &mut T, flag: &Option<T>) {
+            if let Some(v) = flag {
+                *slot = v.clone();
+            }
+        }
+        set(&mut config.node_id, &self.node_id);
+        set(&mut config.data_dir, &self.data_dir);
+        set(&mut config.client_addr, &self.client_addr);
+        set(&mut config.peer_addr, &self.peer_addr);
+        set(&mut config.shards, &self.shards);
+        if !self.members.is_empty() {
+            config.members = self.members.clone();
+        }
+        let l = &mut config.limits;
+        set(&mut l.max_connections, &self.max_connections);
+        set(
+            &mut l.max_in_flight_per_connection,
+            &self.max_in_flight_per_connection,
+        );
+        set(
+            &mut l.max_in_flight_per_shard,
+            &self.max_in_flight_per_shard,
+        );
+        let t = &mut config.timeouts;
+        set(&mut t.request_ms, &self.request_timeout_ms);
+        set(&mut t.heartbeat_ms, &self.heartbeat_ms);
+        set(&mut t.election_min_ms, &self.election_min_ms);
+        set(&mut t.election_max_ms, &self.election_max_ms);
+        set(&mut config.snapshot.every_entries, &self.snapshot_every);
+        set(&mut config.wal.segment_mib, &self.wal_segment_mib);
+        set(&mut config.log.level, &self.log_level);
+        set(&mut config.log.format, &self.log_format);
+    }
+}
+
+/// Parses `ID=CLIENT_ADDR/PEER_ADDR`.
+pub(super) fn parse_member(s: &str) -> Result<Member, String> {
+    let shape = "expected ID=CLIENT_ADDR/PEER_ADDR, e.g. 2=127.0.0.1:7410/127.0.0.1:7610";
+    let (id, addrs) = s.split_once('=').ok_or_else(|| format!("`{s}`: {shape}"))?;
+    let (client, peer) = addrs
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: {shape}"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("`{s}`: bad node id: {e}"))?;
+    let client_addr = client
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{s}`: bad client address: {e}"))?;
+    let peer_addr = peer
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{s}`: bad peer address: {e}"))?;
+    Ok(Member {
+        id,
+        client_addr,
+        peer_addr,
+    })
+}
