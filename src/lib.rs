@@ -6,5 +6,6 @@
 //! See `ARCHITECTURE.md` for the map of modules and which way dependencies point.
 
 pub mod config;
+pub mod telemetry;
 
 pub use shoal_proto::limits;
