@@ -24,7 +24,9 @@ pub fn init(config: &LogConfig) -> Result<(), TelemetryError> {
         filter: config.level.clone(),
         reason: e.to_string(),
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let installed = match config.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
