@@ -1,24 +1,36 @@
-//! The `shoal` binary: runs a node, and (later) the command-line client.
+//! The `shoal` binary: runs a node (no subcommand), and the command-line client.
 
 use std::process::ExitCode;
 
+use clap::Parser;
+use shoal::config::{NodeArgs, NodeConfig};
+
+/// Shoal: a Raft-replicated key-value node.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("--version") | Some("-V") | Some("version") => {
-            println!("shoal {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let config = match NodeConfig::load(&cli.node) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("shoal: {e}");
+            return ExitCode::from(2);
         }
-        Some(other) => {
-            eprintln!("shoal: `{other}` is not built yet");
-            ExitCode::from(2)
-        }
-        None => {
-            eprintln!(
-                "shoal {}: the node is not built yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
-        }
+    };
+    if let Err(e) = shoal::telemetry::init(&config.log) {
+        eprintln!("shoal: {e}");
+        return ExitCode::from(2);
     }
+    eprintln!(
+        "shoal {}: configuration is valid ({} shards, data in {}); the node itself is not built yet",
+        env!("CARGO_PKG_VERSION"),
+        config.shards,
+        config.data_dir.display()
+    );
+    ExitCode::from(2)
 }
