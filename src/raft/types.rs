@@ -71,3 +71,22 @@ openraft::declare_raft_types!(
         Node = ShoalNode,
         AsyncRuntime = GlommioRuntime,
 );
+
+/// A log id (leader id + index) of a Shoal group.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A vote (term, candidate, committed flag) of a Shoal group.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// A log entry of a Shoal group: `log_id` + `payload` (`Blank`, `Normal(Request)` or
+/// `Membership`).
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// The payload of an [`Entry`].
+pub type EntryPayload = openraft::type_config::alias::EntryPayloadOf<TypeConfig>;
+/// A membership config together with the log id that introduced it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// What a snapshot covers: last included log id and membership.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot whose data is `SD` (the state machine's `SnapshotData`).
+pub type Snapshot<SD> = openraft::type_config::alias::SnapshotOf<TypeConfig, SD>;
+/// A Raft handle of a Shoal group whose state machine is `SM` (openraft 0.10 makes the state
+/// machine a type parameter of `Raft`).
+pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
