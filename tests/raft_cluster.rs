@@ -1,6 +1,8 @@
 //! openraft 0.10.0-alpha.37 on glommio, three nodes in one executor with the in-process
 //! network: elect, write and replicate, redirect from a follower, stop the leader, elect a
 //! new one among the survivors, write again, and read linearizably on the new leader.
+// Test binary: a failed unwrap is how a helper fails the test.
+#![allow(clippy::unwrap_used)]
 
 mod raft_support;
 
@@ -153,16 +155,7 @@ fn three_nodes_elect_replicate_and_fail_over() {
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
             .unwrap();
-        assert!(
-            nodes[&second]
-                .applied
-                .borrow()
-                .last_applied
-                .clone()
-                .unwrap()
-                .index
-                >= read_log_id.index()
-        );
+        assert!(nodes[&second].applied.borrow().last_applied.unwrap().index >= read_log_id.index());
         assert!(read_log_id.index() >= last);
 
         for node in nodes.values() {

@@ -2,6 +2,8 @@
 //! test-only in-memory store on a glommio executor. It validates the test store the other
 //! `raft_*` tests rely on, and is the harness the WAL-backed `RaftLogStorage` and the real
 //! state machine must pass too (swap in their `StoreBuilder`).
+// Test binary: a failed unwrap is how a helper fails the test.
+#![allow(clippy::unwrap_used)]
 
 mod raft_support;
 

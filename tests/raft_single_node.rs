@@ -1,5 +1,7 @@
 //! openraft 0.10.0-alpha.37 end to end on the glommio runtime, one node: initialize, become
 //! leader with a quorum-acked lease, write, read linearizably, shut down.
+// Test binary: a failed unwrap is how a helper fails the test.
+#![allow(clippy::unwrap_used)]
 
 mod raft_support;
 
@@ -70,7 +72,7 @@ fn single_node_elects_writes_reads_and_shuts_down() {
             .unwrap();
         {
             let state = applied.borrow();
-            let last_applied = state.last_applied.clone().unwrap();
+            let last_applied = state.last_applied.unwrap();
             assert!(last_applied.index >= read_log_id.index());
             assert_eq!(state.commands, expected);
         }

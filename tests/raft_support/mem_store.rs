@@ -64,7 +64,7 @@ impl RaftLogReader<TypeConfig> for MemLogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.inner.borrow().vote.clone())
+        Ok(self.inner.borrow().vote)
     }
 }
 
@@ -73,10 +73,10 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let log = self.inner.borrow();
-        let last = log.entries.last_key_value().map(|(_, e)| e.log_id.clone());
+        let last = log.entries.last_key_value().map(|(_, e)| e.log_id);
         Ok(LogState {
-            last_purged_log_id: log.last_purged.clone(),
-            last_log_id: last.or_else(|| log.last_purged.clone()),
+            last_purged_log_id: log.last_purged,
+            last_log_id: last.or_else(|| log.last_purged),
         })
     }
 
@@ -85,7 +85,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.inner.borrow_mut().vote = Some(vote.clone());
+        self.inner.borrow_mut().vote = Some(*vote);
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.inner.borrow().committed.clone())
+        Ok(self.inner.borrow().committed)
     }
 
     async fn append<I>(
@@ -172,7 +172,7 @@ impl RaftSnapshotBuilder<TypeConfig> for MemStateMachine {
         let data = self.state.borrow().clone();
         let snapshot = Snapshot {
             meta: SnapshotMeta {
-                last_log_id: data.last_applied.clone(),
+                last_log_id: data.last_applied,
                 last_membership: data.membership.clone(),
             },
             snapshot: data,
@@ -188,7 +188,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let state = self.state.borrow();
-        Ok((state.last_applied.clone(), state.membership.clone()))
+        Ok((state.last_applied, state.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -199,7 +199,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
             let (entry, responder) = item?;
             let reply = {
                 let mut state = self.state.borrow_mut();
-                state.last_applied = Some(entry.log_id.clone());
+                state.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => Response::default(),
                     EntryPayload::Normal(request) => {
@@ -209,8 +209,7 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
                         }
                     }
                     EntryPayload::Membership(membership) => {
-                        state.membership =
-                            StoredMembership::new(Some(entry.log_id.clone()), membership);
+                        state.membership = StoredMembership::new(Some(entry.log_id), membership);
                         Response::default()
                     }
                 }

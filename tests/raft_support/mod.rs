@@ -31,7 +31,7 @@ pub fn config() -> Arc<openraft::Config> {
         election_timeout_max: 300,
         ..Default::default()
     };
-    Arc::new(config.validate().unwrap())
+    Arc::new(config.validate().expect("valid raft config"))
 }
 
 /// The address record of test node `id` (nothing listens there; the network is in-process).
