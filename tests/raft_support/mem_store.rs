@@ -12,6 +12,7 @@
 //! The test state machine's "command" is opaque bytes; applying it appends it to
 //! `MemState::commands` and answers the entry's log index (u64 little-endian).
 
+use std::cell::Cell;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -156,12 +157,18 @@ pub type MemSnapshotData = MemState;
 pub struct MemStateMachine {
     state: Rc<RefCell<MemState>>,
     current_snapshot: Rc<RefCell<Option<Snapshot<MemSnapshotData>>>>,
+    installed_snapshots: Rc<Cell<u64>>,
 }
 
 impl MemStateMachine {
     /// Shared read access to the applied state (same thread only).
     pub fn state(&self) -> Rc<RefCell<MemState>> {
         self.state.clone()
+    }
+
+    /// How many snapshots `install_snapshot` installed (shared by clones).
+    pub fn installed_snapshots(&self) -> Rc<Cell<u64>> {
+        self.installed_snapshots.clone()
     }
 }
 
@@ -234,6 +241,8 @@ impl RaftStateMachine<TypeConfig> for MemStateMachine {
             meta.last_log_id, snapshot.last_applied,
             "snapshot meta and data disagree"
         );
+        self.installed_snapshots
+            .set(self.installed_snapshots.get() + 1);
         *self.state.borrow_mut() = snapshot.clone();
         *self.current_snapshot.borrow_mut() = Some(Snapshot {
             meta: meta.clone(),
