@@ -58,3 +58,22 @@ fn dropping_a_join_handle_does_not_cancel_the_task() {
     });
     assert!(seen.get(), "the detached task must run to completion");
 }
+
+#[test]
+fn unbounded_durations_do_not_overflow_the_timer() {
+    let mut rt = GlommioRuntime::new(1);
+    rt.block_on(async {
+        // A ready future wins even with an "infinite" timeout.
+        let v = GlommioRuntime::timeout(Duration::MAX, async { 5_u8 })
+            .await
+            .unwrap();
+        assert_eq!(v, 5);
+        // An "infinite" sleep is armed and stays pending.
+        let short = GlommioRuntime::timeout(
+            Duration::from_millis(10),
+            GlommioRuntime::sleep(Duration::MAX),
+        )
+        .await;
+        assert!(short.is_err(), "a Duration::MAX sleep must not complete");
+    });
+}

@@ -134,8 +134,18 @@ impl Future for GlommioSleep {
     }
 }
 
+/// Longest timer armed: glommio computes `Instant::now() + duration` and would panic on
+/// overflow, while openraft passes caller-chosen durations through (for example
+/// `LinearizerOption::with_wait_timeout`), which may be `Duration::MAX` for "forever".
+/// Thirty years is forever for a shard.
+const MAX_TIMER: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+
+fn timer_for(duration: Duration) -> Timer {
+    Timer::new(duration.min(MAX_TIMER))
+}
+
 fn timer_until(deadline: Instant) -> Timer {
-    Timer::new(deadline.saturating_duration_since(Instant::now()))
+    timer_for(deadline.saturating_duration_since(Instant::now()))
 }
 
 impl AsyncRuntime for GlommioRuntime {
@@ -161,7 +171,7 @@ impl AsyncRuntime for GlommioRuntime {
     }
 
     fn sleep(duration: Duration) -> Self::Sleep {
-        GlommioSleep(Timer::new(duration))
+        GlommioSleep(timer_for(duration))
     }
 
     fn sleep_until(deadline: Self::Instant) -> Self::Sleep {
@@ -174,7 +184,7 @@ impl AsyncRuntime for GlommioRuntime {
     ) -> Self::Timeout<R, F> {
         GlommioTimeout {
             future,
-            timer: Timer::new(duration),
+            timer: timer_for(duration),
         }
     }
 
