@@ -41,8 +41,20 @@ use shoal::raft::types::SnapshotMeta;
 use shoal::raft::types::StoredMembership;
 use shoal::raft::types::Vote;
 
+/// A failure to inject into the next `append`, to exercise how openraft reacts to a
+/// storage that poisons (IO error) or trips an assertion (panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendFault {
+    /// Report the append as failed through the `IOFlushed` callback, as a WAL does when
+    /// its fdatasync fails.
+    FlushError,
+    /// Panic inside `append`.
+    Panic,
+}
+
 #[derive(Debug, Default)]
 struct MemLog {
+    fault: Option<AppendFault>,
     vote: Option<Vote>,
     committed: Option<LogId>,
     last_purged: Option<LogId>,
@@ -53,6 +65,13 @@ struct MemLog {
 #[derive(Debug, Clone, Default)]
 pub struct MemLogStore {
     inner: Rc<RefCell<MemLog>>,
+}
+
+impl MemLogStore {
+    /// Make every later `append` fail with `fault`.
+    pub fn inject(&self, fault: AppendFault) {
+        self.inner.borrow_mut().fault = Some(fault);
+    }
 }
 
 impl RaftLogReader<TypeConfig> for MemLogStore {
@@ -108,6 +127,15 @@ impl RaftLogStorage<TypeConfig> for MemLogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let fault = self.inner.borrow().fault;
+        match fault {
+            Some(AppendFault::Panic) => panic!("injected panic in append"),
+            Some(AppendFault::FlushError) => {
+                callback.io_completed(Err(io::Error::other("injected fdatasync failure")));
+                return Ok(());
+            }
+            None => {}
+        }
         {
             let mut log = self.inner.borrow_mut();
             for entry in entries {
