@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use openraft::async_runtime::WatchReceiver;
 use openraft::errors::Fatal;
 use openraft_rt::AsyncRuntime;
 use raft_support::mem_network::MemRaft;
