@@ -102,6 +102,9 @@ fn single_node_elects_writes_reads_and_shuts_down() {
             })
             .await
             .unwrap_err();
-        assert!(err.fatal().is_some(), "{err}");
+        assert!(
+            matches!(err.fatal(), Some(openraft::errors::Fatal::Stopped)),
+            "{err}"
+        );
     });
 }
