@@ -216,7 +216,6 @@ impl AsyncRuntime for GlommioRuntime {
     fn new(_threads: usize) -> Self {
         // The trait offers no way to report an error; failing to create an io_uring
         // executor in a test is fatal to that test anyway.
-        #[allow(clippy::expect_used)]
         let executor = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .make()
             .expect("cannot create a glommio LocalExecutor");
