@@ -9,3 +9,5 @@ pub mod config;
 pub mod telemetry;
 
 pub use shoal_proto::limits;
+
+pub mod raft;

@@ -1,0 +1,16 @@
+//! Consensus for a shard: openraft `0.10.0-alpha.37` running on the shard's glommio
+//! executor.
+//!
+//! Owns the glommio `AsyncRuntime` ([`runtime`]), its `tokio::sync` channel adapters
+//! ([`sync`]) and the openraft type configuration of a Shoal group ([`types`]).
+//! Invariant: a `Raft` handle and everything it spawns live on one executor thread (the
+//! runtime is `single-threaded`, so nothing here is `Send`); other threads reach a group
+//! through channels only. See `docs/RAFT.md` for how the storage and network traits are
+//! meant to be implemented.
+
+pub mod runtime;
+pub mod sync;
+pub mod types;
+
+pub use runtime::GlommioRuntime;
+pub use types::TypeConfig;

@@ -1,0 +1,92 @@
+//! The openraft type configuration of a Shoal Raft group: what a log entry carries, what
+//! applying it answers, how nodes are named and addressed, and which runtime drives it.
+//!
+//! Invariants:
+//! - A [`Request`] is an opaque, already-encoded state-machine command: Raft replicates
+//!   and orders it but never looks inside. Decoding is the state machine's business, so
+//!   the encoding can evolve without touching consensus.
+//! - Every node of a group has a [`ShoalNode`] with both its client and peer address; the
+//!   addresses are part of the membership stored in the log, so all replicas agree on them.
+//! - The runtime is [`GlommioRuntime`]: a `Raft<TypeConfig>` is `!Send` and lives on the
+//!   executor thread that created it.
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use super::runtime::GlommioRuntime;
+
+/// The client command a log entry carries, encoded by the state machine's codec.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The encoded command (put, put-with-expiry, delete...).
+    pub command: Bytes,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Commands may hold user data: log their size, not their bytes.
+        write!(f, "Request({} bytes)", self.command.len())
+    }
+}
+
+/// What applying one entry answers, encoded by the state machine's codec. Blank and
+/// membership entries answer an empty reply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Response {
+    /// The encoded outcome of the command.
+    pub reply: Bytes,
+}
+
+/// Where a node can be reached: clients connect to `client_addr`, the peers of its Raft
+/// groups to `peer_addr` (both `host:port`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShoalNode {
+    /// Address of the client protocol listener.
+    pub client_addr: String,
+    /// Address of the peer (Raft RPC) listener.
+    pub peer_addr: String,
+}
+
+impl fmt::Display for ShoalNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ShoalNode(client {}, peer {})",
+            self.client_addr, self.peer_addr
+        )
+    }
+}
+
+/// A node's id inside a cluster (the same for all its shards' groups).
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of every Shoal Raft group. Vote, LeaderId
+    /// (`leader_id_adv`), Entry, Responder and Batch are openraft's defaults.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = ShoalNode,
+        AsyncRuntime = GlommioRuntime,
+);
+
+/// A log id (leader id + index) of a Shoal group.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A vote (term, candidate, committed flag) of a Shoal group.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// A log entry of a Shoal group: `log_id` + `payload` (`Blank`, `Normal(Request)` or
+/// `Membership`).
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// The payload of an [`Entry`].
+pub type EntryPayload = openraft::type_config::alias::EntryPayloadOf<TypeConfig>;
+/// A membership config together with the log id that introduced it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// What a snapshot covers: last included log id and membership.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// A snapshot whose data is `SD` (the state machine's `SnapshotData`).
+pub type Snapshot<SD> = openraft::type_config::alias::SnapshotOf<TypeConfig, SD>;
+/// A Raft handle of a Shoal group whose state machine is `SM` (openraft 0.10 makes the state
+/// machine a type parameter of `Raft`).
+pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
