@@ -285,11 +285,17 @@ impl Command {
     }
 }
 
-/// `SELECT`'s index: Redis's `getIntFromObjectOrReply` (an `int`).
+/// `SELECT`'s index: Redis's `getIntFromObjectOrReply` (an `int`), with its two texts.
 fn parse_select(raw: &[u8]) -> Result<i64, ErrorReply> {
-    parse_i64(raw)
-        .filter(|&v| i32::try_from(v).is_ok())
-        .ok_or_else(ErrorReply::not_integer)
+    let value = parse_i64(raw).ok_or_else(ErrorReply::not_integer)?;
+    if i32::try_from(value).is_err() {
+        return Err(ErrorReply::new(format!(
+            "value is out of range, value must between {} and {}",
+            i32::MIN,
+            i32::MAX
+        )));
+    }
+    Ok(value)
 }
 
 /// Redis 7's `helloCommand` argument handling.
