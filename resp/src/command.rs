@@ -170,6 +170,8 @@ impl Command {
         let spec = resolve(&args)?;
         // Arity is checked: indexing below stays within what the arity guarantees.
         let command = match spec.name {
+            // PING's table arity is -1 but pingCommand refuses more than one message.
+            "ping" if args.len() > 2 => return Err(ErrorReply::wrong_arity("ping")),
             "ping" => Command::Ping(args.get(1).cloned()),
             "echo" => Command::Echo(args.swap_remove(1)),
             "hello" => Command::Hello(parse_hello(&args)?),

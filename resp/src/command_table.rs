@@ -2,7 +2,8 @@
 //!
 //! One table drives arity checks, `COMMAND COUNT/INFO/DOCS` and the unknown-command
 //! decision, so they cannot disagree. Entries mirror Redis 7's metadata for the same
-//! commands (arity, flags, ACL categories, key positions, summary, since, group).
+//! commands (arity, flags, ACL categories, key positions, summary, since, group),
+//! checked against redis-server 7.0.15 (CLIENT SETINFO is from 7.2).
 //!
 //! Invariants: names are lowercase; subcommand full names are `container|sub`; a
 //! container (an entry with subcommands) has negative arity.
@@ -102,7 +103,7 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         &["noscript", "loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns the name of the connection.",
+        "Get the current connection name",
         "2.6.9",
         "connection"
     ),
@@ -112,7 +113,7 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         &["noscript", "loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns the unique client ID of the connection.",
+        "Returns the client ID for the current connection",
         "5.0.0",
         "connection"
     ),
@@ -122,7 +123,7 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         &["noscript", "loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Sets information specific to the client or connection.",
+        "Set client or connection specific info",
         "7.2.0",
         "connection"
     ),
@@ -132,7 +133,7 @@ const CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         &["noscript", "loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Sets the connection name.",
+        "Set the current connection name",
         "2.6.9",
         "connection"
     ),
@@ -145,7 +146,7 @@ const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
         &["loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns a count of commands.",
+        "Get total number of Redis commands",
         "2.8.13",
         "server"
     ),
@@ -155,7 +156,7 @@ const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
         &["loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns documentary information about one, multiple or all commands.",
+        "Get array of specific Redis command documentation",
         "7.0.0",
         "server"
     ),
@@ -165,7 +166,7 @@ const COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
         &["loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns information about one, multiple or all commands.",
+        "Get array of specific Redis command details, or all when no argument is given.",
         "2.8.13",
         "server"
     ),
@@ -177,7 +178,7 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[spec!(
     &["admin", "noscript", "loading", "stale"],
     NO_KEYS,
     &["@admin", "@slow", "@dangerous"],
-    "Returns the effective values of configuration parameters.",
+    "Get the values of configuration parameters",
     "2.0.0",
     "server"
 )];
@@ -190,7 +191,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &[],
         NO_KEYS,
         &["@slow"],
-        "A container for client connection commands.",
+        "A container for client connection commands",
         "2.4.0",
         "connection",
         CLIENT_SUBCOMMANDS
@@ -201,7 +202,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["loading", "stale"],
         NO_KEYS,
         SLOW_CONN,
-        "Returns detailed information about all commands.",
+        "Get array of Redis command details",
         "2.8.13",
         "server",
         COMMAND_SUBCOMMANDS
@@ -212,7 +213,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &[],
         NO_KEYS,
         &["@slow"],
-        "A container for server configuration commands.",
+        "A container for server configuration commands",
         "2.0.0",
         "server",
         CONFIG_SUBCOMMANDS
@@ -223,7 +224,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         NO_KEYS,
         KEYSPACE_READ,
-        "Returns the number of keys in the database.",
+        "Return the number of keys in the selected database",
         "1.0.0",
         "server"
     ),
@@ -233,7 +234,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write"],
         ALL_KEYS,
         &["@keyspace", "@write", "@slow"],
-        "Deletes one or more keys.",
+        "Delete a key",
         "1.0.0",
         "generic"
     ),
@@ -243,7 +244,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["fast"],
         NO_KEYS,
         FAST_CONN,
-        "Returns the given string.",
+        "Echo the given string",
         "1.0.0",
         "connection"
     ),
@@ -253,7 +254,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         ALL_KEYS,
         KEYSPACE_READ,
-        "Determines whether one or more keys exist.",
+        "Determine if a key exists",
         "1.0.0",
         "generic"
     ),
@@ -263,7 +264,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "fast"],
         ONE_KEY,
         KEYSPACE_WRITE_FAST,
-        "Sets the expiration time of a key in seconds.",
+        "Set a key's time to live in seconds",
         "1.0.0",
         "generic"
     ),
@@ -273,7 +274,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         ONE_KEY,
         READ_STRING,
-        "Returns the string value of a key.",
+        "Get the value of a key",
         "1.0.0",
         "string"
     ),
@@ -290,7 +291,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         NO_KEYS,
         FAST_CONN,
-        "Handshakes with the Redis server.",
+        "Handshake with Redis",
         "6.0.0",
         "connection"
     ),
@@ -300,7 +301,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["loading", "stale"],
         NO_KEYS,
         &["@slow", "@dangerous"],
-        "Returns information and statistics about the server.",
+        "Get information and statistics about the server",
         "1.0.0",
         "server"
     ),
@@ -310,7 +311,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         ALL_KEYS,
         READ_STRING,
-        "Atomically returns the string values of one or more keys.",
+        "Get the values of all the given keys",
         "1.0.0",
         "string"
     ),
@@ -320,7 +321,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "fast"],
         ONE_KEY,
         KEYSPACE_WRITE_FAST,
-        "Removes the expiration time of a key.",
+        "Remove the expiration from a key",
         "2.2.0",
         "generic"
     ),
@@ -330,7 +331,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "fast"],
         ONE_KEY,
         KEYSPACE_WRITE_FAST,
-        "Sets the expiration time of a key in milliseconds.",
+        "Set a key's time to live in milliseconds",
         "2.6.0",
         "generic"
     ),
@@ -340,7 +341,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["fast"],
         NO_KEYS,
         FAST_CONN,
-        "Returns the server's liveliness response.",
+        "Ping the server",
         "1.0.0",
         "connection"
     ),
@@ -350,8 +351,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "denyoom"],
         ONE_KEY,
         WRITE_STRING,
-        "Sets both string value and expiration time in milliseconds of a key. The key is \
-         created if it doesn't exist.",
+        "Set the value and expiration in milliseconds of a key",
         "2.6.0",
         "string"
     ),
@@ -361,7 +361,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         ONE_KEY,
         KEYSPACE_READ,
-        "Returns the expiration time in milliseconds of a key.",
+        "Get the time to live for a key in milliseconds",
         "2.6.0",
         "generic"
     ),
@@ -378,7 +378,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
         NO_KEYS,
         FAST_CONN,
-        "Closes the connection.",
+        "Close the connection",
         "1.0.0",
         "connection"
     ),
@@ -388,7 +388,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["loading", "stale", "fast"],
         NO_KEYS,
         &["@fast", "@connection"],
-        "Changes the selected database.",
+        "Change the selected database for the current connection",
         "1.0.0",
         "connection"
     ),
@@ -398,8 +398,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "denyoom"],
         ONE_KEY,
         WRITE_STRING,
-        "Sets the string value of a key, ignoring its type. The key is created if it \
-         doesn't exist.",
+        "Set the string value of a key",
         "1.0.0",
         "string"
     ),
@@ -409,8 +408,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["write", "denyoom"],
         ONE_KEY,
         WRITE_STRING,
-        "Sets the string value and expiration time of a key. Creates the key if it doesn't \
-         exist.",
+        "Set the value and expiration of a key",
         "2.0.0",
         "string"
     ),
@@ -420,7 +418,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         &["readonly", "fast"],
         ONE_KEY,
         KEYSPACE_READ,
-        "Returns the expiration time in seconds of a key.",
+        "Get the time to live for a key in seconds",
         "1.0.0",
         "generic"
     ),

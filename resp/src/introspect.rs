@@ -34,7 +34,8 @@ fn status_set(items: &[&'static str]) -> Reply {
     Reply::Set(items.iter().map(|s| Reply::Simple(s)).collect())
 }
 
-/// One command's `COMMAND INFO` entry (Redis 7's 10-element array; key specs omitted).
+/// One command's `COMMAND INFO` entry: Redis 7.0's 10-element array (key specs and
+/// tips left empty).
 pub fn command_info(spec: &CommandSpec) -> Reply {
     Reply::Array(vec![
         Reply::bulk_static(spec.name),
@@ -44,9 +45,16 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
         Reply::Integer(spec.last_key),
         Reply::Integer(spec.step),
         status_set(spec.acl_categories),
+        // Tips, then key specs: Redis 7.0 sends both as sets. Shoal sends none (the
+        // legacy first/last/step positions above describe every supported command).
         Reply::Set(vec![]),
-        Reply::Array(vec![]),
-        Reply::Array(spec.subcommands.iter().map(command_info).collect()),
+        Reply::Set(vec![]),
+        // Redis 7.0 sends an empty *set* when there are no subcommands, else an array.
+        if spec.subcommands.is_empty() {
+            Reply::Set(vec![])
+        } else {
+            Reply::Array(spec.subcommands.iter().map(command_info).collect())
+        },
     ])
 }
 

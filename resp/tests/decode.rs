@@ -58,7 +58,11 @@ fn whole_stream_pipelined() {
 fn every_split_point() {
     for split in 0..=STREAM.len() {
         let (a, b) = STREAM.split_at(split);
-        assert_eq!(decode_chunks(&[a, b]).unwrap(), stream_expected(), "split at {split}");
+        assert_eq!(
+            decode_chunks(&[a, b]).unwrap(),
+            stream_expected(),
+            "split at {split}"
+        );
     }
 }
 
@@ -67,7 +71,11 @@ fn every_pair_of_split_points() {
     for i in 0..=STREAM.len() {
         for j in i..=STREAM.len() {
             let parts = [&STREAM[..i], &STREAM[i..j], &STREAM[j..]];
-            assert_eq!(decode_chunks(&parts).unwrap(), stream_expected(), "splits {i},{j}");
+            assert_eq!(
+                decode_chunks(&parts).unwrap(),
+                stream_expected(),
+                "splits {i},{j}"
+            );
         }
     }
 }
@@ -88,7 +96,10 @@ fn incomplete_input_yields_nothing_and_keeps_progress() {
     assert_eq!(&buf[..], b"ab");
     buf.extend_from_slice(b"cde\r\n");
     let args = decoder.decode(&mut buf).unwrap().unwrap();
-    assert_eq!(args, vec![Bytes::from_static(b"GET"), Bytes::from_static(b"abcde")]);
+    assert_eq!(
+        args,
+        vec![Bytes::from_static(b"GET"), Bytes::from_static(b"abcde")]
+    );
     assert!(!decoder.is_mid_request());
     assert!(buf.is_empty());
 }
@@ -103,7 +114,10 @@ fn arguments_are_zero_copy_slices_of_the_read_buffer() {
     let args = decoder.decode(&mut buf).unwrap().unwrap();
     for arg in &args {
         let p = arg.as_ptr() as usize;
-        assert!(p >= start && p < end, "argument was copied out of the read buffer");
+        assert!(
+            p >= start && p < end,
+            "argument was copied out of the read buffer"
+        );
     }
 }
 
@@ -123,19 +137,33 @@ fn first_error(input: &[u8]) -> ProtocolError {
 fn malformed_requests_get_redis_texts() {
     let cases: &[(&[u8], &str)] = &[
         (b"*1\r\n:1\r\n", "ERR Protocol error: expected '$', got ':'"),
-        (b"*1\r\n*1\r\n$4\r\nPING\r\n", "ERR Protocol error: expected '$', got '*'"),
+        (
+            b"*1\r\n*1\r\n$4\r\nPING\r\n",
+            "ERR Protocol error: expected '$', got '*'",
+        ),
         (b"*abc\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*01\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n$-1\r\n", "ERR Protocol error: invalid bulk length"),
         (b"*1\r\n$abc\r\n", "ERR Protocol error: invalid bulk length"),
-        (b"GET \"abc\r\n", "ERR Protocol error: unbalanced quotes in request"),
-        (b"GET 'a'b\r\n", "ERR Protocol error: unbalanced quotes in request"),
+        (
+            b"GET \"abc\r\n",
+            "ERR Protocol error: unbalanced quotes in request",
+        ),
+        (
+            b"GET 'a'b\r\n",
+            "ERR Protocol error: unbalanced quotes in request",
+        ),
         (b"*1\r\n$4\r\nPINGxx", "ERR Protocol error: expected CRLF"),
         (b"*1\rx", "ERR Protocol error: expected CRLF"),
     ];
     for (input, text) in cases {
         let e = first_error(input);
-        assert_eq!(e.reply_text(), *text, "{:?}", String::from_utf8_lossy(input));
+        assert_eq!(
+            e.reply_text(),
+            *text,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
         assert!(e.reply().is_error());
     }
 }
@@ -143,7 +171,10 @@ fn malformed_requests_get_redis_texts() {
 #[test]
 fn argument_count_limit_is_checked_on_the_header_alone() {
     let header = format!("*{}\r\n", MAX_ARGS_PER_COMMAND + 1);
-    assert_eq!(first_error(header.as_bytes()), ProtocolError::InvalidMultibulkLength);
+    assert_eq!(
+        first_error(header.as_bytes()),
+        ProtocolError::InvalidMultibulkLength
+    );
     // At the limit, the header is accepted and the decoder waits for arguments.
     let mut decoder = RequestDecoder::new();
     let mut buf = BytesMut::from(format!("*{MAX_ARGS_PER_COMMAND}\r\n").as_bytes());
@@ -154,9 +185,15 @@ fn argument_count_limit_is_checked_on_the_header_alone() {
 #[test]
 fn bulk_length_limit_is_checked_before_the_bytes_arrive() {
     let header = format!("*2\r\n$3\r\nGET\r\n${}\r\n", MAX_ARG_LEN + 1);
-    assert_eq!(first_error(header.as_bytes()), ProtocolError::InvalidBulkLength);
+    assert_eq!(
+        first_error(header.as_bytes()),
+        ProtocolError::InvalidBulkLength
+    );
     let huge = "*1\r\n$9223372036854775807\r\n";
-    assert_eq!(first_error(huge.as_bytes()), ProtocolError::InvalidBulkLength);
+    assert_eq!(
+        first_error(huge.as_bytes()),
+        ProtocolError::InvalidBulkLength
+    );
 }
 
 #[test]
@@ -183,13 +220,19 @@ fn request_size_limit_is_checked_per_header() {
     }
     // One more header pushes the announced total past the limit: refused at once.
     buf.extend_from_slice(format!("${per_arg}\r\n").as_bytes());
-    assert_eq!(decoder.decode(&mut buf), Err(ProtocolError::RequestTooLarge));
+    assert_eq!(
+        decoder.decode(&mut buf),
+        Err(ProtocolError::RequestTooLarge)
+    );
 }
 
 #[test]
 fn header_lines_are_bounded() {
     let long = format!("*{}", "1".repeat(MAX_HEADER_LINE_LEN + 1));
-    assert_eq!(first_error(long.as_bytes()), ProtocolError::TooBigMultibulkCount);
+    assert_eq!(
+        first_error(long.as_bytes()),
+        ProtocolError::TooBigMultibulkCount
+    );
     let long = format!("*1\r\n${}", "1".repeat(MAX_HEADER_LINE_LEN + 1));
     assert_eq!(first_error(long.as_bytes()), ProtocolError::TooBigBulkCount);
     // A header just within the bound is still waited for.
@@ -205,7 +248,10 @@ fn inline_lines_are_bounded_before_their_newline() {
     // Still possibly a MAX_INLINE_LEN line followed by "\r\n".
     assert_eq!(decoder.decode(&mut buf).unwrap(), None);
     buf.extend_from_slice(b"a");
-    assert_eq!(decoder.decode(&mut buf), Err(ProtocolError::TooBigInlineRequest));
+    assert_eq!(
+        decoder.decode(&mut buf),
+        Err(ProtocolError::TooBigInlineRequest)
+    );
 
     // Exactly at the limit is accepted, with either terminator.
     for terminator in [&b"\r\n"[..], b"\n"] {
@@ -223,16 +269,23 @@ fn inline_lines_are_bounded_before_their_newline() {
 #[test]
 fn inline_word_count_is_bounded() {
     let line = "a ".repeat(MAX_ARGS_PER_COMMAND + 1) + "\n";
-    assert_eq!(first_error(line.as_bytes()), ProtocolError::TooManyInlineArgs);
+    assert_eq!(
+        first_error(line.as_bytes()),
+        ProtocolError::TooManyInlineArgs
+    );
     let line = "a ".repeat(MAX_ARGS_PER_COMMAND) + "\n";
-    let args = RequestDecoder::new().decode(&mut BytesMut::from(line.as_bytes())).unwrap();
+    let args = RequestDecoder::new()
+        .decode(&mut BytesMut::from(line.as_bytes()))
+        .unwrap();
     assert_eq!(args.unwrap().len(), MAX_ARGS_PER_COMMAND);
 }
 
 fn encode_request(args: &[Vec<u8>]) -> Vec<u8> {
     use redis_protocol::resp2::{encode::extend_encode, types::BytesFrame};
     let frame = BytesFrame::Array(
-        args.iter().map(|a| BytesFrame::BulkString(Bytes::copy_from_slice(a))).collect(),
+        args.iter()
+            .map(|a| BytesFrame::BulkString(Bytes::copy_from_slice(a)))
+            .collect(),
     );
     let mut out = BytesMut::new();
     extend_encode(&mut out, &frame, false).unwrap();
