@@ -241,7 +241,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec!(
         "echo",
         2,
-        &["fast"],
+        &["loading", "stale", "fast"],
         NO_KEYS,
         FAST_CONN,
         "Echo the given string",
@@ -369,12 +369,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         "quit",
         -1,
         &[
-            "allow_busy",
             "noscript",
             "loading",
             "stale",
             "fast",
-            "no_auth"
+            "no_auth",
+            "allow_busy"
         ],
         NO_KEYS,
         FAST_CONN,

@@ -51,6 +51,16 @@ pub enum ReadOp {
     },
 }
 
+impl ReadOp {
+    /// The key(s) the read touches, for routing to shards.
+    pub fn keys(&self) -> &[Bytes] {
+        match self {
+            ReadOp::Get { key } | ReadOp::Ttl { key, .. } => std::slice::from_ref(key),
+            ReadOp::MGet { keys } | ReadOp::Exists { keys } => keys,
+        }
+    }
+}
+
 /// A read and the time it is served at (keys whose expiry is `<= now_ms` are absent).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Read {
