@@ -112,11 +112,12 @@ pub fn render(sections: InfoSections, f: &InfoFigures) -> String {
         let _ = write!(
             out,
             "redis_version:{}\r\nshoal_version:{}\r\nredis_mode:standalone\r\n\
-             os:Linux\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
+             os:Linux\r\narch_bits:{}\r\nprocess_id:{}\r\ntcp_port:{}\r\n\
              uptime_in_seconds:{}\r\nuptime_in_days:{}\r\nshoal_node_id:{}\r\n\
              shoal_shards:{}\r\nshoal_cluster_nodes:{}\r\n",
             crate::REDIS_COMPAT_VERSION,
             f.shoal_version,
+            usize::BITS,
             f.process_id,
             f.tcp_port,
             f.uptime_ms / 1000,
@@ -151,11 +152,12 @@ pub fn render(sections: InfoSections, f: &InfoFigures) -> String {
     }
     if sections.keyspace {
         begin(&mut out, "Keyspace");
-        // Redis lists only non-empty databases.
+        // Redis lists only non-empty databases. Its `avg_ttl` estimate is left out:
+        // Shoal does not compute one, and clients parse the fields by name.
         if f.keys > 0 {
             let _ = write!(
                 out,
-                "db0:keys={},expires={},avg_ttl=0\r\n",
+                "db0:keys={},expires={}\r\n",
                 f.keys, f.keys_with_expiry
             );
         }
@@ -212,7 +214,7 @@ mod tests {
         assert_eq!(
             text,
             "# Clients\r\nconnected_clients:5\r\nmaxclients:4096\r\nblocked_clients:0\r\n\
-             \r\n# Keyspace\r\ndb0:keys=10,expires=4,avg_ttl=0\r\n"
+             \r\n# Keyspace\r\ndb0:keys=10,expires=4\r\n"
         );
         let all = render(InfoSections::ALL, &figures());
         assert!(all.starts_with("# Server\r\nredis_version:7.0.0\r\n"));
