@@ -24,11 +24,13 @@
 use bytes::{Buf, Bytes, BytesMut};
 use thiserror::Error;
 
+use crate::errors::ErrorReply;
 use crate::inline::{UnbalancedQuotes, split_args};
 use crate::limits::{
     MAX_ARG_LEN, MAX_ARGS_PER_COMMAND, MAX_HEADER_LINE_LEN, MAX_INLINE_LEN, MAX_REQUEST_LEN,
 };
 use crate::num::parse_i64;
+use crate::reply::Reply;
 
 /// Malformed or over-limit input: reply with [`ProtocolError::reply_text`], then close
 /// the connection. Texts match Redis 7 where Redis has the same check.
@@ -72,6 +74,11 @@ impl ProtocolError {
     /// `ERR Protocol error: invalid bulk length`).
     pub fn reply_text(&self) -> String {
         format!("ERR {self}")
+    }
+
+    /// The error reply to send before closing the connection.
+    pub fn reply(&self) -> Reply {
+        Reply::Error(ErrorReply::new(self.to_string()))
     }
 }
 

@@ -8,7 +8,7 @@
 //! 3. `plan` answers connection-level commands and turns data commands into a `Read` or
 //!    a `Write` (`WriteOp`: one atomic state-machine command each) for the node.
 //! 4. `Read::reply` / `WriteReplyShape::reply` turn store outcomes into a `Reply`, and
-//!    `encode` writes it as RESP2 or RESP3.
+//!    `encode_reply` writes it as RESP2 or RESP3.
 
 pub mod action;
 pub mod command;
@@ -32,8 +32,8 @@ pub use connection::{ConnectionState, Protocol};
 pub use decode::{ProtocolError, RequestDecoder};
 pub use errors::ErrorReply;
 pub use info::{InfoFigures, InfoSections};
-pub use reply::{Reply, encode};
-pub use session::{Session, Step, encode_reply};
+pub use reply::{Reply, encode_reply};
+pub use session::{Session, Step};
 pub use set_options::{ExpireCondition, SetCondition, SetExpiry, SetName, SetOptions};
 pub use write_op::{
     Read, ReadOp, ReadOutcome, TtlLookup, TtlUpdate, Write, WriteOp, WriteOutcome, WriteReplyShape,

@@ -146,8 +146,8 @@ fn to_resp3(reply: &Reply) -> Frame3 {
     }
 }
 
-/// Appends `reply`, encoded for `protocol`, to `out`.
-pub fn encode(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
+/// Appends `reply`, encoded for `protocol`, to `out` (a buffer reused across replies).
+pub fn encode_reply(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
     let result = match protocol {
         Protocol::Resp2 => {
             redis_protocol::resp2::encode::extend_encode(out, &to_resp2(reply), false)

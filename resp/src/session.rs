@@ -16,8 +16,7 @@ use crate::action::{Action, plan};
 use crate::command::Command;
 use crate::connection::{ConnectionState, Protocol};
 use crate::decode::{ProtocolError, RequestDecoder};
-use crate::errors::ErrorReply;
-use crate::reply::{Reply, encode};
+use crate::reply::Reply;
 
 /// One planned command.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,16 +76,4 @@ impl Session {
         };
         Step { action, protocol }
     }
-}
-
-impl ProtocolError {
-    /// The error reply to send before closing the connection.
-    pub fn reply(&self) -> Reply {
-        Reply::Error(ErrorReply::new(self.to_string()))
-    }
-}
-
-/// Appends `reply` encoded for `protocol` to `out` (a buffer reused across replies).
-pub fn encode_reply(reply: &Reply, protocol: Protocol, out: &mut BytesMut) {
-    encode(reply, protocol, out);
 }

@@ -7,11 +7,11 @@ use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use shoal_resp::info::{InfoFigures, render};
 use shoal_resp::introspect::{command_info_reply, config_get_reply, hello_reply};
-use shoal_resp::{ConnectionState, ErrorReply, InfoSections, Protocol, Reply, encode};
+use shoal_resp::{ConnectionState, ErrorReply, InfoSections, Protocol, Reply, encode_reply};
 
 fn enc(reply: &Reply, protocol: Protocol) -> Vec<u8> {
     let mut out = BytesMut::new();
-    encode(reply, protocol, &mut out);
+    encode_reply(reply, protocol, &mut out);
     out.to_vec()
 }
 
@@ -91,8 +91,8 @@ fn aggregate_golden_bytes() {
 #[test]
 fn encoder_appends_to_a_reused_buffer() {
     let mut out = BytesMut::new();
-    encode(&Reply::Ok, Protocol::Resp2, &mut out);
-    encode(&Reply::Integer(1), Protocol::Resp2, &mut out);
+    encode_reply(&Reply::Ok, Protocol::Resp2, &mut out);
+    encode_reply(&Reply::Integer(1), Protocol::Resp2, &mut out);
     assert_eq!(&out[..], b"+OK\r\n:1\r\n");
 }
 
