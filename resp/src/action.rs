@@ -56,13 +56,17 @@ fn plan_inner(
     match command {
         Command::Ping(None) => reply(Reply::Simple("PONG")),
         Command::Ping(Some(msg)) | Command::Echo(msg) => reply(Reply::Bulk(msg)),
+        Command::Auth(None, _password) => Err(ErrorReply::new(
+            "AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        )),
+        Command::Auth(Some(user), _password) => {
+            check_user(&user)?;
+            reply(Reply::Ok)
+        }
         Command::Hello(hello) => {
             if let Some((user, _password)) = &hello.auth {
-                // Shoal has no users: like Redis's default configuration, the `default`
-                // user needs no password; any other user does not exist.
-                if &user[..] != b"default" {
-                    return Err(ErrorReply::wrongpass());
-                }
+                check_user(user)?;
             }
             if let Some(name) = hello.setname {
                 state.set_name(name);
@@ -136,6 +140,15 @@ fn plan_inner(
         Command::ClientId => reply(Reply::Integer(i64::try_from(state.id).unwrap_or(i64::MAX))),
         Command::ConfigGet(patterns) => reply(introspect::config_get_reply(&patterns)),
     }
+}
+
+/// Shoal has no users: like Redis's default configuration, the `default` user accepts
+/// any password, and no other user exists.
+fn check_user(user: &[u8]) -> Result<(), ErrorReply> {
+    if user != b"default" {
+        return Err(ErrorReply::wrongpass());
+    }
+    Ok(())
 }
 
 /// The state-machine op for a SET/SETEX/PSETEX.

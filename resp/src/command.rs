@@ -58,6 +58,8 @@ pub enum Command {
     Echo(Bytes),
     /// `HELLO ...`
     Hello(Hello),
+    /// `AUTH [username] password`: the username (`default` when omitted) and password.
+    Auth(Option<Bytes>, Bytes),
     /// `GET key`
     Get(Bytes),
     /// `SET`, `SETEX`, `PSETEX`
@@ -175,6 +177,11 @@ impl Command {
             "ping" => Command::Ping(args.get(1).cloned()),
             "echo" => Command::Echo(args.swap_remove(1)),
             "hello" => Command::Hello(parse_hello(&args)?),
+            "auth" => match args.len() {
+                2 => Command::Auth(None, args.swap_remove(1)),
+                3 => Command::Auth(Some(args[1].clone()), args.swap_remove(2)),
+                _ => return Err(ErrorReply::syntax()),
+            },
             "get" => {
                 check_key(&args[1])?;
                 Command::Get(args.swap_remove(1))

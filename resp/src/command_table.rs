@@ -186,6 +186,23 @@ const CONFIG_SUBCOMMANDS: &[CommandSpec] = &[spec!(
 /// Every supported top-level command, sorted by name.
 pub const COMMANDS: &[CommandSpec] = &[
     spec!(
+        "auth",
+        -2,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy"
+        ],
+        NO_KEYS,
+        FAST_CONN,
+        "Authenticate to the server",
+        "1.0.0",
+        "connection"
+    ),
+    spec!(
         "client",
         -2,
         &[],

@@ -313,6 +313,14 @@ fn connection_commands_update_state() {
         step(&mut s, "echo hi").0,
         Action::Reply(Reply::Bulk(b("hi")))
     );
+    assert_eq!(
+        step(&mut s, "auth default secret").0,
+        Action::Reply(Reply::Ok)
+    );
+    match step(&mut s, "auth secret").0 {
+        Action::Reply(Reply::Error(e)) => assert!(e.text().starts_with("ERR AUTH <password>")),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(step(&mut s, "quit").0, Action::Close(Reply::Ok));
     assert!(s.state().closing);
 }
