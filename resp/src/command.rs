@@ -6,7 +6,7 @@
 //! command (`MAX_BATCH_KEYS`), value length (`MAX_VALUE_LEN`).
 //!
 //! Invariant: a parsed `Command` is fully validated except for checks that need the
-//! clock (absolute expiry overflow), which `write_op::plan` does with `now_ms`.
+//! clock (absolute expiry overflow), which `action::plan` does with `now_ms`.
 
 use bytes::Bytes;
 use shoal_proto::limits::{MAX_BATCH_KEYS, MAX_KEY_LEN, MAX_VALUE_LEN};

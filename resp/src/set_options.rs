@@ -5,7 +5,7 @@
 //! positive millisecond count that did not overflow when converted from seconds, and
 //! relative ones are within Shoal's `MAX_TTL_SECS`; `ExpireCondition` never holds NX
 //! together with XX, GT or LT, nor GT together with LT. Nothing here reads a clock:
-//! turning relative times into absolute ones happens in `write_op` with `now_ms`.
+//! turning relative times into absolute ones happens in `action::plan` with `now_ms`.
 
 use bytes::Bytes;
 use shoal_proto::limits::MAX_TTL_SECS;
