@@ -145,8 +145,13 @@ impl DecodeError {
     /// Decides how a node answers this error (see [`Disposition`]).
     pub fn disposition(&self) -> Disposition {
         let header = self.header();
-        // Responses (high bit) and peer frames are never answered with a client error.
-        if header.opcode & RESPONSE_BIT != 0 || channel_of(header.opcode) == Channel::Peer {
+        // Responses (high bit) are never answered. Peer frames are not answered either,
+        // except to refuse a version: the `Error` frame is version-independent, so an
+        // incompatible peer learns why it is cut off.
+        let is_version = matches!(self, DecodeError::UnsupportedVersion { .. });
+        if header.opcode & RESPONSE_BIT != 0
+            || (channel_of(header.opcode) == Channel::Peer && !is_version)
+        {
             return Disposition::Close;
         }
         let error = match self {
