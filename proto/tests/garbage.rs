@@ -25,6 +25,7 @@ fn drain(role: Role, mut buf: BytesMut) -> usize {
             }
             Ok(None) => {
                 assert!(buf.len() < d.bytes_needed(&buf), "Ok(None) with a whole frame buffered");
+                assert!(buf.capacity() <= cap, "the decoder reserved memory");
                 break;
             }
             Err(e) => {
