@@ -36,7 +36,10 @@ mod tests {
         assert_eq!(xxh3_64(b"user:1001"), 0x7838_6458_0EE6_6E90);
         assert_eq!(xxh3_64(&[0u8; 100]), 0x801F_EDC7_4CCD_608C);
         assert_eq!(shard_for_key(b"user:1001", 16), 0);
-        assert_eq!(shard_for_key(b"user:1001", 7), (0x7838_6458_0EE6_6E90u64 % 7) as u32);
+        assert_eq!(
+            shard_for_key(b"user:1001", 7),
+            (0x7838_6458_0EE6_6E90u64 % 7) as u32
+        );
         assert_eq!(
             shard_for_key(b"", 16),
             (0x2D06_8005_38D3_94C2u64 % 16) as u32

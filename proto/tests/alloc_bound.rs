@@ -66,8 +66,15 @@ fn peak_while_decoding(role: Role, mut buf: BytesMut) -> usize {
 }
 
 fn header(opcode: Opcode, body_len: u32) -> [u8; HEADER_LEN] {
-    Header { version: 1, opcode: opcode.as_u8(), flags: 0, status: 0, request_id: 1, body_len }
-        .to_bytes()
+    Header {
+        version: 1,
+        opcode: opcode.as_u8(),
+        flags: 0,
+        status: 0,
+        request_id: 1,
+        body_len,
+    }
+    .to_bytes()
 }
 
 /// Bound on allocation for `n` input bytes: the peer path copies the body once into an
@@ -90,7 +97,10 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
     ] {
         let buf = BytesMut::from(&header(op, len)[..]);
         let peak = peak_while_decoding(role, buf);
-        assert!(peak <= 256, "{role:?} {op}: {peak} bytes allocated for an announced {len}");
+        assert!(
+            peak <= 256,
+            "{role:?} {op}: {peak} bytes allocated for an announced {len}"
+        );
     }
 
     // 2. A GetMulti announcing MAX_BATCH_KEYS keys in a tiny body: refused before the
@@ -100,7 +110,10 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
     buf.put_u32_le(ANY);
     buf.put_u32_le(MAX_BATCH_KEYS as u32);
     let peak = peak_while_decoding(Role::Server, buf);
-    assert!(peak <= 256, "{peak} bytes allocated for a lying batch count");
+    assert!(
+        peak <= 256,
+        "{peak} bytes allocated for a lying batch count"
+    );
 
     // 3. A legitimate full batch allocates its handle vector, which stays within bound.
     let mut buf = BytesMut::new();
@@ -108,7 +121,11 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
     encode_request(
         &mut buf,
         1,
-        &Request::GetMulti(GetMulti { shard: None, keys, consistency: ReadConsistency::Stale }),
+        &Request::GetMulti(GetMulti {
+            shard: None,
+            keys,
+            consistency: ReadConsistency::Stale,
+        }),
     )
     .unwrap();
     let n = buf.len();
@@ -116,7 +133,10 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
     assert!(peak <= bound(n), "full batch: {peak} > bound({n})");
 
     // 4. Random input and corrupted valid frames, every role.
-    let mut runner = TestRunner::new(Config { cases: 512, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 512,
+        ..Config::default()
+    });
     let strat = (
         common::request(),
         common::response(),
@@ -130,7 +150,10 @@ fn decoding_allocates_at_most_a_small_multiple_of_the_input() {
             encode_request(&mut streams[0], 1, &req).unwrap();
             encode_response(&mut streams[1], 1, &resp).unwrap();
             encode_peer(&mut streams[2], 1, &peer).unwrap();
-            for (mut s, role) in streams.into_iter().zip([Role::Server, Role::Client, Role::Peer]) {
+            for (mut s, role) in streams
+                .into_iter()
+                .zip([Role::Server, Role::Client, Role::Peer])
+            {
                 for (i, v) in &flips {
                     let at = i.index(s.len());
                     s[at] = *v;

@@ -21,10 +21,16 @@ fn drain(role: Role, mut buf: BytesMut) -> usize {
         match d.decode(&mut buf) {
             Ok(Some(_)) => {
                 frames += 1;
-                assert!(buf.len() + HEADER_LEN <= before, "a frame consumed less than a header");
+                assert!(
+                    buf.len() + HEADER_LEN <= before,
+                    "a frame consumed less than a header"
+                );
             }
             Ok(None) => {
-                assert!(buf.len() < d.bytes_needed(&buf), "Ok(None) with a whole frame buffered");
+                assert!(
+                    buf.len() < d.bytes_needed(&buf),
+                    "Ok(None) with a whole frame buffered"
+                );
                 assert!(buf.capacity() <= cap, "the decoder reserved memory");
                 break;
             }
@@ -32,10 +38,17 @@ fn drain(role: Role, mut buf: BytesMut) -> usize {
                 // Every error must come with a disposition (this must not panic either).
                 let _ = e.disposition();
                 if e.is_recoverable() {
-                    assert!(buf.len() + HEADER_LEN <= before, "a recoverable error consumed nothing");
+                    assert!(
+                        buf.len() + HEADER_LEN <= before,
+                        "a recoverable error consumed nothing"
+                    );
                 } else {
                     assert_eq!(buf.len(), before, "a fatal error must not consume");
-                    assert_eq!(d.decode(&mut buf), Err(e), "poisoned decoder repeats its error");
+                    assert_eq!(
+                        d.decode(&mut buf),
+                        Err(e),
+                        "poisoned decoder repeats its error"
+                    );
                     break;
                 }
             }
@@ -57,12 +70,26 @@ fn framed_garbage() -> impl Strategy<Value = BytesMut> {
         prop_oneof![Just(0u8), 0..12u8, any::<u8>()],
         any::<u64>(),
         proptest::collection::vec(any::<u8>(), 0..512),
-        prop_oneof![Just(None), Just(Some(u32::MAX)), any::<u32>().prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            Just(Some(u32::MAX)),
+            any::<u32>().prop_map(Some)
+        ],
     )
         .prop_map(|(version, opcode, flags, status, request_id, body, len)| {
             let body_len = len.unwrap_or(body.len() as u32);
             let mut b = BytesMut::new();
-            b.put_slice(&Header { version, opcode, flags, status, request_id, body_len }.to_bytes());
+            b.put_slice(
+                &Header {
+                    version,
+                    opcode,
+                    flags,
+                    status,
+                    request_id,
+                    body_len,
+                }
+                .to_bytes(),
+            );
             b.put_slice(&body);
             b
         })

@@ -12,7 +12,9 @@ use shoal_proto::peer::*;
 use shoal_proto::*;
 
 fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.hex"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.hex"))
 }
 
 /// Parses hex with whitespace and `#` comment lines.
@@ -56,7 +58,10 @@ fn check(name: &str, role: Role, encoded: BytesMut, expected: Frame) {
         "{name}: encoder output differs from the golden vector"
     );
     let mut buf = BytesMut::from(&golden[..]);
-    let frame = FrameDecoder::new(role).decode(&mut buf).expect("golden decodes").expect("whole frame");
+    let frame = FrameDecoder::new(role)
+        .decode(&mut buf)
+        .expect("golden decodes")
+        .expect("whole frame");
     assert_eq!(frame, expected, "{name}: decoded frame differs");
     assert!(buf.is_empty());
 }
@@ -64,19 +69,43 @@ fn check(name: &str, role: Role, encoded: BytesMut, expected: Frame) {
 fn req(name: &str, id: u64, r: Request) {
     let mut b = BytesMut::new();
     encode_request(&mut b, id, &r).unwrap();
-    check(name, Role::Server, b, Frame::Request(RequestFrame { request_id: id, request: r }));
+    check(
+        name,
+        Role::Server,
+        b,
+        Frame::Request(RequestFrame {
+            request_id: id,
+            request: r,
+        }),
+    );
 }
 
 fn resp(name: &str, id: u64, r: Response) {
     let mut b = BytesMut::new();
     encode_response(&mut b, id, &r).unwrap();
-    check(name, Role::Client, b, Frame::Response(ResponseFrame { request_id: id, response: r }));
+    check(
+        name,
+        Role::Client,
+        b,
+        Frame::Response(ResponseFrame {
+            request_id: id,
+            response: r,
+        }),
+    );
 }
 
 fn peer(name: &str, id: u64, m: PeerMessage) {
     let mut b = BytesMut::new();
     encode_peer(&mut b, id, &m).unwrap();
-    check(name, Role::Peer, b, Frame::Peer(PeerFrame { request_id: id, message: m }));
+    check(
+        name,
+        Role::Peer,
+        b,
+        Frame::Peer(PeerFrame {
+            request_id: id,
+            message: m,
+        }),
+    );
 }
 
 #[test]
@@ -85,17 +114,29 @@ fn client_requests() {
     req(
         "get_linearizable",
         2,
-        Request::Get(Get { shard: Some(3), key: Bytes::from_static(b"k"), consistency: ReadConsistency::Linearizable }),
+        Request::Get(Get {
+            shard: Some(3),
+            key: Bytes::from_static(b"k"),
+            consistency: ReadConsistency::Linearizable,
+        }),
     );
     req(
         "get_stale_any_shard",
         3,
-        Request::Get(Get { shard: None, key: Bytes::from_static(b"key"), consistency: ReadConsistency::Stale }),
+        Request::Get(Get {
+            shard: None,
+            key: Bytes::from_static(b"key"),
+            consistency: ReadConsistency::Stale,
+        }),
     );
     req(
         "put",
         0x0102_0304_0506_0708,
-        Request::Put(Put { shard: None, key: Bytes::from_static(b"ab"), value: Bytes::from_static(b"xyz") }),
+        Request::Put(Put {
+            shard: None,
+            key: Bytes::from_static(b"ab"),
+            value: Bytes::from_static(b"xyz"),
+        }),
     );
     req(
         "put_with_ttl",
@@ -120,24 +161,49 @@ fn client_requests() {
 
 #[test]
 fn client_responses() {
-    resp("get_found", 2, Response::Get(Some(Bytes::from_static(b"hi"))));
+    resp(
+        "get_found",
+        2,
+        Response::Get(Some(Bytes::from_static(b"hi"))),
+    );
     resp("get_not_found", 2, Response::Get(None));
-    resp("get_multi_resp", 6, Response::GetMulti(vec![Some(Bytes::from_static(b"v")), None]));
+    resp(
+        "get_multi_resp",
+        6,
+        Response::GetMulti(vec![Some(Bytes::from_static(b"v")), None]),
+    );
     resp(
         "error_not_leader",
         7,
         Response::Error(ErrorResponse::new(
             ErrorDetail::NotLeader {
-                leader: Some(NodeInfo { node_id: 2, addr: "10.0.0.2:7000".into(), shard_addrs: vec![] }),
+                leader: Some(NodeInfo {
+                    node_id: 2,
+                    addr: "10.0.0.2:7000".into(),
+                    shard_addrs: vec![],
+                }),
             },
             "not leader",
         )),
     );
-    resp("error_busy", 9, Response::Error(ErrorResponse::new(ErrorDetail::Busy { retry_after_ms: 5 }, "")));
+    resp(
+        "error_busy",
+        9,
+        Response::Error(ErrorResponse::new(
+            ErrorDetail::Busy { retry_after_ms: 5 },
+            "",
+        )),
+    );
     resp(
         "error_wrong_shard",
         10,
-        Response::Error(ErrorResponse::new(ErrorDetail::WrongShard { owner_shard: 5, shard_count: 8 }, "ws")),
+        Response::Error(ErrorResponse::new(
+            ErrorDetail::WrongShard {
+                owner_shard: 5,
+                shard_count: 8,
+            },
+            "ws",
+        )),
     );
 }
 
@@ -160,32 +226,74 @@ fn peer_frames() {
         "peer_vote",
         2,
         PeerMessage::Vote(VoteRequest {
-            vote: Vote { term: 5, node_id: Some(1), committed: false },
-            last_log_id: Some(LogId { term: 4, node_id: 2, index: 99 }),
+            vote: Vote {
+                term: 5,
+                node_id: Some(1),
+                committed: false,
+            },
+            last_log_id: Some(LogId {
+                term: 4,
+                node_id: 2,
+                index: 99,
+            }),
         }),
     );
     peer(
         "peer_append_entries",
         3,
         PeerMessage::AppendEntries(AppendEntriesRequest {
-            vote: Vote { term: 5, node_id: Some(1), committed: true },
-            prev_log_id: Some(LogId { term: 5, node_id: 1, index: 10 }),
+            vote: Vote {
+                term: 5,
+                node_id: Some(1),
+                committed: true,
+            },
+            prev_log_id: Some(LogId {
+                term: 5,
+                node_id: 1,
+                index: 10,
+            }),
             entries: vec![
-                Entry { log_id: LogId { term: 5, node_id: 1, index: 11 }, payload: EntryPayload::Blank },
                 Entry {
-                    log_id: LogId { term: 5, node_id: 1, index: 12 },
+                    log_id: LogId {
+                        term: 5,
+                        node_id: 1,
+                        index: 11,
+                    },
+                    payload: EntryPayload::Blank,
+                },
+                Entry {
+                    log_id: LogId {
+                        term: 5,
+                        node_id: 1,
+                        index: 12,
+                    },
                     payload: EntryPayload::Normal(b"put k v".to_vec()),
                 },
                 Entry {
-                    log_id: LogId { term: 5, node_id: 1, index: 13 },
+                    log_id: LogId {
+                        term: 5,
+                        node_id: 1,
+                        index: 13,
+                    },
                     payload: EntryPayload::Membership(Membership {
                         configs: vec![vec![1, 2, 3]],
-                        nodes: vec![PeerNode { node_id: 1, addr: "a:1".into() }],
+                        nodes: vec![PeerNode {
+                            node_id: 1,
+                            addr: "a:1".into(),
+                        }],
                     }),
                 },
             ],
-            leader_commit: Some(LogId { term: 5, node_id: 1, index: 10 }),
+            leader_commit: Some(LogId {
+                term: 5,
+                node_id: 1,
+                index: 10,
+            }),
         }),
     );
-    peer("peer_append_ok", 3, PeerMessage::AppendEntriesResponse(AppendEntriesResponse::Success));
+    peer(
+        "peer_append_ok",
+        3,
+        PeerMessage::AppendEntriesResponse(AppendEntriesResponse::Success),
+    );
 }

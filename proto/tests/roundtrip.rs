@@ -161,25 +161,39 @@ proptest! {
 #[test]
 fn decoded_values_are_slices_of_the_read_buffer() {
     let value = Bytes::from(vec![7u8; 4096]);
-    let req = Request::Put(Put { shard: Some(3), key: Bytes::from_static(b"k"), value: value.clone() });
+    let req = Request::Put(Put {
+        shard: Some(3),
+        key: Bytes::from_static(b"k"),
+        value: value.clone(),
+    });
     let mut buf = BytesMut::with_capacity(8192);
     encode_request(&mut buf, 9, &req).unwrap();
     let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-    let Some(Frame::Request(RequestFrame { request: Request::Put(p), .. })) =
-        FrameDecoder::new(Role::Server).decode(&mut buf).unwrap()
+    let Some(Frame::Request(RequestFrame {
+        request: Request::Put(p),
+        ..
+    })) = FrameDecoder::new(Role::Server).decode(&mut buf).unwrap()
     else {
         panic!("expected a put");
     };
     assert_eq!(p.value, value);
-    assert!(range.contains(&(p.value.as_ptr() as usize)), "value was copied out of the read buffer");
-    assert!(range.contains(&(p.key.as_ptr() as usize)), "key was copied out of the read buffer");
+    assert!(
+        range.contains(&(p.value.as_ptr() as usize)),
+        "value was copied out of the read buffer"
+    );
+    assert!(
+        range.contains(&(p.key.as_ptr() as usize)),
+        "key was copied out of the read buffer"
+    );
 
     let resp = Response::GetMulti(vec![Some(value.clone()), None]);
     let mut buf = BytesMut::new();
     encode_response(&mut buf, 1, &resp).unwrap();
     let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
-    let Some(Frame::Response(ResponseFrame { response: Response::GetMulti(vs), .. })) =
-        FrameDecoder::new(Role::Client).decode(&mut buf).unwrap()
+    let Some(Frame::Response(ResponseFrame {
+        response: Response::GetMulti(vs),
+        ..
+    })) = FrameDecoder::new(Role::Client).decode(&mut buf).unwrap()
     else {
         panic!("expected get_multi");
     };
@@ -197,5 +211,11 @@ fn largest_legal_put_round_trips() {
     });
     let mut buf = BytesMut::new();
     encode_request(&mut buf, 1, &req).unwrap();
-    assert_eq!(decode_all(Role::Server, buf), vec![Frame::Request(RequestFrame { request_id: 1, request: req })]);
+    assert_eq!(
+        decode_all(Role::Server, buf),
+        vec![Frame::Request(RequestFrame {
+            request_id: 1,
+            request: req
+        })]
+    );
 }

@@ -42,28 +42,54 @@ pub fn request() -> impl Strategy<Value = Request> {
             max_version: a.max(b)
         })),
         Just(Request::Ping),
-        (shard(), bytes(64), consistency())
-            .prop_map(|(shard, key, consistency)| Request::Get(Get { shard, key, consistency })),
+        (shard(), bytes(64), consistency()).prop_map(|(shard, key, consistency)| Request::Get(
+            Get {
+                shard,
+                key,
+                consistency
+            }
+        )),
         (shard(), vec(bytes(16), 0..20), consistency()).prop_map(|(shard, keys, consistency)| {
-            Request::GetMulti(GetMulti { shard, keys, consistency })
+            Request::GetMulti(GetMulti {
+                shard,
+                keys,
+                consistency,
+            })
         }),
-        (shard(), bytes(64), bytes(256))
-            .prop_map(|(shard, key, value)| Request::Put(Put { shard, key, value })),
+        (shard(), bytes(64), bytes(256)).prop_map(|(shard, key, value)| Request::Put(Put {
+            shard,
+            key,
+            value
+        })),
         (shard(), bytes(64), bytes(256), 1..=MAX_TTL_MS).prop_map(|(shard, key, value, ttl_ms)| {
-            Request::PutWithTtl(PutWithTtl { shard, key, value, ttl_ms })
+            Request::PutWithTtl(PutWithTtl {
+                shard,
+                key,
+                value,
+                ttl_ms,
+            })
         }),
         (shard(), bytes(64)).prop_map(|(shard, key)| Request::Delete(Delete { shard, key })),
         Just(Request::Topology),
         (0..MAX_SHARDS as u32, any::<u64>(), addr()).prop_map(|(group, node_id, addr)| {
-            Request::AddLearner(AddLearner { group, node_id, addr })
-        }),
-        (0..MAX_SHARDS as u32, vec(any::<u64>(), 1..=MAX_NODES), any::<bool>()).prop_map(
-            |(group, voters, retain)| Request::ChangeMembership(ChangeMembership {
+            Request::AddLearner(AddLearner {
                 group,
-                voters,
-                retain
+                node_id,
+                addr,
             })
-        ),
+        }),
+        (
+            0..MAX_SHARDS as u32,
+            vec(any::<u64>(), 1..=MAX_NODES),
+            any::<bool>()
+        )
+            .prop_map(|(group, voters, retain)| Request::ChangeMembership(
+                ChangeMembership {
+                    group,
+                    voters,
+                    retain
+                }
+            )),
         option::of(0..MAX_SHARDS as u32).prop_map(|group| Request::Status { group }),
     ]
 }
@@ -111,29 +137,38 @@ pub fn group_status() -> impl Strategy<Value = GroupStatus> {
         ],
         any::<u64>(),
         option::of(any::<u64>()),
-        (option::of(any::<u64>()), option::of(any::<u64>()), option::of(any::<u64>())),
+        (
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+            option::of(any::<u64>()),
+        ),
         node_ids(),
         node_ids(),
     )
-        .prop_map(|(group, role, term, leader, (l, c, a), voters, learners)| GroupStatus {
-            group,
-            role,
-            term,
-            leader,
-            last_log_index: l,
-            committed_index: c,
-            applied_index: a,
-            voters,
-            learners,
-        })
+        .prop_map(
+            |(group, role, term, leader, (l, c, a), voters, learners)| GroupStatus {
+                group,
+                role,
+                term,
+                leader,
+                last_log_index: l,
+                committed_index: c,
+                applied_index: a,
+                voters,
+                learners,
+            },
+        )
 }
 
 pub fn error_response() -> impl Strategy<Value = ErrorResponse> {
     let detail = prop_oneof![
         option::of(node_info(0)).prop_map(|leader| ErrorDetail::NotLeader { leader }),
-        (1..=MAX_SHARDS as u32).prop_flat_map(|n| (0..n, Just(n))).prop_map(
-            |(owner_shard, shard_count)| ErrorDetail::WrongShard { owner_shard, shard_count }
-        ),
+        (1..=MAX_SHARDS as u32)
+            .prop_flat_map(|n| (0..n, Just(n)))
+            .prop_map(|(owner_shard, shard_count)| ErrorDetail::WrongShard {
+                owner_shard,
+                shard_count
+            }),
         (1..=7u8, any::<u64>(), any::<u64>()).prop_map(|(l, max, actual)| ErrorDetail::TooLarge {
             limit: LimitKind::from_u8(l).expect("1..=7 are limit kinds"),
             max,
@@ -145,11 +180,12 @@ pub fn error_response() -> impl Strategy<Value = ErrorResponse> {
         Just(ErrorDetail::ShuttingDown),
         any::<u32>().prop_map(|retry_after_ms| ErrorDetail::Busy { retry_after_ms }),
         Just(ErrorDetail::Internal),
-        (any::<u8>(), any::<u8>())
-            .prop_map(|(min_version, max_version)| ErrorDetail::IncompatibleVersion {
+        (any::<u8>(), any::<u8>()).prop_map(|(min_version, max_version)| {
+            ErrorDetail::IncompatibleVersion {
                 min_version,
-                max_version
-            }),
+                max_version,
+            }
+        }),
     ];
     (detail, ".{0,60}").prop_map(|(d, m)| ErrorResponse::new(d, m))
 }
@@ -166,17 +202,19 @@ pub fn response() -> impl Strategy<Value = Response> {
                 any::<u32>(),
                 any::<u32>()
             ))
-            .prop_map(|(version, cluster_id, node_id, shard_count, connection_shard, f, i)| {
-                Response::Hello(HelloOk {
-                    version,
-                    cluster_id,
-                    node_id,
-                    shard_count,
-                    connection_shard,
-                    max_frame_len: f,
-                    max_in_flight: i,
-                })
-            }),
+            .prop_map(
+                |(version, cluster_id, node_id, shard_count, connection_shard, f, i)| {
+                    Response::Hello(HelloOk {
+                        version,
+                        cluster_id,
+                        node_id,
+                        shard_count,
+                        connection_shard,
+                        max_frame_len: f,
+                        max_in_flight: i,
+                    })
+                }
+            ),
         Just(Response::Pong),
         option::of(bytes(256)).prop_map(Response::Get),
         vec(option::of(bytes(32)), 0..20).prop_map(Response::GetMulti),
@@ -201,9 +239,13 @@ pub fn log_id() -> impl Strategy<Value = LogId> {
 }
 
 pub fn vote() -> impl Strategy<Value = Vote> {
-    (any::<u64>(), option::of(any::<u64>()), any::<bool>()).prop_map(|(term, node_id, committed)| {
-        Vote { term, node_id, committed }
-    })
+    (any::<u64>(), option::of(any::<u64>()), any::<bool>()).prop_map(
+        |(term, node_id, committed)| Vote {
+            term,
+            node_id,
+            committed,
+        },
+    )
 }
 
 pub fn membership() -> impl Strategy<Value = Membership> {
@@ -213,7 +255,10 @@ pub fn membership() -> impl Strategy<Value = Membership> {
     )
         .prop_map(|(configs, nodes)| Membership {
             configs,
-            nodes: nodes.into_iter().map(|(node_id, addr)| PeerNode { node_id, addr }).collect(),
+            nodes: nodes
+                .into_iter()
+                .map(|(node_id, addr)| PeerNode { node_id, addr })
+                .collect(),
         })
 }
 
@@ -231,31 +276,44 @@ pub fn entry() -> impl Strategy<Value = Entry> {
 
 pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
     prop_oneof![
-        (any::<u8>(), any::<u8>(), any::<u64>(), any::<u64>(), any::<u64>(), 1..=MAX_SHARDS as u32)
+        (
+            any::<u8>(),
+            any::<u8>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            1..=MAX_SHARDS as u32
+        )
             .prop_flat_map(|(a, b, c, f, t, s)| (Just((a, b, c, f, t, s)), 0..s))
-            .prop_map(|((a, b, cluster_id, from_node, to_node, shard_count), group)| {
-                PeerMessage::Hello(PeerHello {
-                    min_version: a.min(b),
-                    max_version: a.max(b),
-                    cluster_id,
-                    from_node,
-                    to_node,
-                    group,
-                    shard_count,
-                })
-            }),
+            .prop_map(
+                |((a, b, cluster_id, from_node, to_node, shard_count), group)| {
+                    PeerMessage::Hello(PeerHello {
+                        min_version: a.min(b),
+                        max_version: a.max(b),
+                        cluster_id,
+                        from_node,
+                        to_node,
+                        group,
+                        shard_count,
+                    })
+                }
+            ),
         (any::<u8>(), any::<u64>())
             .prop_map(|(version, node_id)| PeerMessage::HelloOk(PeerHelloOk { version, node_id })),
-        (vote(), option::of(log_id()), vec(entry(), 0..6), option::of(log_id())).prop_map(
-            |(vote, prev_log_id, entries, leader_commit)| {
+        (
+            vote(),
+            option::of(log_id()),
+            vec(entry(), 0..6),
+            option::of(log_id())
+        )
+            .prop_map(|(vote, prev_log_id, entries, leader_commit)| {
                 PeerMessage::AppendEntries(AppendEntriesRequest {
                     vote,
                     prev_log_id,
                     entries,
                     leader_commit,
                 })
-            }
-        ),
+            }),
         prop_oneof![
             Just(AppendEntriesResponse::Success),
             option::of(log_id()).prop_map(AppendEntriesResponse::PartialSuccess),
@@ -267,7 +325,11 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
             .prop_map(|(vote, last_log_id)| PeerMessage::Vote(VoteRequest { vote, last_log_id })),
         (vote(), any::<bool>(), option::of(log_id())).prop_map(
             |(vote, vote_granted, last_log_id)| {
-                PeerMessage::VoteResponse(VoteResponse { vote, vote_granted, last_log_id })
+                PeerMessage::VoteResponse(VoteResponse {
+                    vote,
+                    vote_granted,
+                    last_log_id,
+                })
             }
         ),
         (
@@ -285,7 +347,10 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
                     vote,
                     meta: SnapshotMeta {
                         last_log_id: last,
-                        last_membership: StoredMembership { log_id: mlog, membership },
+                        last_membership: StoredMembership {
+                            log_id: mlog,
+                            membership,
+                        },
                         snapshot_id: id,
                     },
                     offset,
@@ -293,9 +358,9 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
                     done,
                 })
             }),
-        vote().prop_map(|vote| PeerMessage::InstallSnapshotResponse(InstallSnapshotResponse {
-            vote
-        })),
+        vote().prop_map(
+            |vote| PeerMessage::InstallSnapshotResponse(InstallSnapshotResponse { vote })
+        ),
         (vote(), any::<u64>(), option::of(log_id())).prop_map(|(from_leader, to_node, last)| {
             PeerMessage::TransferLeader(TransferLeaderRequest {
                 from_leader,
@@ -338,10 +403,17 @@ pub fn encode_any(buf: &mut bytes::BytesMut, m: &AnyMsg) {
 
 pub fn expected_frame(m: &AnyMsg) -> Frame {
     match m.clone() {
-        AnyMsg::Req(request_id, request) => Frame::Request(RequestFrame { request_id, request }),
-        AnyMsg::Resp(request_id, response) => {
-            Frame::Response(ResponseFrame { request_id, response })
-        }
-        AnyMsg::Peer(request_id, message) => Frame::Peer(PeerFrame { request_id, message }),
+        AnyMsg::Req(request_id, request) => Frame::Request(RequestFrame {
+            request_id,
+            request,
+        }),
+        AnyMsg::Resp(request_id, response) => Frame::Response(ResponseFrame {
+            request_id,
+            response,
+        }),
+        AnyMsg::Peer(request_id, message) => Frame::Peer(PeerFrame {
+            request_id,
+            message,
+        }),
     }
 }
