@@ -1,6 +1,7 @@
 //! Allocation bounds, measured with a counting global allocator: decoding never allocates
 //! for lengths it has not received, and never more than a small multiple of the bytes it
 //! was given. This binary holds a single test so no other test allocates concurrently.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

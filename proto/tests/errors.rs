@@ -1,5 +1,6 @@
 //! Every refusal is a typed error with the right disposition: answer and go on, answer
 //! and close, or close; limits are enforced by both the encoder and the decoder.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 use bytes::{BufMut, Bytes, BytesMut};
 use shoal_proto::limits::*;

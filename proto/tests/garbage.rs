@@ -1,5 +1,6 @@
 //! Arbitrary and corrupted input never panics, always makes progress, and leaves the
 //! decoder either in sync or poisoned; buffers never grow past what was fed.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 

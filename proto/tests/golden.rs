@@ -4,6 +4,7 @@
 //! (rkyv) were produced by the encoder and reviewed; after an *intended* peer format
 //! change, regenerate them with `SHOAL_BLESS=1 cargo test -p shoal-proto --test golden`
 //! and bump the protocol version.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
 //! Property tests: every message round-trips through encode → decode; frames split at
 //! every byte boundary decode identically; several frames per buffer decode in order;
 //! decoded keys and values are zero-copy slices of the read buffer.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
