@@ -14,7 +14,7 @@ use crate::frame::{HEADER_LEN, Header, PROTOCOL_VERSION};
 use crate::limits::{MAX_FRAME_LEN, MAX_PEER_FRAME_LEN};
 use crate::opcode::Opcode;
 use crate::peer::{PeerMessage, encode_peer_body};
-use crate::request::Request;
+use crate::request::{ReadConsistency, Request, write_keyed};
 use crate::response::Response;
 use crate::status::{LimitKind, Status};
 
@@ -66,6 +66,63 @@ pub fn encode_error(
         request_id,
         MAX_FRAME_LEN,
         |b| err.encode(b).map_err(EncodeError::from),
+    )
+}
+
+/// Appends a `Get` request from borrowed bytes: the same frame as
+/// [`encode_request`] with [`Request::Get`], without building `Bytes` first.
+pub fn encode_get(
+    buf: &mut BytesMut,
+    request_id: u64,
+    shard: Option<u32>,
+    key: &[u8],
+    consistency: ReadConsistency,
+) -> Result<(), EncodeError> {
+    frame(
+        buf,
+        Opcode::Get,
+        consistency as u8,
+        Status::Ok,
+        request_id,
+        MAX_FRAME_LEN,
+        |b| write_keyed(b, shard, key, None, None).map_err(EncodeError::from),
+    )
+}
+
+/// Appends a `Put` (when `ttl_ms` is `None`) or `PutWithTtl` request from borrowed bytes.
+pub fn encode_put(
+    buf: &mut BytesMut,
+    request_id: u64,
+    shard: Option<u32>,
+    key: &[u8],
+    value: &[u8],
+    ttl_ms: Option<u64>,
+) -> Result<(), EncodeError> {
+    let op = if ttl_ms.is_some() {
+        Opcode::PutWithTtl
+    } else {
+        Opcode::Put
+    };
+    frame(buf, op, 0, Status::Ok, request_id, MAX_FRAME_LEN, |b| {
+        write_keyed(b, shard, key, Some(value), ttl_ms).map_err(EncodeError::from)
+    })
+}
+
+/// Appends a `Delete` request from borrowed bytes.
+pub fn encode_delete(
+    buf: &mut BytesMut,
+    request_id: u64,
+    shard: Option<u32>,
+    key: &[u8],
+) -> Result<(), EncodeError> {
+    frame(
+        buf,
+        Opcode::Delete,
+        0,
+        Status::Ok,
+        request_id,
+        MAX_FRAME_LEN,
+        |b| write_keyed(b, shard, key, None, None).map_err(EncodeError::from),
     )
 }
 

@@ -8,7 +8,7 @@
 //!
 //! Dependencies point one way: `limits`, `frame`, `opcode`, `status` ← `wire` ←
 //! message modules (`handshake`, `topology`, `error_response`, `request`, `response`,
-//! `peer`) ← `encoder`, `decoder`.
+//! `peer`) ← `encoder`, `decoder`, `peer_handshake`.
 
 pub mod limits;
 
@@ -20,6 +20,7 @@ mod frame;
 mod handshake;
 mod opcode;
 pub mod peer;
+mod peer_handshake;
 mod request;
 mod response;
 mod routing;
@@ -28,7 +29,10 @@ mod topology;
 mod wire;
 
 pub use decoder::{Frame, FrameDecoder, PeerFrame, RequestFrame, ResponseFrame, Role};
-pub use encoder::{encode_error, encode_peer, encode_request, encode_response};
+pub use encoder::{
+    encode_delete, encode_error, encode_get, encode_peer, encode_put, encode_request,
+    encode_response,
+};
 pub use error::{BodyError, DecodeError, Disposition, EncodeError};
 pub use error_response::{ErrorDetail, ErrorResponse};
 pub use frame::{
@@ -38,6 +42,7 @@ pub use frame::{
 pub use handshake::{Hello, HelloOk, MAGIC, negotiate_version};
 pub use opcode::{Channel, Opcode, RESPONSE_BIT};
 pub use peer::PeerMessage;
+pub use peer_handshake::{LocalPeer, accept_peer_hello};
 pub use request::{
     AddLearner, ChangeMembership, Delete, Get, GetMulti, Put, PutWithTtl, ReadConsistency, Request,
 };

@@ -9,12 +9,14 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::BodyError;
+use crate::error_response::{ErrorDetail, ErrorResponse};
 use crate::frame::FLAG_CONSISTENCY_MASK;
 use crate::handshake::Hello;
 use crate::limits::{
     MAX_ADDR_LEN, MAX_BATCH_KEYS, MAX_KEY_LEN, MAX_SHARDS, MAX_TTL_MS, MAX_VALUE_LEN,
 };
 use crate::opcode::Opcode;
+use crate::routing::shard_for_key;
 use crate::status::LimitKind;
 use crate::topology::{check_addr, check_node_list};
 use crate::wire::{Reader, check_limit, put_len_prefixed, put_opt_index, put_string, put_u64_list};
@@ -190,17 +192,57 @@ impl Request {
         }
     }
 
-    /// Writes the body; checks every limit first so nothing is written on error... except
-    /// that callers truncate on error anyway (see `encoder`).
+    /// Checks the shard the client stated against the owner of the request's key(s) under
+    /// the node's `shard_count`, so a client with a stale topology learns it.
+    ///
+    /// `Ok(Some(s))`: the request belongs to shard `s` (stated and correct, or computed when
+    /// the client sent `ANY`). `Ok(None)`: no single shard (not a keyed request, an empty
+    /// batch, or a `GetMulti` with `ANY`: the node fans out). `Err`: a `WrongShard` answer
+    /// naming the owner of the first key the stated shard does not own.
+    ///
+    /// # Panics
+    /// If `shard_count` is zero (a node always has at least one shard).
+    pub fn route(&self, shard_count: u32) -> Result<Option<u32>, ErrorResponse> {
+        let wrong = |owner_shard: u32, stated: u32| {
+            ErrorResponse::new(
+                ErrorDetail::WrongShard {
+                    owner_shard,
+                    shard_count,
+                },
+                format!(
+                    "shard {stated} does not own the key; shard {owner_shard} of {shard_count} does"
+                ),
+            )
+        };
+        let (stated, keys): (Option<u32>, &[Bytes]) = match self {
+            Request::Get(g) => (g.shard, std::slice::from_ref(&g.key)),
+            Request::Put(p) => (p.shard, std::slice::from_ref(&p.key)),
+            Request::PutWithTtl(p) => (p.shard, std::slice::from_ref(&p.key)),
+            Request::Delete(d) => (d.shard, std::slice::from_ref(&d.key)),
+            Request::GetMulti(g) => match g.shard {
+                None => return Ok(None),
+                Some(_) => (g.shard, &g.keys[..]),
+            },
+            _ => return Ok(None),
+        };
+        let mut route = None;
+        for key in keys {
+            let owner = shard_for_key(key, shard_count);
+            match stated {
+                Some(s) if s != owner => return Err(wrong(owner, s)),
+                _ => route = Some(owner),
+            }
+        }
+        Ok(route)
+    }
+
+    /// Writes the body after the header. On error the caller (`encoder`) truncates the
+    /// buffer back to the frame's start.
     pub(crate) fn encode_body(&self, buf: &mut BytesMut) -> Result<(), BodyError> {
         match self {
             Request::Hello(h) => h.encode(buf)?,
             Request::Ping | Request::Topology => {}
-            Request::Get(g) => {
-                check_limit(LimitKind::Key, MAX_KEY_LEN, g.key.len())?;
-                put_opt_index(buf, g.shard, MAX_SHARDS)?;
-                put_len_prefixed(buf, &g.key);
-            }
+            Request::Get(g) => write_keyed(buf, g.shard, &g.key, None, None)?,
             Request::GetMulti(g) => {
                 check_limit(LimitKind::Batch, MAX_BATCH_KEYS, g.keys.len())?;
                 put_opt_index(buf, g.shard, MAX_SHARDS)?;
@@ -210,27 +252,11 @@ impl Request {
                     put_len_prefixed(buf, k);
                 }
             }
-            Request::Put(p) => {
-                check_limit(LimitKind::Key, MAX_KEY_LEN, p.key.len())?;
-                check_limit(LimitKind::Value, MAX_VALUE_LEN, p.value.len())?;
-                put_opt_index(buf, p.shard, MAX_SHARDS)?;
-                put_len_prefixed(buf, &p.key);
-                put_len_prefixed(buf, &p.value);
-            }
+            Request::Put(p) => write_keyed(buf, p.shard, &p.key, Some(&p.value), None)?,
             Request::PutWithTtl(p) => {
-                check_limit(LimitKind::Key, MAX_KEY_LEN, p.key.len())?;
-                check_limit(LimitKind::Value, MAX_VALUE_LEN, p.value.len())?;
-                check_ttl(p.ttl_ms)?;
-                put_opt_index(buf, p.shard, MAX_SHARDS)?;
-                buf.put_u64_le(p.ttl_ms);
-                put_len_prefixed(buf, &p.key);
-                put_len_prefixed(buf, &p.value);
+                write_keyed(buf, p.shard, &p.key, Some(&p.value), Some(p.ttl_ms))?;
             }
-            Request::Delete(d) => {
-                check_limit(LimitKind::Key, MAX_KEY_LEN, d.key.len())?;
-                put_opt_index(buf, d.shard, MAX_SHARDS)?;
-                put_len_prefixed(buf, &d.key);
-            }
+            Request::Delete(d) => write_keyed(buf, d.shard, &d.key, None, None)?,
             Request::AddLearner(a) => {
                 check_addr(&a.addr)?;
                 group_id(a.group)?;
@@ -354,6 +380,34 @@ impl Request {
         r.finish()?;
         Ok(req)
     }
+}
+
+/// Body of the single-key requests (`Get`, `Put`, `PutWithTtl`, `Delete`) from borrowed
+/// bytes: `shard`, then `ttl_ms` when given, `key`, then `value` when given. Checks every
+/// limit before writing anything. Shared by [`Request`] and the borrowed encoders.
+pub(crate) fn write_keyed(
+    buf: &mut BytesMut,
+    shard: Option<u32>,
+    key: &[u8],
+    value: Option<&[u8]>,
+    ttl_ms: Option<u64>,
+) -> Result<(), BodyError> {
+    check_limit(LimitKind::Key, MAX_KEY_LEN, key.len())?;
+    if let Some(v) = value {
+        check_limit(LimitKind::Value, MAX_VALUE_LEN, v.len())?;
+    }
+    if let Some(ttl) = ttl_ms {
+        check_ttl(ttl)?;
+    }
+    put_opt_index(buf, shard, MAX_SHARDS)?;
+    if let Some(ttl) = ttl_ms {
+        buf.put_u64_le(ttl);
+    }
+    put_len_prefixed(buf, key);
+    if let Some(v) = value {
+        put_len_prefixed(buf, v);
+    }
+    Ok(())
 }
 
 fn group_id(g: u32) -> Result<u32, BodyError> {

@@ -498,3 +498,56 @@ fn bytes_needed_reports_header_then_whole_frame() {
     assert_eq!(d.bytes_needed(&buf[..HEADER_LEN]), buf.len());
     assert_eq!(d.bytes_needed(&buf), buf.len());
 }
+
+#[test]
+fn route_detects_a_stale_shard_and_computes_any() {
+    let key = Bytes::from_static(b"user:1001"); // shard 0 of 16, shard 4 of 7 (PROTOCOL.md)
+    let get = |shard| {
+        Request::Get(Get {
+            shard,
+            key: key.clone(),
+            consistency: ReadConsistency::Linearizable,
+        })
+    };
+    assert_eq!(get(Some(0)).route(16), Ok(Some(0)));
+    assert_eq!(get(None).route(7), Ok(Some(4)));
+    // The client believes S = 16 but the node has 7 shards.
+    let err = get(Some(0)).route(7).unwrap_err();
+    assert_eq!(
+        err.detail,
+        ErrorDetail::WrongShard {
+            owner_shard: 4,
+            shard_count: 7
+        }
+    );
+    let del = Request::Delete(Delete {
+        shard: Some(3),
+        key: key.clone(),
+    });
+    assert!(del.route(7).is_err());
+    // A batch stating a shard must be owned entirely by it; ANY fans out.
+    let other = (0..100u32)
+        .map(|i| Bytes::from(format!("k{i}")))
+        .find(|k| shard_for_key(k, 7) != 4)
+        .unwrap();
+    let multi = |shard, keys| {
+        Request::GetMulti(GetMulti {
+            shard,
+            keys,
+            consistency: ReadConsistency::Stale,
+        })
+    };
+    assert_eq!(
+        multi(Some(4), vec![key.clone(), key.clone()]).route(7),
+        Ok(Some(4))
+    );
+    assert!(matches!(
+        multi(Some(4), vec![key.clone(), other.clone()]).route(7),
+        Err(ErrorResponse {
+            detail: ErrorDetail::WrongShard { .. },
+            ..
+        })
+    ));
+    assert_eq!(multi(None, vec![key, other]).route(7), Ok(None));
+    assert_eq!(Request::Ping.route(7), Ok(None));
+}

@@ -220,3 +220,35 @@ fn largest_legal_put_round_trips() {
         })]
     );
 }
+
+proptest! {
+    /// The borrowed encoders produce exactly the frames of their `Request` twins.
+    #[test]
+    fn borrowed_encoders_match_request_encoding(
+        id in any::<u64>(),
+        shard in shard(),
+        key in bytes(64),
+        value in bytes(128),
+        ttl in proptest::option::of(1..=shoal_proto::limits::MAX_TTL_MS),
+        consistency in consistency(),
+    ) {
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encode_get(&mut a, id, shard, &key, consistency).unwrap();
+        encode_request(&mut b, id, &Request::Get(Get { shard, key: key.clone(), consistency })).unwrap();
+        prop_assert_eq!(&a, &b);
+
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encode_put(&mut a, id, shard, &key, &value, ttl).unwrap();
+        let req = match ttl {
+            None => Request::Put(Put { shard, key: key.clone(), value: value.clone() }),
+            Some(ttl_ms) => Request::PutWithTtl(PutWithTtl { shard, key: key.clone(), value: value.clone(), ttl_ms }),
+        };
+        encode_request(&mut b, id, &req).unwrap();
+        prop_assert_eq!(&a, &b);
+
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        encode_delete(&mut a, id, shard, &key).unwrap();
+        encode_request(&mut b, id, &Request::Delete(Delete { shard, key })).unwrap();
+        prop_assert_eq!(&a, &b);
+    }
+}
