@@ -4,8 +4,9 @@
 //! errors. A [`DecodeError`] keeps the raw header of the offending frame so the server can
 //! answer it by request id. [`DecodeError::disposition`] is the single place that decides
 //! between "answer with an error frame and keep the connection" (the bad frame was
-//! consumed whole), "answer, then close" (the stream cannot be resynchronised or the peer
-//! speaks another version) and "close without answering" (peer frames, responses).
+//! consumed whole), "answer, then close" (the stream cannot be resynchronised, or the
+//! other side speaks another version: even a peer gets that answer, as a version-independent
+//! `Error` frame) and "close without answering" (responses, and any other peer-frame error).
 
 use thiserror::Error;
 
