@@ -6,9 +6,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use shoal_proto::{
-    Frame, FrameDecoder, Role, encode_peer, encode_request, encode_response,
-};
+use shoal_proto::{Frame, FrameDecoder, Role, encode_peer, encode_request, encode_response};
 
 fn reencode(frame: &Frame) {
     let mut buf = BytesMut::new();
@@ -18,20 +16,26 @@ fn reencode(frame: &Frame) {
             Role::Server
         }
         Frame::Response(r) => {
-            encode_response(&mut buf, r.request_id, &r.response).expect("decoded response re-encodes");
+            encode_response(&mut buf, r.request_id, &r.response)
+                .expect("decoded response re-encodes");
             Role::Client
         }
         Frame::Peer(p) => {
-            encode_peer(&mut buf, p.request_id, &p.message).expect("decoded peer message re-encodes");
+            encode_peer(&mut buf, p.request_id, &p.message)
+                .expect("decoded peer message re-encodes");
             Role::Peer
         }
     };
-    let again = FrameDecoder::new(role).decode(&mut buf).expect("re-encoded frame decodes");
+    let again = FrameDecoder::new(role)
+        .decode(&mut buf)
+        .expect("re-encoded frame decodes");
     assert_eq!(again.as_ref(), Some(frame));
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, stream)) = data.split_first() else { return };
+    let Some((&sel, stream)) = data.split_first() else {
+        return;
+    };
     let role = [Role::Server, Role::Client, Role::Peer][usize::from(sel % 3)];
     let chunk = usize::from(sel / 3).max(1);
     let mut d = FrameDecoder::new(role);
