@@ -10,7 +10,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::error::DecodeError;
+use crate::error::{DecodeError, Disposition};
 use crate::frame::{HEADER_LEN, Header, MAX_PROTOCOL_VERSION, MIN_PROTOCOL_VERSION};
 use crate::limits::{MAX_FRAME_LEN, MAX_PEER_FRAME_LEN};
 use crate::opcode::{Channel, Opcode};
@@ -109,6 +109,19 @@ impl FrameDecoder {
     /// The role this decoder serves.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// What to do after `e` on this decoder's connection, taking the role into account:
+    /// a node reading requests answers what it can ([`DecodeError::disposition`]); a client
+    /// never answers a node, it closes; a peer only answers a version mismatch (with the
+    /// version-independent `Error` frame) and closes on anything else.
+    pub fn disposition(&self, e: &DecodeError) -> Disposition {
+        match (self.role, e) {
+            (Role::Server, _) | (Role::Peer, DecodeError::UnsupportedVersion { .. }) => {
+                e.disposition()
+            }
+            (Role::Client | Role::Peer, _) => Disposition::Close,
+        }
     }
 
     /// Total bytes `buf` must hold before the next call can make progress: the header, or

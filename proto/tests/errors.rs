@@ -551,3 +551,38 @@ fn route_detects_a_stale_shard_and_computes_any() {
     assert_eq!(multi(None, vec![key, other]).route(7), Ok(None));
     assert_eq!(Request::Ping.route(7), Ok(None));
 }
+
+#[test]
+fn decoder_disposition_depends_on_the_role() {
+    // Unknown client-range opcode: a server answers, a peer or a client closes.
+    let frame = raw_frame(header(0x05, 0, 0, 1, 0), b"");
+    for (role, answered) in [
+        (Role::Server, true),
+        (Role::Peer, false),
+        (Role::Client, false),
+    ] {
+        let mut d = FrameDecoder::new(role);
+        let e = d.decode(&mut frame.clone()).unwrap_err();
+        let disposition = d.disposition(&e);
+        assert_eq!(
+            matches!(disposition, Disposition::Answer { .. }),
+            answered,
+            "{role:?}"
+        );
+    }
+    // A version mismatch: a peer answers it too, then closes.
+    let mut h = header(Opcode::PeerRpc.as_u8(), 0, 0, 1, 0);
+    h.version = 7;
+    let mut d = FrameDecoder::new(Role::Peer);
+    let e = d.decode(&mut raw_frame(h, b"")).unwrap_err();
+    assert!(matches!(
+        d.disposition(&e),
+        Disposition::Answer { close: true, .. }
+    ));
+    // A client never answers, even a version mismatch.
+    let mut h = header(Opcode::Pong.as_u8(), 0, 0, 1, 0);
+    h.version = 7;
+    let mut d = FrameDecoder::new(Role::Client);
+    let e = d.decode(&mut raw_frame(h, b"")).unwrap_err();
+    assert_eq!(d.disposition(&e), Disposition::Close);
+}
