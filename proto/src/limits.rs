@@ -51,6 +51,16 @@ pub const MAX_SHARDS: usize = 256;
 /// Most nodes in one cluster.
 pub const MAX_NODES: usize = 7;
 
+/// Longest TTL accepted by `put_with_ttl`, in milliseconds, as carried on the wire.
+pub const MAX_TTL_MS: u64 = MAX_TTL_SECS * 1000;
+
+/// Longest human-readable message in an error frame, in bytes (UTF-8). Servers truncate
+/// longer messages at a character boundary; decoders refuse longer ones.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 1024;
+
+/// Longest network address string (`host:port`) in topology, status and admin frames.
+pub const MAX_ADDR_LEN: usize = 255;
+
 // The frame limit must hold the largest single put with room for its header and key.
 const _: () = assert!(MAX_VALUE_LEN + MAX_KEY_LEN + 4096 <= MAX_FRAME_LEN);
 const _: () = assert!(SNAPSHOT_CHUNK_LEN + 4096 <= MAX_PEER_FRAME_LEN);
