@@ -64,3 +64,35 @@ pub const MAX_ADDR_LEN: usize = 255;
 // The frame limit must hold the largest single put with room for its header and key.
 const _: () = assert!(MAX_VALUE_LEN + MAX_KEY_LEN + 4096 <= MAX_FRAME_LEN);
 const _: () = assert!(SNAPSHOT_CHUNK_LEN + 4096 <= MAX_PEER_FRAME_LEN);
+
+// --- The RESP (Redis protocol) front door -------------------------------------------
+
+/// Most arguments (command name included) in one RESP request. A multibulk header
+/// announcing more is a protocol error that closes the connection. Deliberately larger
+/// than `MAX_BATCH_KEYS + 1`, so a `DEL`/`MGET`/`EXISTS` with too many keys gets a readable
+/// error *reply* from the command parser instead of a dropped connection, while the
+/// argument vector stays bounded (at 32 bytes per `Bytes`, 256 KiB).
+pub const RESP_MAX_ARGS_PER_COMMAND: usize = 8 * MAX_BATCH_KEYS;
+
+/// Longest inline (telnet) RESP command line, in bytes, without its line terminator
+/// (Redis's `PROTO_INLINE_MAX_SIZE`).
+pub const RESP_MAX_INLINE_LEN: usize = 64 * 1024;
+
+/// Longest RESP `*<count>` or `$<len>` header line, in bytes, without its CRLF. Any valid
+/// count fits in 20 digits; a longer header is hostile or broken.
+pub const RESP_MAX_HEADER_LINE_LEN: usize = 32;
+
+/// Largest single RESP argument (bulk string), in bytes: the larger of a key and a value.
+/// Command parsing then checks keys against `MAX_KEY_LEN` precisely.
+pub const RESP_MAX_ARG_LEN: usize = if MAX_VALUE_LEN > MAX_KEY_LEN {
+    MAX_VALUE_LEN
+} else {
+    MAX_KEY_LEN
+};
+
+/// Largest RESP request, in bytes of argument payload summed over all its arguments. A
+/// request announcing more (checked as each bulk header is read) closes the connection.
+pub const RESP_MAX_REQUEST_LEN: usize = MAX_FRAME_LEN;
+
+const _: () = assert!(RESP_MAX_ARGS_PER_COMMAND > MAX_BATCH_KEYS + 1);
+const _: () = assert!(RESP_MAX_ARG_LEN <= RESP_MAX_REQUEST_LEN);
