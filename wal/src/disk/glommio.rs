@@ -1,0 +1,295 @@
+//! Real files: a [`Disk`] over a directory, read through glommio `DmaFile` (O_DIRECT,
+//! io_uring) and written durably by one of several measured paths ([`SyncMode`]).
+//!
+//! Why several paths: on this machine glommio's io_uring fdatasync costs about twice a
+//! plain `fdatasync(2)`, because io_uring runs fsync on a kernel worker thread. The
+//! `wal-bench` binary measures every mode against a raw baseline in one run; the default
+//! is the winner (see `docs/WAL.md` for the figures).
+//!
+//! Invariants: every file is opened with O_DIRECT and written in 4 KiB-aligned blocks
+//! from 4 KiB-aligned memory; `write_durable` returns only after the data is on stable
+//! storage (fdatasync or an O_DSYNC write completed); before any other `DmaFile` is
+//! opened, [`GlommioDisk::open`] reads a 4 KiB sentinel file holding written data, which
+//! avoids the EOPNOTSUPP read trap of glommio's per-thread iopoll probe (DESIGN.md).
+
+use super::{Disk, DiskFile};
+use bytes::Bytes;
+use glommio::io::{DmaFile, OpenOptions};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+
+/// How `write_durable` makes a write durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// glommio `DmaFile::write_at`, then glommio `fdatasync` (both io_uring).
+    UringFdatasync,
+    /// glommio `DmaFile::write_at` on a file opened with O_DSYNC: durable at completion.
+    UringDsync,
+    /// `pwrite` + `fdatasync` with plain syscalls on a dedicated thread per disk, which
+    /// wakes the executor on completion.
+    SyncThread,
+    /// `pwrite` + `fdatasync` with plain syscalls on the executor thread itself (blocks
+    /// the executor for the duration of the sync).
+    Inline,
+}
+
+impl SyncMode {
+    /// Every mode, for benchmarks.
+    pub const ALL: [SyncMode; 4] =
+        [SyncMode::UringFdatasync, SyncMode::UringDsync, SyncMode::SyncThread, SyncMode::Inline];
+    /// The production default: the fastest in `wal-bench` on this machine.
+    pub const DEFAULT: SyncMode = SyncMode::SyncThread;
+}
+
+struct Job {
+    file: Arc<File>,
+    offset: u64,
+    buf: AlignedBuf,
+    done: futures::channel::oneshot::Sender<io::Result<()>>,
+}
+
+/// A heap buffer whose visible part starts at a 4 KiB boundary (for O_DIRECT).
+struct AlignedBuf {
+    v: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn copy_of(data: &[u8]) -> Self {
+        let mut v = vec![0u8; data.len() + 4096];
+        let start = v.as_ptr().align_offset(4096);
+        v[start..start + data.len()].copy_from_slice(data);
+        AlignedBuf { v, start, len: data.len() }
+    }
+    fn as_slice(&self) -> &[u8] {
+        &self.v[self.start..self.start + self.len]
+    }
+}
+
+fn pwrite_sync(file: &File, offset: u64, buf: &[u8]) -> io::Result<()> {
+    file.write_all_at(buf, offset)?;
+    file.sync_data()
+}
+
+/// The dedicated sync thread of one disk; it exits when the disk is dropped.
+struct SyncThread {
+    tx: mpsc::Sender<Job>,
+}
+
+impl SyncThread {
+    fn start() -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new().name("wal-sync".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                let r = pwrite_sync(&job.file, job.offset, job.buf.as_slice());
+                let _ = job.done.send(r);
+            }
+        })?;
+        Ok(SyncThread { tx })
+    }
+}
+
+/// A WAL directory on a real file system.
+#[derive(Clone)]
+pub struct GlommioDisk {
+    dir: PathBuf,
+    mode: SyncMode,
+    syncer: Option<Rc<SyncThread>>,
+}
+
+impl std::fmt::Debug for GlommioDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlommioDisk").field("dir", &self.dir).field("mode", &self.mode).finish()
+    }
+}
+
+/// Name of the sentinel file read first on each executor.
+pub const SENTINEL: &str = "sentinel";
+
+impl GlommioDisk {
+    /// Opens (creating if needed) the directory `dir`. Must run on a glommio executor.
+    pub async fn open(dir: impl AsRef<Path>, mode: SyncMode) -> io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let sentinel = dir.join(SENTINEL);
+        if std::fs::metadata(&sentinel).map(|m| m.len() < 4096).unwrap_or(true) {
+            std::fs::write(&sentinel, [0xA5u8; 4096])?;
+            File::open(&sentinel)?.sync_all()?;
+            File::open(&dir)?.sync_all()?;
+        }
+        // The first DmaFile this thread opens must hold written data (EOPNOTSUPP trap).
+        let s = DmaFile::open(&sentinel).await?;
+        let _ = s.read_at(0, 4096).await?;
+        s.close().await?;
+        let syncer = match mode {
+            SyncMode::SyncThread => Some(Rc::new(SyncThread::start()?)),
+            _ => None,
+        };
+        Ok(GlommioDisk { dir, mode, syncer })
+    }
+
+    /// The write path in use.
+    pub fn mode(&self) -> SyncMode {
+        self.mode
+    }
+
+    async fn open_path(&self, path: &Path) -> io::Result<GlommioFile> {
+        let mut o = OpenOptions::new();
+        o.read(true).write(true);
+        if self.mode == SyncMode::UringDsync {
+            o.custom_flags(libc::O_DSYNC);
+        }
+        let dma = o.dma_open(path).await?;
+        let len = dma.file_size().await?;
+        let plain = match self.mode {
+            SyncMode::SyncThread | SyncMode::Inline => Some(Arc::new(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_DIRECT)
+                    .open(path)?,
+            )),
+            _ => None,
+        };
+        Ok(GlommioFile { dma: Rc::new(dma), plain, len, mode: self.mode, syncer: self.syncer.clone() })
+    }
+}
+
+/// An open segment or metadata file.
+pub struct GlommioFile {
+    dma: Rc<DmaFile>,
+    plain: Option<Arc<File>>,
+    len: u64,
+    mode: SyncMode,
+    syncer: Option<Rc<SyncThread>>,
+}
+
+impl std::fmt::Debug for GlommioFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlommioFile").field("len", &self.len).field("mode", &self.mode).finish()
+    }
+}
+
+const READ_CHUNK: usize = 4 << 20;
+const ZERO_CHUNK: usize = 1 << 20;
+
+impl Disk for GlommioDisk {
+    type File = GlommioFile;
+
+    async fn list(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir)? {
+            let e = e?;
+            if let Some(n) = e.file_name().to_str() {
+                if n != SENTINEL {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn open(&self, name: &str) -> io::Result<GlommioFile> {
+        self.open_path(&self.dir.join(name)).await
+    }
+
+    async fn create_zeroed(&self, name: &str, len: u64) -> io::Result<GlommioFile> {
+        let path = self.dir.join(name);
+        let f = OpenOptions::new().write(true).create(true).truncate(true).dma_open(&path).await?;
+        let mut zero = f.alloc_dma_buffer(ZERO_CHUNK);
+        zero.as_bytes_mut().fill(0);
+        let zero = Rc::new(zero);
+        let mut pos = 0u64;
+        while pos < len {
+            // A few writes in flight at once keep the device busy.
+            let mut batch = Vec::new();
+            while pos < len && batch.len() < 4 {
+                let n = (len - pos).min(ZERO_CHUNK as u64);
+                assert!(n == ZERO_CHUNK as u64, "segment sizes are multiples of 1 MiB");
+                batch.push(f.write_rc_at(zero.clone(), pos));
+                pos += n;
+            }
+            for r in futures::future::join_all(batch).await {
+                if r? != ZERO_CHUNK {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "short zero-fill write"));
+                }
+            }
+        }
+        f.fdatasync().await?;
+        f.close().await?;
+        self.open_path(&path).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        std::fs::rename(self.dir.join(from), self.dir.join(to))
+    }
+
+    async fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(self.dir.join(name))
+    }
+
+    async fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl DiskFile for GlommioFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if offset + len as u64 > self.len {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let mut reads = Vec::new();
+        let mut pos = 0usize;
+        while pos < len {
+            let n = (len - pos).min(READ_CHUNK);
+            reads.push(self.dma.read_at(offset + pos as u64, n));
+            pos += n;
+        }
+        let mut out = Vec::with_capacity(len);
+        for r in futures::future::join_all(reads).await {
+            out.extend_from_slice(&r?);
+        }
+        if out.len() != len {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if offset % 4096 != 0 || data.len() % 4096 != 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned O_DIRECT write"));
+        }
+        match (self.mode, &self.plain, &self.syncer) {
+            (SyncMode::UringFdatasync | SyncMode::UringDsync, _, _) => {
+                let mut buf = self.dma.alloc_dma_buffer(data.len());
+                buf.as_bytes_mut().copy_from_slice(data);
+                let n = self.dma.write_at(buf, offset).await?;
+                if n != data.len() {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+                }
+                if self.mode == SyncMode::UringFdatasync {
+                    self.dma.fdatasync().await?;
+                }
+                Ok(())
+            }
+            (SyncMode::SyncThread, Some(file), Some(syncer)) => {
+                let (done, rx) = futures::channel::oneshot::channel();
+                let buf = AlignedBuf::copy_of(data);
+                let job = Job { file: file.clone(), offset, buf, done };
+                syncer.tx.send(job).map_err(|_| io::Error::other("sync thread is gone"))?;
+                rx.await.map_err(|_| io::Error::other("sync thread dropped the write"))?
+            }
+            (SyncMode::Inline, Some(file), _) => pwrite_sync(file, offset, AlignedBuf::copy_of(data).as_slice()),
+            _ => Err(io::Error::other("file opened without the handle its sync mode needs")),
+        }
+    }
+}
