@@ -253,15 +253,17 @@ pub(crate) async fn prepare_segment<D: Disk>(disk: &D, id: u64, size: u64) -> Re
     Ok(Rc::new(f))
 }
 
-async fn segment_file<D: Disk + Clone + 'static>(inner: &Inner<D>, seg: u64) -> Result<Rc<D::File>> {
+pub(crate) async fn segment_file<D: Disk + Clone + 'static>(inner: &Inner<D>, seg: u64) -> Result<Rc<D::File>> {
     if let Some(f) = inner.st.borrow().files.get(&seg) {
         return Ok(f.clone());
     }
+    inner.st.borrow().usable()?;
     let prep = inner.prep.borrow_mut().take();
-    let f = match prep {
-        Some((id, task)) if id == seg => task.await?,
-        _ => prepare_segment(&inner.disk, seg, inner.cfg.segment_size).await?,
+    let r = match prep {
+        Some((id, task)) if id == seg => task.await,
+        _ => prepare_segment(&inner.disk, seg, inner.cfg.segment_size).await,
     };
+    let f = r.map_err(|e| poison(inner, e))?;
     inner.st.borrow_mut().files.insert(seg, f.clone());
     Ok(f)
 }

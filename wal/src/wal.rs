@@ -296,6 +296,14 @@ impl<D: Disk + Clone + 'static> Wal<D> {
         Ok(())
     }
 
+    /// Waits until the segment after the active one is zero-filled and in place (it is
+    /// prepared in the background; this lets a caller keep that work out of a
+    /// latency-sensitive phase).
+    pub async fn ready_next_segment(&self) -> Result<()> {
+        let next = self.inner.st.borrow().tail_seg + 1;
+        commit::segment_file(&self.inner, next).await.map(|_| ())
+    }
+
     /// First live index.
     pub fn first_index(&self) -> Option<u64> {
         self.inner.st.borrow().index.first()

@@ -42,7 +42,7 @@ impl SyncMode {
     pub const ALL: [SyncMode; 4] =
         [SyncMode::UringFdatasync, SyncMode::UringDsync, SyncMode::SyncThread, SyncMode::Inline];
     /// The production default: the fastest in `wal-bench` on this machine.
-    pub const DEFAULT: SyncMode = SyncMode::SyncThread;
+    pub const DEFAULT: SyncMode = SyncMode::UringFdatasync;
 }
 
 struct Job {
@@ -200,7 +200,8 @@ impl Disk for GlommioDisk {
 
     async fn create_zeroed(&self, name: &str, len: u64) -> io::Result<GlommioFile> {
         let path = self.dir.join(name);
-        let f = OpenOptions::new().write(true).create(true).truncate(true).dma_open(&path).await?;
+        let file = OpenOptions::new().write(true).create(true).truncate(true).dma_open(&path).await?;
+        let f = &file;
         let mut zero = f.alloc_dma_buffer(ZERO_CHUNK);
         zero.as_bytes_mut().fill(0);
         let zero = Rc::new(zero);
@@ -209,19 +210,25 @@ impl Disk for GlommioDisk {
             // A few writes in flight at once keep the device busy.
             let mut batch = Vec::new();
             while pos < len && batch.len() < 4 {
-                let n = (len - pos).min(ZERO_CHUNK as u64);
-                assert!(n == ZERO_CHUNK as u64, "segment sizes are multiples of 1 MiB");
-                batch.push(f.write_rc_at(zero.clone(), pos));
-                pos += n;
+                let n = (len - pos).min(ZERO_CHUNK as u64) as usize;
+                let buf = if n == ZERO_CHUNK {
+                    zero.clone()
+                } else {
+                    let mut b = f.alloc_dma_buffer(n);
+                    b.as_bytes_mut().fill(0);
+                    Rc::new(b)
+                };
+                batch.push(async move { (f.write_rc_at(buf, pos).await, n) });
+                pos += n as u64;
             }
-            for r in futures::future::join_all(batch).await {
-                if r? != ZERO_CHUNK {
+            for (r, n) in futures::future::join_all(batch).await {
+                if r? != n {
                     return Err(io::Error::new(io::ErrorKind::WriteZero, "short zero-fill write"));
                 }
             }
         }
-        f.fdatasync().await?;
-        f.close().await?;
+        file.fdatasync().await?;
+        file.close().await?;
         self.open_path(&path).await
     }
 

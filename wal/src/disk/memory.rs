@@ -79,6 +79,28 @@ impl MemDisk {
         Self::default()
     }
 
+    /// A deep copy of the whole disk (durable and volatile images, names); handles opened
+    /// on `self` do not work on the copy.
+    pub fn snapshot(&self) -> MemDisk {
+        let s = self.st.borrow();
+        let files = s
+            .files
+            .iter()
+            .map(|(id, f)| (*id, FileData { durable: f.durable.clone(), volatile: f.volatile.clone() }))
+            .collect();
+        let copy = State {
+            generation: s.generation + 1,
+            dead: s.dead,
+            files,
+            names: s.names.clone(),
+            durable_names: s.durable_names.clone(),
+            next_id: s.next_id,
+            writes: s.writes,
+            planned: None,
+        };
+        MemDisk { st: Rc::new(RefCell::new(copy)) }
+    }
+
     /// Plans `fault` for the write that comes `after` writes from now (0: the next one).
     pub fn plan_fault(&self, after: u64, fault: Fault) {
         let mut s = self.st.borrow_mut();
