@@ -20,7 +20,11 @@ pub struct TailCache {
 impl TailCache {
     /// An empty cache of `budget` payload bytes.
     pub fn new(budget: usize) -> Self {
-        TailCache { entries: VecDeque::new(), bytes: 0, budget }
+        TailCache {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
     }
 
     /// Adds the newest entry; its index is above every cached one.

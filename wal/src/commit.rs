@@ -29,7 +29,9 @@ pub(crate) struct Doorbell {
 
 impl std::fmt::Debug for Doorbell {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Doorbell").field("closed", &self.closed.get()).finish()
+        f.debug_struct("Doorbell")
+            .field("closed", &self.closed.get())
+            .finish()
     }
 }
 
@@ -89,7 +91,12 @@ impl Pending {
             .back()
             .is_some_and(|c| c.seg == seg && c.start + c.data.len() as u64 == off);
         if !fits {
-            let c = Chunk { seg, start: off, data: Vec::new(), ends: VecDeque::new() };
+            let c = Chunk {
+                seg,
+                start: off,
+                data: Vec::new(),
+                ends: VecDeque::new(),
+            };
             self.chunks.push_back(c);
         }
         &mut self.chunks.back_mut().expect("just ensured").data
@@ -144,7 +151,10 @@ fn take_unit<F>(st: &mut State<F>, cfg: &WalConfig) -> Option<Unit> {
     let (seg, start, data) = st.pending.take(cfg.max_write)?;
     if seg != st.dur_seg {
         // A new segment: everything in the previous one is already durable.
-        assert!(seg == st.dur_seg + 1 && start == 0, "segments are written in order");
+        assert!(
+            seg == st.dur_seg + 1 && start == 0,
+            "segments are written in order"
+        );
         st.dur_seg = seg;
         st.dur_off = 0;
         st.head_block.clear();
@@ -157,7 +167,13 @@ fn take_unit<F>(st: &mut State<F>, cfg: &WalConfig) -> Option<Unit> {
     buf.extend_from_slice(&data);
     buf.resize(buf.len().div_ceil(BLOCK as usize) * BLOCK as usize, 0);
     let new_bytes = data.len() as u64;
-    Some(Unit { seg, block_start, buf, new_end: start + new_bytes, new_bytes })
+    Some(Unit {
+        seg,
+        block_start,
+        buf,
+        new_end: start + new_bytes,
+        new_bytes,
+    })
 }
 
 /// Poisons the WAL with `e`: fails every waiter and drops unwritten records. Returns `e`.
@@ -253,7 +269,10 @@ pub(crate) async fn prepare_segment<D: Disk>(disk: &D, id: u64, size: u64) -> Re
     Ok(Rc::new(f))
 }
 
-pub(crate) async fn segment_file<D: Disk + Clone + 'static>(inner: &Inner<D>, seg: u64) -> Result<Rc<D::File>> {
+pub(crate) async fn segment_file<D: Disk + Clone + 'static>(
+    inner: &Inner<D>,
+    seg: u64,
+) -> Result<Rc<D::File>> {
     if let Some(f) = inner.st.borrow().files.get(&seg) {
         return Ok(f.clone());
     }

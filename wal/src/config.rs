@@ -56,8 +56,7 @@ impl WalConfig {
         if record_len(self.max_payload) as u64 + BLOCK > self.max_write {
             return bad("max_payload plus a record header and a block must fit in max_write");
         }
-        if self.max_write + record_len(crate::record::START_PAYLOAD_LEN) as u64
-            > self.segment_size
+        if self.max_write + record_len(crate::record::START_PAYLOAD_LEN) as u64 > self.segment_size
         {
             return bad("max_write plus a segment start record must fit in segment_size");
         }

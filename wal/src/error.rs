@@ -78,11 +78,18 @@ pub enum WalError {
 impl WalError {
     /// Wraps an I/O error, naming the operation.
     pub fn io(op: &'static str, source: std::io::Error) -> Self {
-        WalError::Io { op, source: Arc::new(source) }
+        WalError::Io {
+            op,
+            source: Arc::new(source),
+        }
     }
 
     /// Builds a corruption error.
     pub fn corruption(file: impl Into<String>, offset: u64, reason: impl Into<String>) -> Self {
-        WalError::Corruption { file: file.into(), offset, reason: reason.into() }
+        WalError::Corruption {
+            file: file.into(),
+            offset,
+            reason: reason.into(),
+        }
     }
 }

@@ -77,7 +77,11 @@ impl LogIndex {
 
     /// Adds an entry. The caller has checked `loc.index >= self.min_next()`.
     pub fn push(&mut self, loc: Loc) {
-        assert!(loc.index >= self.min_next(), "entry index {} out of order", loc.index);
+        assert!(
+            loc.index >= self.min_next(),
+            "entry index {} out of order",
+            loc.index
+        );
         let m = self.seg_max.entry(loc.segment).or_insert(0);
         *m = (*m).max(loc.index);
         self.locs.push_back(loc);
@@ -127,7 +131,12 @@ mod tests {
     use super::*;
 
     fn loc(index: u64, segment: u64) -> Loc {
-        Loc { index, segment, offset: 0, len: 0 }
+        Loc {
+            index,
+            segment,
+            offset: 0,
+            len: 0,
+        }
     }
 
     #[test]

@@ -83,7 +83,10 @@ pub fn decode_slot(slot: u64, b: &[u8]) -> SlotState {
     let mut s = [0u8; 8];
     s.copy_from_slice(&b[8..16]);
     let value = Bytes::copy_from_slice(&b[SLOT_HEADER..SLOT_HEADER + len]);
-    SlotState::Valid(Slot { seq: u64::from_le_bytes(s), value })
+    SlotState::Valid(Slot {
+        seq: u64::from_le_bytes(s),
+        value,
+    })
 }
 
 /// Picks the current value from both slots. Returns it (if any), the slot it is in, and
@@ -118,7 +121,10 @@ mod tests {
         let a = encode_slot(0, 4, b"vote-a");
         let b = encode_slot(1, 5, b"vote-b");
         let (v, i, d) = choose(decode_slot(0, &a), decode_slot(1, &b));
-        assert_eq!((v.unwrap().value, i, d), (Bytes::from_static(b"vote-b"), 1, None));
+        assert_eq!(
+            (v.unwrap().value, i, d),
+            (Bytes::from_static(b"vote-b"), 1, None)
+        );
         // A torn save of slot 1 leaves slot 0's value, and says so.
         let mut torn = b.clone();
         torn[20] ^= 1;

@@ -37,14 +37,27 @@ pub struct RecoveryReport {
     pub meta_damage: Option<String>,
 }
 
-async fn load_meta<D: Disk>(disk: &D, names: &[String]) -> Result<(MetaState<D::File>, Option<String>)> {
+async fn load_meta<D: Disk>(
+    disk: &D,
+    names: &[String],
+) -> Result<(MetaState<D::File>, Option<String>)> {
     let io = |op| move |e| WalError::io(op, e);
     if !names.iter().any(|n| n == META_FILE) {
         let tmp = format!("{META_FILE}.tmp");
-        let f = disk.create_zeroed(&tmp, META_FILE_LEN).await.map_err(io("meta create"))?;
-        disk.rename(&tmp, META_FILE).await.map_err(io("meta create"))?;
+        let f = disk
+            .create_zeroed(&tmp, META_FILE_LEN)
+            .await
+            .map_err(io("meta create"))?;
+        disk.rename(&tmp, META_FILE)
+            .await
+            .map_err(io("meta create"))?;
         disk.sync_dir().await.map_err(io("directory sync"))?;
-        let st = MetaState { file: Rc::new(f), slot: 1, seq: 0, value: None };
+        let st = MetaState {
+            file: Rc::new(f),
+            slot: 1,
+            seq: 0,
+            value: None,
+        };
         return Ok((st, None));
     }
     let f = disk.open(META_FILE).await.map_err(io("meta open"))?;
@@ -52,7 +65,10 @@ async fn load_meta<D: Disk>(disk: &D, names: &[String]) -> Result<(MetaState<D::
         let why = format!("meta file is {} bytes, not {META_FILE_LEN}", f.len());
         return Err(WalError::corruption(META_FILE, 0, why));
     }
-    let b = f.read_at(0, META_FILE_LEN as usize).await.map_err(io("meta read"))?;
+    let b = f
+        .read_at(0, META_FILE_LEN as usize)
+        .await
+        .map_err(io("meta read"))?;
     let a = meta::decode_slot(0, &b[..BLOCK as usize]);
     let c = meta::decode_slot(1, &b[BLOCK as usize..]);
     let (slot, cur, damage) = meta::choose(a, c);
@@ -60,7 +76,15 @@ async fn load_meta<D: Disk>(disk: &D, names: &[String]) -> Result<(MetaState<D::
         Some(s) => (s.seq, Some(s.value)),
         None => (0, None),
     };
-    Ok((MetaState { file: Rc::new(f), slot: cur, seq, value }, damage))
+    Ok((
+        MetaState {
+            file: Rc::new(f),
+            slot: cur,
+            seq,
+            value,
+        },
+        damage,
+    ))
 }
 
 pub(crate) async fn open<D: Disk + Clone + 'static>(
@@ -86,7 +110,10 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
     ids.sort_unstable();
     let mut files = BTreeMap::new();
     if ids.is_empty() {
-        files.insert(1, commit::prepare_segment(&disk, 1, cfg.segment_size).await?);
+        files.insert(
+            1,
+            commit::prepare_segment(&disk, 1, cfg.segment_size).await?,
+        );
         ids.push(1);
     }
     let mut replay = Replay::new(cfg.max_payload, cfg.max_write);
@@ -98,10 +125,16 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
             None => Rc::new(disk.open(&name).await.map_err(io("segment open"))?),
         };
         if f.len() % BLOCK != 0 || f.len() < BLOCK {
-            let why = format!("segment of {} bytes is not a positive multiple of 4096", f.len());
+            let why = format!(
+                "segment of {} bytes is not a positive multiple of 4096",
+                f.len()
+            );
             return Err(WalError::corruption(name, 0, why));
         }
-        let data = f.read_at(0, f.len() as usize).await.map_err(io("segment read"))?;
+        let data = f
+            .read_at(0, f.len() as usize)
+            .await
+            .map_err(io("segment read"))?;
         report.bytes_scanned += data.len() as u64;
         if replay.push(id, &name, &data)? {
             last_data = Some((id, data));
@@ -124,7 +157,9 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
                 let mut buf = head_block.clone();
                 buf.resize((stop as usize) - bs, 0);
                 let f = &files[id];
-                f.write_durable(bs as u64, &buf).await.map_err(io("torn tail cut"))?;
+                f.write_durable(bs as u64, &buf)
+                    .await
+                    .map_err(io("torn tail cut"))?;
             }
         }
     }
@@ -134,7 +169,11 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
     if let Some((id, data)) = &last_data {
         let mut tail: Vec<_> = Vec::new();
         let mut bytes = 0usize;
-        let all: Vec<_> = index.range(0, u64::MAX).rev().take_while(|l| l.segment == *id).collect();
+        let all: Vec<_> = index
+            .range(0, u64::MAX)
+            .rev()
+            .take_while(|l| l.segment == *id)
+            .collect();
         for l in all {
             if bytes + l.len as usize > cfg.cache_bytes {
                 break;

@@ -68,7 +68,10 @@ pub fn encode(
     durable: u32,
     payload: &[u8],
 ) {
-    assert!(offset % ALIGN as u64 == 0, "record offset {offset} not aligned");
+    assert!(
+        offset % ALIGN as u64 == 0,
+        "record offset {offset} not aligned"
+    );
     let len = u32::try_from(payload.len()).expect("payload length checked by the caller");
     let start = out.len();
     out.extend_from_slice(&[0; 4]);
@@ -171,7 +174,13 @@ pub fn decode(segment: u64, data: &[u8], base: u64, offset: u64, max_payload: us
     if u64::from(durable) > offset {
         return Decoded::Invalid("durable point after the record itself");
     }
-    Decoded::Valid(Record { kind, index, durable, offset, len })
+    Decoded::Valid(Record {
+        kind,
+        index,
+        durable,
+        offset,
+        len,
+    })
 }
 
 #[cfg(test)]
@@ -183,17 +192,25 @@ mod tests {
         let mut buf = vec![0u8; 16];
         encode(&mut buf, 7, 16, Kind::Entry, 42, 8, b"hello");
         buf.resize(256, 0);
-        let Decoded::Valid(r) = decode(7, &buf, 0, 16, 1024) else { panic!("not valid") };
+        let Decoded::Valid(r) = decode(7, &buf, 0, 16, 1024) else {
+            panic!("not valid")
+        };
         assert_eq!((r.kind, r.index, r.durable, r.len), (Kind::Entry, 42, 8, 5));
         assert_eq!(&buf[r.payload_range()], b"hello");
         assert_eq!(r.end(), 16 + 32);
         // Same bytes, other segment: rejected.
-        assert_eq!(decode(8, &buf, 0, 16, 1024), Decoded::Invalid("checksum mismatch"));
+        assert_eq!(
+            decode(8, &buf, 0, 16, 1024),
+            Decoded::Invalid("checksum mismatch")
+        );
         // Moved to another offset: rejected.
         let mut moved = vec![0u8; 24];
         moved.extend_from_slice(&buf[16..48]);
         moved.resize(256, 0);
-        assert_eq!(decode(7, &moved, 0, 24, 1024), Decoded::Invalid("checksum mismatch"));
+        assert_eq!(
+            decode(7, &moved, 0, 24, 1024),
+            Decoded::Invalid("checksum mismatch")
+        );
         assert_eq!(decode(7, &buf, 0, 64, 1024), Decoded::Zero);
         // Length above the limit is refused before the CRC is computed.
         assert!(matches!(decode(7, &buf, 0, 16, 4), Decoded::Invalid(_)));
@@ -207,7 +224,10 @@ mod tests {
             for bit in 0..8 {
                 let mut b = buf.clone();
                 b[byte] ^= 1 << bit;
-                assert!(!matches!(decode(1, &b, 0, 0, 64), Decoded::Valid(_)), "{byte}:{bit}");
+                assert!(
+                    !matches!(decode(1, &b, 0, 0, 64), Decoded::Valid(_)),
+                    "{byte}:{bit}"
+                );
             }
         }
     }

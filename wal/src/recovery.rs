@@ -100,7 +100,14 @@ pub fn scan_segment(id: u64, data: &[u8], max_payload: usize, max_write: u64) ->
             y += ALIGN as u64;
         }
     }
-    SegmentScan { records, end, invalid, garbage_end, far_garbage, durable_witness }
+    SegmentScan {
+        records,
+        end,
+        invalid,
+        garbage_end,
+        far_garbage,
+        durable_witness,
+    }
 }
 
 /// What recovery keeps of the last segment holding data until the next one is seen.
@@ -174,7 +181,11 @@ impl Replay {
             return Ok(false);
         }
         if let Some((_, ef)) = self.empty.take() {
-            return Err(WalError::corruption(ef, 0, "empty segment before a segment holding data"));
+            return Err(WalError::corruption(
+                ef,
+                0,
+                "empty segment before a segment holding data",
+            ));
         }
         let prev_end = match self.last_content.take() {
             Some(prev) => {
@@ -187,7 +198,12 @@ impl Replay {
             self.apply(id, file, data, i, r, prev_end)?;
         }
         self.records += scan.records.len() as u64;
-        self.last_content = Some(Pending { id, file: file.to_string(), scan, prev_end });
+        self.last_content = Some(Pending {
+            id,
+            file: file.to_string(),
+            scan,
+            prev_end,
+        });
         Ok(true)
     }
 
@@ -228,12 +244,19 @@ impl Replay {
             Kind::Entry => {
                 let min = self.index.min_next();
                 if r.index < min {
-                    return bad(format!("entry index {} below the least allowed {min}", r.index));
+                    return bad(format!(
+                        "entry index {} below the least allowed {min}",
+                        r.index
+                    ));
                 }
-                let offset = u32::try_from(r.offset).map_err(|_| {
-                    WalError::corruption(file, r.offset, "offset beyond 4 GiB")
-                })?;
-                self.index.push(Loc { index: r.index, segment: id, offset, len: r.len });
+                let offset = u32::try_from(r.offset)
+                    .map_err(|_| WalError::corruption(file, r.offset, "offset beyond 4 GiB"))?;
+                self.index.push(Loc {
+                    index: r.index,
+                    segment: id,
+                    offset,
+                    len: r.len,
+                });
             }
             Kind::Truncate => {
                 if r.index < self.index.floor() {
@@ -255,13 +278,20 @@ impl Replay {
     pub fn finish(self) -> Result<(LogIndex, LogEnd)> {
         let Some(p) = self.last_content else {
             let segment = self.first_id.unwrap_or(1);
-            let end = LogEnd { segment, offset: 0, torn: None, prev_end: None };
+            let end = LogEnd {
+                segment,
+                offset: 0,
+                torn: None,
+                prev_end: None,
+            };
             return Ok((self.index, end));
         };
         let s = &p.scan;
         let mut torn = None;
         if s.garbage_end > s.end {
-            let why = s.invalid.unwrap_or("zero header followed by non-zero bytes");
+            let why = s
+                .invalid
+                .unwrap_or("zero header followed by non-zero bytes");
             if let Some(y) = s.durable_witness {
                 return Err(WalError::corruption(
                     &p.file,
@@ -283,14 +313,22 @@ impl Replay {
                 reason: why.to_string(),
             });
         }
-        let end = LogEnd { segment: p.id, offset: s.end, torn, prev_end: p.prev_end };
+        let end = LogEnd {
+            segment: p.id,
+            offset: s.end,
+            torn,
+            prev_end: p.prev_end,
+        };
         Ok((self.index, end))
     }
 }
 
 fn check_clean(p: &Pending) -> Result<()> {
     if p.scan.garbage_end > p.scan.end {
-        let why = p.scan.invalid.unwrap_or("non-zero bytes after the last record");
+        let why = p
+            .scan
+            .invalid
+            .unwrap_or("non-zero bytes after the last record");
         return Err(WalError::corruption(
             &p.file,
             p.scan.end,

@@ -14,8 +14,8 @@ use crate::disk::{Disk, DiskFile};
 use crate::error::{Result, WalError};
 use crate::index::{Loc, LogIndex};
 use crate::meta;
-use crate::record::{self, Decoded, Kind, START_PAYLOAD_LEN};
 pub use crate::open::RecoveryReport;
+use crate::record::{self, Decoded, Kind, START_PAYLOAD_LEN};
 use bytes::Bytes;
 use futures::channel::oneshot;
 use std::cell::RefCell;
@@ -58,6 +58,11 @@ pub(crate) struct MetaState<F> {
     pub value: Option<Bytes>,
 }
 
+/// A submitter waiting for durability up to a (segment, offset) position.
+pub(crate) type Waiter = ((u64, u64), oneshot::Sender<Result<()>>);
+/// A segment being zero-filled in the background.
+pub(crate) type Prep<F> = (u64, glommio::Task<Result<Rc<F>>>);
+
 pub(crate) struct State<F> {
     pub poison: Option<WalError>,
     pub closed: bool,
@@ -78,7 +83,7 @@ pub(crate) struct State<F> {
     /// The bytes of the durable end's block before the durable end (rewritten unchanged
     /// by the next write, since O_DIRECT writes whole blocks).
     pub head_block: Vec<u8>,
-    pub waiters: std::collections::VecDeque<((u64, u64), oneshot::Sender<Result<()>>)>,
+    pub waiters: std::collections::VecDeque<Waiter>,
     pub meta: MetaState<F>,
     pub stats: WalStats,
 }
@@ -88,7 +93,7 @@ pub(crate) struct Inner<D: Disk> {
     pub cfg: WalConfig,
     pub st: RefCell<State<D::File>>,
     pub bell: Rc<Doorbell>,
-    pub prep: RefCell<Option<(u64, glommio::Task<Result<Rc<D::File>>>)>>,
+    pub prep: RefCell<Option<Prep<D::File>>>,
     pub meta_lock: futures::lock::Mutex<()>,
     pub purge_lock: futures::lock::Mutex<()>,
 }
@@ -120,7 +125,9 @@ pub struct Ticket {
 impl Future for Ticket {
     type Output = Result<()>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        let Some(rx) = self.rx.as_mut() else { return Poll::Ready(Ok(())) };
+        let Some(rx) = self.rx.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
         match Pin::new(rx).poll(cx) {
             Poll::Ready(Ok(r)) => Poll::Ready(r),
             Poll::Ready(Err(_)) => Poll::Ready(Err(WalError::Closed)),
@@ -162,7 +169,11 @@ impl<F: DiskFile> State<F> {
     }
 
     fn put(&mut self, kind: Kind, index: u64, payload: &[u8]) {
-        let durable = if self.dur_seg == self.tail_seg { self.dur_off as u32 } else { 0 };
+        let durable = if self.dur_seg == self.tail_seg {
+            self.dur_off as u32
+        } else {
+            0
+        };
         let (seg, off) = (self.tail_seg, self.tail_off);
         let buf = self.pending.buffer_at(seg, off);
         record::encode(buf, seg, off, kind, index, durable, payload);
@@ -185,7 +196,9 @@ impl<F: DiskFile> State<F> {
     /// Evicts durable entries from the front of the cache while it is over budget.
     pub(crate) fn evict(&mut self) {
         while self.cache.over_budget() {
-            let Some(first) = self.cache.first() else { return };
+            let Some(first) = self.cache.first() else {
+                return;
+            };
             let Some(p) = self.index.position(first) else {
                 self.cache.pop_front();
                 continue;
@@ -226,14 +239,23 @@ impl<D: Disk + Clone + 'static> Wal<D> {
             }
             if p.len() > cfg.max_payload {
                 let max = cfg.max_payload;
-                return Err(WalError::TooLarge { what: "payload", len: p.len(), max });
+                return Err(WalError::TooLarge {
+                    what: "payload",
+                    len: p.len(),
+                    max,
+                });
             }
             min = i + 1;
         }
         let n = entries.len() as u64;
         for (i, p) in entries {
             let (seg, off) = st.encode(cfg, Kind::Entry, i, &p);
-            let loc = Loc { index: i, segment: seg, offset: off as u32, len: p.len() as u32 };
+            let loc = Loc {
+                index: i,
+                segment: seg,
+                offset: off as u32,
+                len: p.len() as u32,
+            };
             st.index.push(loc);
             st.cache.push(i, p);
         }
@@ -250,7 +272,10 @@ impl<D: Disk + Clone + 'static> Wal<D> {
             st.usable()?;
             let floor = st.index.floor();
             if from < floor {
-                return Err(WalError::IndexOrder { index: from, min: floor });
+                return Err(WalError::IndexOrder {
+                    index: from,
+                    min: floor,
+                });
             }
             if from >= st.index.min_next() {
                 return Ok(());
@@ -363,7 +388,11 @@ impl<D: Disk + Clone + 'static> Wal<D> {
     /// Saves the metadata value durably (at most [`MAX_META_LEN`] bytes).
     pub async fn save_meta(&self, value: Bytes) -> Result<()> {
         if value.len() > MAX_META_LEN {
-            return Err(WalError::TooLarge { what: "meta", len: value.len(), max: MAX_META_LEN });
+            return Err(WalError::TooLarge {
+                what: "meta",
+                len: value.len(),
+                max: MAX_META_LEN,
+            });
         }
         let _g = self.inner.meta_lock.lock().await;
         let (file, slot, seq) = {
@@ -372,7 +401,10 @@ impl<D: Disk + Clone + 'static> Wal<D> {
             (st.meta.file.clone(), 1 - st.meta.slot, st.meta.seq + 1)
         };
         let block = meta::encode_slot(slot, seq, &value);
-        match file.write_durable(slot * crate::config::BLOCK, &block).await {
+        match file
+            .write_durable(slot * crate::config::BLOCK, &block)
+            .await
+        {
             Ok(()) => {
                 let mut st = self.inner.st.borrow_mut();
                 st.meta.slot = slot;

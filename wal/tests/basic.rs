@@ -1,4 +1,5 @@
 //! Appends, reads, truncation, purge, metadata and reopening on the in-memory disk.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -30,7 +31,10 @@ fn append_read_reopen_across_segments() {
         assert_eq!(rep.live_entries, 600);
         assert_eq!(contents(&w).await, model);
         // Order is enforced.
-        assert!(matches!(w.append([(600, payload(1, 1))]), Err(WalError::IndexOrder { .. })));
+        assert!(matches!(
+            w.append([(600, payload(1, 1))]),
+            Err(WalError::IndexOrder { .. })
+        ));
         w.append([(601, payload(601, 1))]).unwrap().await.unwrap();
     });
 }
@@ -48,7 +52,10 @@ fn truncate_purge_meta_survive_crash() {
         w.append(again.clone()).unwrap().await.unwrap();
         let segs_before = disk.names().len();
         w.purge(700).await.unwrap();
-        assert!(disk.names().len() < segs_before, "whole old segments are deleted");
+        assert!(
+            disk.names().len() < segs_before,
+            "whole old segments are deleted"
+        );
         assert_eq!(w.first_index(), Some(700));
         w.save_meta(Bytes::from_static(b"vote=3")).await.unwrap();
         w.save_meta(Bytes::from_static(b"vote=4")).await.unwrap();
@@ -61,10 +68,16 @@ fn truncate_purge_meta_survive_crash() {
         assert_eq!(w.floor(), 700);
         assert_eq!(contents(&w).await, model);
         assert_eq!(w.meta(), Some(Bytes::from_static(b"vote=4")));
-        assert!(matches!(w.read_range(650, 710).await, Err(WalError::OutOfRange { .. })));
+        assert!(matches!(
+            w.read_range(650, 710).await,
+            Err(WalError::OutOfRange { .. })
+        ));
         // Purge past the end empties the log; appends resume at the floor.
         w.purge(1000).await.unwrap();
-        assert_eq!((w.first_index(), w.last_index(), w.floor()), (None, None, 1000));
+        assert_eq!(
+            (w.first_index(), w.last_index(), w.floor()),
+            (None, None, 1000)
+        );
         w.append([(1000, payload(1000, 4))]).unwrap().await.unwrap();
         drop(w);
         disk.crash();
@@ -83,7 +96,10 @@ fn failed_sync_poisons_everything() {
         let t1 = w.append([(2, payload(2, 0))]).unwrap();
         let err = t1.await.unwrap_err();
         assert!(matches!(err, WalError::Poisoned(_)), "{err}");
-        assert!(matches!(w.append([(3, payload(3, 0))]), Err(WalError::Poisoned(_))));
+        assert!(matches!(
+            w.append([(3, payload(3, 0))]),
+            Err(WalError::Poisoned(_))
+        ));
         assert!(w.read_range(1, 2).await.is_err());
         assert!(w.save_meta(Bytes::new()).await.is_err());
         assert!(w.truncate(1).await.is_err());
@@ -107,7 +123,10 @@ fn failed_meta_write_poisons() {
         w.save_meta(Bytes::from_static(b"a")).await.unwrap();
         disk.plan_fault(0, Fault::FailSync);
         assert!(w.save_meta(Bytes::from_static(b"b")).await.is_err());
-        assert!(matches!(w.append([(1, payload(1, 0))]), Err(WalError::Poisoned(_))));
+        assert!(matches!(
+            w.append([(1, payload(1, 0))]),
+            Err(WalError::Poisoned(_))
+        ));
         drop(w);
         disk.crash();
         let (w, _) = open_mem(&disk).await.unwrap();

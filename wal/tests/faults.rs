@@ -1,4 +1,5 @@
 //! Torn-write and bit-flip sweeps on the in-memory disk.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -53,14 +54,21 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
             }
             // The cut tail was zeroed: new records after it survive another crash.
             let next = got.last().map_or(1, |e| e.0 + 1);
-            w.append([(next, Bytes::from_static(b"after"))]).unwrap().await.unwrap();
+            w.append([(next, Bytes::from_static(b"after"))])
+                .unwrap()
+                .await
+                .unwrap();
             drop(w);
             d.crash();
             let (w, rep2) = open_mem(&d).await.unwrap();
             assert_eq!(rep2.torn_tail, None);
             let mut want = got.clone();
             want.push((next, Bytes::from_static(b"after")));
-            assert_eq!(contents(&w).await, want, "tear at {t}, then one more append");
+            assert_eq!(
+                contents(&w).await,
+                want,
+                "tear at {t}, then one more append"
+            );
             if kept == batch.len() {
                 break;
             }
@@ -81,8 +89,9 @@ fn single_bit_flips_are_detected_and_located() {
         // Where the last record starts: a flip there cannot be told from a torn write.
         let (w, _) = open_mem(&disk.snapshot()).await.unwrap();
         drop(w);
-        let positions: Vec<usize> =
-            (0..used + 64).chain((used + 64..image.len()).step_by(211)).collect();
+        let positions: Vec<usize> = (0..used + 64)
+            .chain((used + 64..image.len()).step_by(211))
+            .collect();
         let mut errors = 0;
         let mut torn = 0;
         for &p in &positions {
@@ -94,23 +103,38 @@ fn single_bit_flips_are_detected_and_located() {
                     // Inside the log the error names the damaged record; past it, the
                     // end of the valid log (the reason names the stray byte).
                     assert!(offset as usize <= p, "flip {p} at {offset}");
-                    assert!(p >= used || p - (offset as usize) < 400, "flip {p} at {offset}");
+                    assert!(
+                        p >= used || p - (offset as usize) < 400,
+                        "flip {p} at {offset}"
+                    );
                     errors += 1;
                 }
                 Err(e) => panic!("flip at {p}: unexpected error {e}"),
                 Ok((w, rep)) => {
-                    let t = rep.torn_tail.unwrap_or_else(|| panic!("flip at {p} went unnoticed"));
-                    assert!(t.offset as usize <= p && p < t.garbage_end as usize, "flip {p}: {t:?}");
+                    let t = rep
+                        .torn_tail
+                        .unwrap_or_else(|| panic!("flip at {p} went unnoticed"));
+                    assert!(
+                        t.offset as usize <= p && p < t.garbage_end as usize,
+                        "flip {p}: {t:?}"
+                    );
                     // Only the last record (or the zeros after it) can be taken for a
                     // torn tail; everything before it is intact.
                     let got = contents(&w).await;
-                    assert!(got.len() >= model.len() - 1, "flip at {p} dropped durable records");
+                    assert!(
+                        got.len() >= model.len() - 1,
+                        "flip at {p} dropped durable records"
+                    );
                     assert_eq!(got[..], model[..got.len()]);
                     torn += 1;
                 }
             }
         }
-        assert!(errors > used / 2, "most flips are hard errors ({errors} of {})", positions.len());
+        assert!(
+            errors > used / 2,
+            "most flips are hard errors ({errors} of {})",
+            positions.len()
+        );
         assert!(torn > 0);
     });
 }

@@ -1,5 +1,6 @@
 //! The WAL on real files through glommio, for every write path: append, drop without
 //! closing (a crash of the process), reopen, compare; reads served from disk.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod common;
 use bytes::Bytes;
 use common::*;

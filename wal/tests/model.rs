@@ -1,6 +1,7 @@
 //! Property test: random appends, truncations, purges, metadata saves, clean reopens,
 //! crashes, torn writes and failed syncs on the in-memory disk, checked against a `Vec`
 //! model. After every reopen the log must equal the model's durable prefix.
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 mod common;
 use bytes::Bytes;
 use common::*;
@@ -47,7 +48,11 @@ struct Model {
 
 impl Model {
     fn next(&self, gap: u8) -> u64 {
-        self.log.last().map_or(self.floor, |e| e.0 + 1).max(self.floor) + u64::from(gap)
+        self.log
+            .last()
+            .map_or(self.floor, |e| e.0 + 1)
+            .max(self.floor)
+            + u64::from(gap)
     }
     fn batch(&self, sizes: &[u16], gap: u8, salt: u8) -> Vec<(u64, Bytes)> {
         let first = self.next(gap);
@@ -69,7 +74,10 @@ async fn check(w: &Wal<MemDisk>, m: &Model) {
     assert_eq!(w.first_index(), m.log.first().map(|e| e.0));
 }
 
-async fn crash_reopen(w: Wal<MemDisk>, disk: &MemDisk) -> (Wal<MemDisk>, shoal_wal::RecoveryReport) {
+async fn crash_reopen(
+    w: Wal<MemDisk>,
+    disk: &MemDisk,
+) -> (Wal<MemDisk>, shoal_wal::RecoveryReport) {
     drop(w);
     disk.crash();
     open_mem(disk).await.expect("reopen after crash")

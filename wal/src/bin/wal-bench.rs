@@ -45,17 +45,25 @@ impl Baseline {
         let path = dir.join("baseline.dat");
         std::fs::write(&path, vec![0u8; BASE_FILE as usize])?;
         File::open(&path)?.sync_all()?;
-        let file =
-            std::fs::OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&path)?;
         let mut buf = vec![0u8; 8192];
         let start = buf.as_ptr().align_offset(4096);
         buf[start..start + 4096].fill(0x5a);
-        Ok(Baseline { file, buf, start, next: 0 })
+        Ok(Baseline {
+            file,
+            buf,
+            start,
+            next: 0,
+        })
     }
 
     fn one(&mut self) -> Result<u64, BoxErr> {
         let t = Instant::now();
-        self.file.write_all_at(&self.buf[self.start..self.start + 4096], self.next)?;
+        self.file
+            .write_all_at(&self.buf[self.start..self.start + 4096], self.next)?;
         self.file.sync_data()?;
         self.next = (self.next + 4096) % BASE_FILE;
         Ok(t.elapsed().as_micros() as u64)
@@ -64,7 +72,9 @@ impl Baseline {
 
 /// Single-writer latency of every write path and of the baseline, interleaved in rounds
 /// so the drift of the shared machine hits all of them alike.
-async fn latencies(root: &Path) -> Result<(Histogram<u64>, Vec<(SyncMode, Histogram<u64>)>), BoxErr> {
+async fn latencies(
+    root: &Path,
+) -> Result<(Histogram<u64>, Vec<(SyncMode, Histogram<u64>)>), BoxErr> {
     let mut base = Baseline::new(root)?;
     let payload = Bytes::from(vec![7u8; 100]);
     let mut wals = Vec::new();
@@ -157,7 +167,11 @@ async fn recovery(dir: &Path, mode: SyncMode) -> Result<(f64, u64, f64), BoxErr>
     let secs = t.elapsed().as_secs_f64();
     assert!(rep.torn_tail.is_none() && rep.live_entries > 0);
     drop(w);
-    Ok((rep.bytes_scanned as f64 / secs / 1e6, rep.bytes_scanned, secs))
+    Ok((
+        rep.bytes_scanned as f64 / secs / 1e6,
+        rep.bytes_scanned,
+        secs,
+    ))
 }
 
 fn mode_name(m: SyncMode) -> &'static str {
@@ -187,16 +201,22 @@ fn main() -> Result<(), BoxErr> {
 
 fn run(root: &Path, json: bool) -> Result<(), BoxErr> {
     let r = root.to_path_buf();
-    let ex = glommio::LocalExecutorBuilder::default().name("wal-bench").spawn(move || async move {
-        let (base, lat) = latencies(&r).await.map_err(|e| e.to_string())?;
-        let d = r.join("group");
-        let g = group_commit(&d, SyncMode::DEFAULT).await.map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&d);
-        let d = r.join("recovery");
-        let rec = recovery(&d, SyncMode::DEFAULT).await.map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&d);
-        Ok::<_, String>((base, lat, g, rec))
-    })?;
+    let ex = glommio::LocalExecutorBuilder::default()
+        .name("wal-bench")
+        .spawn(move || async move {
+            let (base, lat) = latencies(&r).await.map_err(|e| e.to_string())?;
+            let d = r.join("group");
+            let g = group_commit(&d, SyncMode::DEFAULT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_dir_all(&d);
+            let d = r.join("recovery");
+            let rec = recovery(&d, SyncMode::DEFAULT)
+                .await
+                .map_err(|e| e.to_string())?;
+            let _ = std::fs::remove_dir_all(&d);
+            Ok::<_, String>((base, lat, g, rec))
+        })?;
     let (base, lat, (group_rps, per_sync), (rec_mbps, rec_bytes, rec_secs)) =
         ex.join().map_err(|e| format!("executor: {e}"))??;
     let b50 = base.value_at_quantile(0.5) as f64;
@@ -207,8 +227,15 @@ fn run(root: &Path, json: bool) -> Result<(), BoxErr> {
         "baseline_p99_us": b99,
     });
     for (m, h) in &lat {
-        let (p50, p99) = (h.value_at_quantile(0.5) as f64, h.value_at_quantile(0.99) as f64);
-        let star = if *m == SyncMode::DEFAULT { " (production path)" } else { "" };
+        let (p50, p99) = (
+            h.value_at_quantile(0.5) as f64,
+            h.value_at_quantile(0.99) as f64,
+        );
+        let star = if *m == SyncMode::DEFAULT {
+            " (production path)"
+        } else {
+            ""
+        };
         println!(
             "append {:16} p50 {p50:7} us  p99 {p99:7} us  ratio_p50 {:.2}{star}",
             mode_name(*m),

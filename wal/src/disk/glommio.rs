@@ -39,8 +39,12 @@ pub enum SyncMode {
 
 impl SyncMode {
     /// Every mode, for benchmarks.
-    pub const ALL: [SyncMode; 4] =
-        [SyncMode::UringFdatasync, SyncMode::UringDsync, SyncMode::SyncThread, SyncMode::Inline];
+    pub const ALL: [SyncMode; 4] = [
+        SyncMode::UringFdatasync,
+        SyncMode::UringDsync,
+        SyncMode::SyncThread,
+        SyncMode::Inline,
+    ];
     /// The production default: the fastest in `wal-bench` on this machine.
     pub const DEFAULT: SyncMode = SyncMode::UringFdatasync;
 }
@@ -64,7 +68,11 @@ impl AlignedBuf {
         let mut v = vec![0u8; data.len() + 4096];
         let start = v.as_ptr().align_offset(4096);
         v[start..start + data.len()].copy_from_slice(data);
-        AlignedBuf { v, start, len: data.len() }
+        AlignedBuf {
+            v,
+            start,
+            len: data.len(),
+        }
     }
     fn as_slice(&self) -> &[u8] {
         &self.v[self.start..self.start + self.len]
@@ -84,12 +92,14 @@ struct SyncThread {
 impl SyncThread {
     fn start() -> io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new().name("wal-sync".into()).spawn(move || {
-            while let Ok(job) = rx.recv() {
-                let r = pwrite_sync(&job.file, job.offset, job.buf.as_slice());
-                let _ = job.done.send(r);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("wal-sync".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    let r = pwrite_sync(&job.file, job.offset, job.buf.as_slice());
+                    let _ = job.done.send(r);
+                }
+            })?;
         Ok(SyncThread { tx })
     }
 }
@@ -104,7 +114,10 @@ pub struct GlommioDisk {
 
 impl std::fmt::Debug for GlommioDisk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GlommioDisk").field("dir", &self.dir).field("mode", &self.mode).finish()
+        f.debug_struct("GlommioDisk")
+            .field("dir", &self.dir)
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -117,7 +130,10 @@ impl GlommioDisk {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)?;
         let sentinel = dir.join(SENTINEL);
-        if std::fs::metadata(&sentinel).map(|m| m.len() < 4096).unwrap_or(true) {
+        if std::fs::metadata(&sentinel)
+            .map(|m| m.len() < 4096)
+            .unwrap_or(true)
+        {
             std::fs::write(&sentinel, [0xA5u8; 4096])?;
             File::open(&sentinel)?.sync_all()?;
             File::open(&dir)?.sync_all()?;
@@ -156,7 +172,13 @@ impl GlommioDisk {
             )),
             _ => None,
         };
-        Ok(GlommioFile { dma: Rc::new(dma), plain, len, mode: self.mode, syncer: self.syncer.clone() })
+        Ok(GlommioFile {
+            dma: Rc::new(dma),
+            plain,
+            len,
+            mode: self.mode,
+            syncer: self.syncer.clone(),
+        })
     }
 }
 
@@ -171,7 +193,10 @@ pub struct GlommioFile {
 
 impl std::fmt::Debug for GlommioFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GlommioFile").field("len", &self.len).field("mode", &self.mode).finish()
+        f.debug_struct("GlommioFile")
+            .field("len", &self.len)
+            .field("mode", &self.mode)
+            .finish()
     }
 }
 
@@ -200,7 +225,12 @@ impl Disk for GlommioDisk {
 
     async fn create_zeroed(&self, name: &str, len: u64) -> io::Result<GlommioFile> {
         let path = self.dir.join(name);
-        let file = OpenOptions::new().write(true).create(true).truncate(true).dma_open(&path).await?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(&path)
+            .await?;
         let f = &file;
         let mut zero = f.alloc_dma_buffer(ZERO_CHUNK);
         zero.as_bytes_mut().fill(0);
@@ -223,7 +253,10 @@ impl Disk for GlommioDisk {
             }
             for (r, n) in futures::future::join_all(batch).await {
                 if r? != n {
-                    return Err(io::Error::new(io::ErrorKind::WriteZero, "short zero-fill write"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "short zero-fill write",
+                    ));
                 }
             }
         }
@@ -273,7 +306,10 @@ impl DiskFile for GlommioFile {
 
     async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         if offset % 4096 != 0 || data.len() % 4096 != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned O_DIRECT write"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unaligned O_DIRECT write",
+            ));
         }
         match (self.mode, &self.plain, &self.syncer) {
             (SyncMode::UringFdatasync | SyncMode::UringDsync, _, _) => {
@@ -291,12 +327,25 @@ impl DiskFile for GlommioFile {
             (SyncMode::SyncThread, Some(file), Some(syncer)) => {
                 let (done, rx) = futures::channel::oneshot::channel();
                 let buf = AlignedBuf::copy_of(data);
-                let job = Job { file: file.clone(), offset, buf, done };
-                syncer.tx.send(job).map_err(|_| io::Error::other("sync thread is gone"))?;
-                rx.await.map_err(|_| io::Error::other("sync thread dropped the write"))?
+                let job = Job {
+                    file: file.clone(),
+                    offset,
+                    buf,
+                    done,
+                };
+                syncer
+                    .tx
+                    .send(job)
+                    .map_err(|_| io::Error::other("sync thread is gone"))?;
+                rx.await
+                    .map_err(|_| io::Error::other("sync thread dropped the write"))?
             }
-            (SyncMode::Inline, Some(file), _) => pwrite_sync(file, offset, AlignedBuf::copy_of(data).as_slice()),
-            _ => Err(io::Error::other("file opened without the handle its sync mode needs")),
+            (SyncMode::Inline, Some(file), _) => {
+                pwrite_sync(file, offset, AlignedBuf::copy_of(data).as_slice())
+            }
+            _ => Err(io::Error::other(
+                "file opened without the handle its sync mode needs",
+            )),
         }
     }
 }

@@ -86,7 +86,15 @@ impl MemDisk {
         let files = s
             .files
             .iter()
-            .map(|(id, f)| (*id, FileData { durable: f.durable.clone(), volatile: f.volatile.clone() }))
+            .map(|(id, f)| {
+                (
+                    *id,
+                    FileData {
+                        durable: f.durable.clone(),
+                        volatile: f.volatile.clone(),
+                    },
+                )
+            })
             .collect();
         let copy = State {
             generation: s.generation + 1,
@@ -98,7 +106,9 @@ impl MemDisk {
             writes: s.writes,
             planned: None,
         };
-        MemDisk { st: Rc::new(RefCell::new(copy)) }
+        MemDisk {
+            st: Rc::new(RefCell::new(copy)),
+        }
     }
 
     /// Plans `fault` for the write that comes `after` writes from now (0: the next one).
@@ -160,9 +170,17 @@ impl Disk for MemDisk {
     async fn open(&self, name: &str) -> io::Result<MemFile> {
         let s = self.st.borrow();
         s.live(None)?;
-        let id = *s.names.get(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let id = *s
+            .names
+            .get(name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let len = s.files[&id].volatile.len() as u64;
-        Ok(MemFile { st: self.st.clone(), id, generation: s.generation, len })
+        Ok(MemFile {
+            st: self.st.clone(),
+            id,
+            generation: s.generation,
+            len,
+        })
     }
 
     async fn create_zeroed(&self, name: &str, len: u64) -> io::Result<MemFile> {
@@ -171,15 +189,29 @@ impl Disk for MemDisk {
         s.next_id += 1;
         let id = s.next_id;
         let zeros = vec![0u8; len as usize];
-        s.files.insert(id, FileData { durable: zeros.clone(), volatile: zeros });
+        s.files.insert(
+            id,
+            FileData {
+                durable: zeros.clone(),
+                volatile: zeros,
+            },
+        );
         s.names.insert(name.to_string(), id);
-        Ok(MemFile { st: self.st.clone(), id, generation: s.generation, len })
+        Ok(MemFile {
+            st: self.st.clone(),
+            id,
+            generation: s.generation,
+            len,
+        })
     }
 
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut s = self.st.borrow_mut();
         s.live(None)?;
-        let id = s.names.remove(from).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        let id = s
+            .names
+            .remove(from)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         s.names.insert(to.to_string(), id);
         Ok(())
     }
@@ -187,7 +219,9 @@ impl Disk for MemDisk {
     async fn remove(&self, name: &str) -> io::Result<()> {
         let mut s = self.st.borrow_mut();
         s.live(None)?;
-        s.names.remove(name).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        s.names
+            .remove(name)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         Ok(())
     }
 
@@ -218,11 +252,17 @@ impl DiskFile for MemFile {
         let mut s = self.st.borrow_mut();
         s.live(Some(self.generation))?;
         if offset % 4096 != 0 || data.len() % 4096 != 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "unaligned O_DIRECT write"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "unaligned O_DIRECT write",
+            ));
         }
         let end = offset as usize + data.len();
         if end > self.len as usize {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write past the file end"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write past the file end",
+            ));
         }
         let n = s.writes;
         s.writes += 1;
