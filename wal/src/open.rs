@@ -87,6 +87,8 @@ async fn load_meta<D: Disk>(
     ))
 }
 
+type ReadFut = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Bytes>>>>;
+
 pub(crate) async fn open<D: Disk + Clone + 'static>(
     disk: D,
     cfg: WalConfig,
@@ -118,6 +120,7 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
     }
     let mut replay = Replay::new(cfg.max_payload, cfg.max_write);
     let mut last_data: Option<(u64, Bytes)> = None;
+    let mut handles = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = segment_name(id);
         let f = match files.get(&id) {
@@ -125,21 +128,32 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
             None => Rc::new(disk.open(&name).await.map_err(io("segment open"))?),
         };
         if f.len() % BLOCK != 0 || f.len() < BLOCK {
-            let why = format!(
-                "segment of {} bytes is not a positive multiple of 4096",
-                f.len()
-            );
+            let why = format!("segment of {} bytes is not a positive multiple of 4096", f.len());
             return Err(WalError::corruption(name, 0, why));
         }
-        let data = f
-            .read_at(0, f.len() as usize)
-            .await
-            .map_err(io("segment read"))?;
-        report.bytes_scanned += data.len() as u64;
-        if replay.push(id, &name, &data)? {
-            last_data = Some((id, data));
+        files.insert(id, f.clone());
+        handles.push((id, name, f));
+    }
+    // Read segment k+1 while segment k is scanned.
+    let read = |f: Rc<D::File>| -> ReadFut {
+        Box::pin(async move { f.read_at(0, f.len() as usize).await })
+    };
+    let mut next = handles.first().map(|h| read(h.2.clone()));
+    for (k, (id, name, _)) in handles.iter().enumerate() {
+        let Some(cur) = next.take() else { break };
+        let data = cur.await.map_err(io("segment read"))?;
+        if let Some((_, _, f)) = handles.get(k + 1) {
+            let mut fut = read(f.clone());
+            // Poll once so the read is under way before the scan below takes the CPU.
+            if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
+                fut = Box::pin(std::future::ready(r));
+            }
+            next = Some(fut);
         }
-        files.insert(id, f);
+        report.bytes_scanned += data.len() as u64;
+        if replay.push(*id, name, &data)? {
+            last_data = Some((*id, data));
+        }
     }
     report.segments = ids.len();
     report.records_scanned = replay.records;

@@ -75,8 +75,7 @@ pub fn scan_segment(id: u64, data: &[u8], max_payload: usize, max_write: u64) ->
         }
     }
     let end = pos;
-    let tail = &data[end as usize..];
-    let garbage_end = match tail.iter().rposition(|b| *b != 0) {
+    let garbage_end = match last_nonzero(&data[end as usize..]) {
         Some(p) => end + p as u64 + 1,
         None => end,
     };
@@ -84,10 +83,7 @@ pub fn scan_segment(id: u64, data: &[u8], max_payload: usize, max_write: u64) ->
     let mut durable_witness = None;
     if garbage_end > end {
         let window_end = (end + max_write).min(data.len() as u64);
-        far_garbage = data[window_end as usize..]
-            .iter()
-            .position(|b| *b != 0)
-            .map(|p| window_end + p as u64);
+        far_garbage = first_nonzero(&data[window_end as usize..]).map(|p| window_end + p as u64);
         // Look for a valid record inside the window written after `end` was durable.
         let mut y = end + ALIGN as u64;
         while y + HEADER_LEN as u64 <= window_end.min(garbage_end) {
@@ -108,6 +104,39 @@ pub fn scan_segment(id: u64, data: &[u8], max_payload: usize, max_write: u64) ->
         far_garbage,
         durable_witness,
     }
+}
+
+const ZCHUNK: usize = 64;
+
+fn is_zero(c: &[u8]) -> bool {
+    // Folding with OR (no early exit) lets the compiler vectorize it.
+    c.iter().fold(0u8, |a, b| a | b) == 0
+}
+
+/// Position of the last non-zero byte (zero-filled space is scanned in 64-byte chunks).
+fn last_nonzero(d: &[u8]) -> Option<usize> {
+    let mut end = d.len();
+    while end > 0 {
+        let start = end.saturating_sub(ZCHUNK);
+        if !is_zero(&d[start..end]) {
+            return d[start..end].iter().rposition(|b| *b != 0).map(|p| start + p);
+        }
+        end = start;
+    }
+    None
+}
+
+/// Position of the first non-zero byte.
+fn first_nonzero(d: &[u8]) -> Option<usize> {
+    let mut start = 0;
+    while start < d.len() {
+        let end = (start + ZCHUNK).min(d.len());
+        if !is_zero(&d[start..end]) {
+            return d[start..end].iter().position(|b| *b != 0).map(|p| start + p);
+        }
+        start = end;
+    }
+    None
 }
 
 /// What recovery keeps of the last segment holding data until the next one is seen.

@@ -158,6 +158,9 @@ impl<F: DiskFile> State<F> {
             self.tail_seg_size = cfg.segment_size;
         }
         if self.tail_off == 0 {
+            // Known to the index even if it never holds an entry, so purges delete
+            // segments strictly oldest first.
+            self.index.note_segment(self.tail_seg);
             let prev = self.prev_end.unwrap_or(0).to_le_bytes();
             debug_assert_eq!(prev.len(), START_PAYLOAD_LEN);
             let floor = self.index.floor();
@@ -196,21 +199,16 @@ impl<F: DiskFile> State<F> {
     /// Evicts durable entries from the front of the cache while it is over budget.
     pub(crate) fn evict(&mut self) {
         while self.cache.over_budget() {
-            let Some(first) = self.cache.first() else {
+            let Some(first) = self.cache.first() else { return };
+            let durable = match self.index.range(first, first + 1).next() {
+                Some(l) => (l.segment, u64::from(l.offset)) < (self.dur_seg, self.dur_off),
+                // Not live any more (cannot happen: truncate and purge trim the cache).
+                None => true,
+            };
+            if !durable {
                 return;
-            };
-            let Some(p) = self.index.position(first) else {
-                self.cache.pop_front();
-                continue;
-            };
-            let l = self.index.range(first, first + 1).next().copied();
-            debug_assert!(p < self.index.len());
-            match l {
-                Some(l) if (l.segment, u64::from(l.offset)) < (self.dur_seg, self.dur_off) => {
-                    self.cache.pop_front()
-                }
-                _ => return,
             }
+            self.cache.pop_front();
         }
     }
 }
