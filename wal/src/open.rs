@@ -16,6 +16,7 @@ use crate::wal::{Inner, MetaState, State, Wal, WalStats, parse_segment_name, seg
 use bytes::Bytes;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 use std::rc::Rc;
 
 /// What recovery found and did.
@@ -87,7 +88,8 @@ async fn load_meta<D: Disk>(
     ))
 }
 
-type ReadFut = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Bytes>>>>;
+type ReadFut =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<(Vec<u8>, Range<usize>)>>>>;
 
 pub(crate) async fn open<D: Disk + Clone + 'static>(
     disk: D,
@@ -119,7 +121,6 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
         ids.push(1);
     }
     let mut replay = Replay::new(cfg.max_payload, cfg.max_write);
-    let mut last_data: Option<(u64, Bytes)> = None;
     let mut handles = Vec::with_capacity(ids.len());
     for &id in &ids {
         let name = segment_name(id);
@@ -128,33 +129,44 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
             None => Rc::new(disk.open(&name).await.map_err(io("segment open"))?),
         };
         if f.len() % BLOCK != 0 || f.len() < BLOCK {
-            let why = format!("segment of {} bytes is not a positive multiple of 4096", f.len());
+            let why = format!(
+                "segment of {} bytes is not a positive multiple of 4096",
+                f.len()
+            );
             return Err(WalError::corruption(name, 0, why));
         }
         files.insert(id, f.clone());
         handles.push((id, name, f));
     }
-    // Read segment k+1 while segment k is scanned.
-    let read = |f: Rc<D::File>| -> ReadFut {
-        Box::pin(async move { f.read_at(0, f.len() as usize).await })
+    // Read segment k+1 while segment k is scanned, rotating a few reused buffers.
+    let read = |f: Rc<D::File>, buf: Vec<u8>| -> ReadFut {
+        Box::pin(async move { f.read_all(buf).await })
     };
-    let mut next = handles.first().map(|h| read(h.2.clone()));
+    let mut pool: Vec<Vec<u8>> = Vec::new();
+    let mut last: Option<(u64, Vec<u8>, Range<usize>)> = None;
+    let mut next = handles.first().map(|h| read(h.2.clone(), Vec::new()));
     for (k, (id, name, _)) in handles.iter().enumerate() {
         let Some(cur) = next.take() else { break };
-        let data = cur.await.map_err(io("segment read"))?;
+        let (buf, range) = cur.await.map_err(io("segment read"))?;
         if let Some((_, _, f)) = handles.get(k + 1) {
-            let mut fut = read(f.clone());
+            let mut fut = read(f.clone(), pool.pop().unwrap_or_default());
             // Poll once so the read is under way before the scan below takes the CPU.
             if let std::task::Poll::Ready(r) = futures::poll!(&mut fut) {
                 fut = Box::pin(std::future::ready(r));
             }
             next = Some(fut);
         }
-        report.bytes_scanned += data.len() as u64;
-        if replay.push(*id, name, &data)? {
-            last_data = Some((*id, data));
+        report.bytes_scanned += range.len() as u64;
+        if replay.push(*id, name, &buf[range.clone()])? {
+            if let Some((_, old, _)) = last.replace((*id, buf, range)) {
+                pool.push(old);
+            }
+        } else {
+            pool.push(buf);
         }
     }
+    drop(pool);
+    let last_data = last.map(|(id, buf, range)| (id, Bytes::from(buf).slice(range)));
     report.segments = ids.len();
     report.records_scanned = replay.records;
     let (index, end) = replay.finish()?;

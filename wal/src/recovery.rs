@@ -119,7 +119,10 @@ fn last_nonzero(d: &[u8]) -> Option<usize> {
     while end > 0 {
         let start = end.saturating_sub(ZCHUNK);
         if !is_zero(&d[start..end]) {
-            return d[start..end].iter().rposition(|b| *b != 0).map(|p| start + p);
+            return d[start..end]
+                .iter()
+                .rposition(|b| *b != 0)
+                .map(|p| start + p);
         }
         end = start;
     }
@@ -132,7 +135,10 @@ fn first_nonzero(d: &[u8]) -> Option<usize> {
     while start < d.len() {
         let end = (start + ZCHUNK).min(d.len());
         if !is_zero(&d[start..end]) {
-            return d[start..end].iter().position(|b| *b != 0).map(|p| start + p);
+            return d[start..end]
+                .iter()
+                .position(|b| *b != 0)
+                .map(|p| start + p);
         }
         start = end;
     }

@@ -199,7 +199,9 @@ impl<F: DiskFile> State<F> {
     /// Evicts durable entries from the front of the cache while it is over budget.
     pub(crate) fn evict(&mut self) {
         while self.cache.over_budget() {
-            let Some(first) = self.cache.first() else { return };
+            let Some(first) = self.cache.first() else {
+                return;
+            };
             let durable = match self.index.range(first, first + 1).next() {
                 Some(l) => (l.segment, u64::from(l.offset)) < (self.dur_seg, self.dur_off),
                 // Not live any more (cannot happen: truncate and purge trim the cache).

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-const ROUNDS: usize = 15;
+const ROUNDS: usize = 20;
 const PER_ROUND: usize = 100;
 const WARMUP: usize = 50;
 const WRITERS: usize = 64;
@@ -200,6 +200,17 @@ fn main() -> Result<(), BoxErr> {
 }
 
 fn run(root: &Path, json: bool) -> Result<(), BoxErr> {
+    if std::env::args().any(|a| a == "--recovery-only") {
+        let r = root.to_path_buf();
+        let ex = glommio::LocalExecutorBuilder::default().spawn(move || async move {
+            recovery(&r.join("recovery"), SyncMode::DEFAULT)
+                .await
+                .map_err(|e| e.to_string())
+        })?;
+        let (mbps, bytes, secs) = ex.join().map_err(|e| format!("executor: {e}"))??;
+        println!("recovery: {mbps:.0} MB/s ({bytes} bytes scanned in {secs:.2} s)");
+        return Ok(());
+    }
     let r = root.to_path_buf();
     let ex = glommio::LocalExecutorBuilder::default()
         .name("wal-bench")

@@ -248,6 +248,15 @@ impl DiskFile for MemFile {
         Ok(Bytes::copy_from_slice(r))
     }
 
+    async fn read_all(&self, mut buf: Vec<u8>) -> io::Result<(Vec<u8>, std::ops::Range<usize>)> {
+        let s = self.st.borrow();
+        s.live(Some(self.generation))?;
+        buf.clear();
+        buf.extend_from_slice(&s.files[&self.id].volatile);
+        let n = buf.len();
+        Ok((buf, 0..n))
+    }
+
     async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let mut s = self.st.borrow_mut();
         s.live(Some(self.generation))?;

@@ -43,6 +43,10 @@ pub trait DiskFile {
     }
     /// Reads exactly `len` bytes at `offset` (any alignment).
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Reads the whole file into `buf`, reusing its allocation (recovery rotates a few
+    /// segment-sized buffers: faulting in fresh pages for every O_DIRECT read costs more
+    /// than the read). Returns the buffer and the range of it holding the file.
+    async fn read_all(&self, buf: Vec<u8>) -> io::Result<(Vec<u8>, std::ops::Range<usize>)>;
     /// Writes `data` at `offset` (both 4 KiB-aligned) and returns once it is durable.
     async fn write_durable(&self, offset: u64, data: &[u8]) -> io::Result<()>;
 }
