@@ -3,6 +3,7 @@
 mod common;
 use bytes::Bytes;
 use common::*;
+use shoal_wal::record::record_len;
 use shoal_wal::{Fault, MemDisk, WalError};
 
 /// A disk holding records 1..=n, each made durable by its own write.
@@ -23,11 +24,29 @@ async fn base_log(n: u64) -> (MemDisk, Vec<(u64, Bytes)>) {
 fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
     run(|| async {
         let (disk, model) = base_log(12).await;
-        // The torn write carries a batch of 5 records; tear it at every byte.
+        // Where the durable log ends: the segment start record, then the 12 records.
+        let rl = |n: usize| record_len(n) as u64;
+        let end = rl(8) + model.iter().map(|e| rl(e.1.len())).sum::<u64>();
+        let head = (end % 4096) as usize;
+        // The torn write carries a batch of 5 records after the rewritten head block;
+        // tear it at every byte of the batch.
         let batch: Vec<_> = (13..=17u64).map(|i| (i, payload(i, 5))).collect();
-        let mut last_kept = 0;
-        let mut t = 0usize;
-        loop {
+        let mut ends = vec![0u64];
+        for e in &batch {
+            ends.push(ends.last().unwrap() + rl(e.1.len()));
+        }
+        let batch_bytes = *ends.last().unwrap() as usize;
+        // Bytes of record k that must be written for it to be whole: up to its last
+        // non-zero byte (the kind byte at 20, or the payload's last non-zero byte).
+        let full: Vec<u64> = batch
+            .iter()
+            .enumerate()
+            .map(|(k, e)| {
+                let nz = e.1.iter().rposition(|b| *b != 0).map_or(21, |p| 24 + p as u64 + 1);
+                ends[k] + nz
+            })
+            .collect();
+        for t in head..=head + batch_bytes {
             let d = disk.snapshot();
             let (w, _) = open_mem(&d).await.unwrap();
             let writes = d.writes();
@@ -39,43 +58,32 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
             d.crash();
             let (w, rep) = open_mem(&d).await.unwrap();
             let got = contents(&w).await;
-            assert!(got.len() >= model.len(), "tear at {t} lost durable records");
-            assert_eq!(got[..model.len()], model[..], "tear at {t}");
-            let kept = got.len() - model.len();
-            assert_eq!(got[model.len()..], batch[..kept], "tear at {t}");
-            assert!(kept >= last_kept, "a longer tear keeps at least as much");
-            last_kept = kept;
-            if kept < batch.len() {
-                // Something of the batch was cut: it must have been reported, unless
-                // the tear left nothing but the bytes already on disk.
-                if let Some(tt) = &rep.torn_tail {
-                    assert!(tt.garbage_end > tt.offset);
-                }
+            // Exactly the durable prefix plus the batch records whose non-zero bytes all
+            // reached the disk (trailing zeros of a record need not be written).
+            let new = (t - head) as u64;
+            let kept = full.iter().filter(|f| **f <= new).count();
+            let mut want = model.clone();
+            want.extend_from_slice(&batch[..kept]);
+            assert_eq!(got, want, "tear at {t}");
+            // Once the next record's kind byte (offset 20) is on disk, the partial record
+            // is non-zero and must be reported as a cut torn tail.
+            if kept < batch.len() && new > ends[kept] + 20 {
+                let tt = rep.torn_tail.as_ref().unwrap_or_else(|| panic!("tear at {t} unreported"));
+                assert_eq!(tt.offset, end + ends[kept], "tear at {t}");
             }
-            // The cut tail was zeroed: new records after it survive another crash.
+            if kept == batch.len() || new <= ends[kept] {
+                assert_eq!(rep.torn_tail, None, "tear at {t} on a record boundary");
+            }
+            // The cut tail was zeroed: records written after it survive another crash.
             let next = got.last().map_or(1, |e| e.0 + 1);
-            w.append([(next, Bytes::from_static(b"after"))])
-                .unwrap()
-                .await
-                .unwrap();
+            w.append([(next, Bytes::from_static(b"after"))]).unwrap().await.unwrap();
             drop(w);
             d.crash();
             let (w, rep2) = open_mem(&d).await.unwrap();
             assert_eq!(rep2.torn_tail, None);
-            let mut want = got.clone();
             want.push((next, Bytes::from_static(b"after")));
-            assert_eq!(
-                contents(&w).await,
-                want,
-                "tear at {t}, then one more append"
-            );
-            if kept == batch.len() {
-                break;
-            }
-            t += 1;
-            assert!(t < 64 << 10, "the whole batch never became valid");
+            assert_eq!(contents(&w).await, want, "tear at {t}, then one more append");
         }
-        assert_eq!(last_kept, batch.len());
     });
 }
 
