@@ -23,14 +23,17 @@ async fn base_log(n: u64) -> (MemDisk, Vec<(u64, Bytes)>) {
 #[test]
 fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
     run(|| async {
-        let (disk, model) = base_log(12).await;
-        // Where the durable log ends: the segment start record, then the 12 records.
+        // 20 records end near the end of the first 4 KiB block, so the torn batch
+        // straddles a block boundary and a cut tail outlives the next write's block.
+        let (disk, model) = base_log(20).await;
+        // Where the durable log ends: the segment start record, then the records.
         let rl = |n: usize| record_len(n) as u64;
         let end = rl(8) + model.iter().map(|e| rl(e.1.len())).sum::<u64>();
         let head = (end % 4096) as usize;
+        assert!(head > 3000, "the batch must straddle a block boundary (head {head})");
         // The torn write carries a batch of 5 records after the rewritten head block;
         // tear it at every byte of the batch.
-        let batch: Vec<_> = (13..=17u64).map(|i| (i, payload(i, 5))).collect();
+        let batch: Vec<_> = (21..=25u64).map(|i| (i, payload(i, 5))).collect();
         let mut ends = vec![0u64];
         for e in &batch {
             ends.push(ends.last().unwrap() + rl(e.1.len()));
