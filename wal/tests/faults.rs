@@ -30,7 +30,10 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
         let rl = |n: usize| record_len(n) as u64;
         let end = rl(8) + model.iter().map(|e| rl(e.1.len())).sum::<u64>();
         let head = (end % 4096) as usize;
-        assert!(head > 3000, "the batch must straddle a block boundary (head {head})");
+        assert!(
+            head > 3000,
+            "the batch must straddle a block boundary (head {head})"
+        );
         // The torn write carries a batch of 5 records after the rewritten head block;
         // tear it at every byte of the batch.
         let batch: Vec<_> = (21..=25u64).map(|i| (i, payload(i, 5))).collect();
@@ -45,7 +48,10 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
             .iter()
             .enumerate()
             .map(|(k, e)| {
-                let nz = e.1.iter().rposition(|b| *b != 0).map_or(21, |p| 24 + p as u64 + 1);
+                let nz =
+                    e.1.iter()
+                        .rposition(|b| *b != 0)
+                        .map_or(21, |p| 24 + p as u64 + 1);
                 ends[k] + nz
             })
             .collect();
@@ -71,7 +77,10 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
             // Once the next record's kind byte (offset 20) is on disk, the partial record
             // is non-zero and must be reported as a cut torn tail.
             if kept < batch.len() && new > ends[kept] + 20 {
-                let tt = rep.torn_tail.as_ref().unwrap_or_else(|| panic!("tear at {t} unreported"));
+                let tt = rep
+                    .torn_tail
+                    .as_ref()
+                    .unwrap_or_else(|| panic!("tear at {t} unreported"));
                 assert_eq!(tt.offset, end + ends[kept], "tear at {t}");
             }
             if kept == batch.len() || new <= ends[kept] {
@@ -79,13 +88,20 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
             }
             // The cut tail was zeroed: records written after it survive another crash.
             let next = got.last().map_or(1, |e| e.0 + 1);
-            w.append([(next, Bytes::from_static(b"after"))]).unwrap().await.unwrap();
+            w.append([(next, Bytes::from_static(b"after"))])
+                .unwrap()
+                .await
+                .unwrap();
             drop(w);
             d.crash();
             let (w, rep2) = open_mem(&d).await.unwrap();
             assert_eq!(rep2.torn_tail, None);
             want.push((next, Bytes::from_static(b"after")));
-            assert_eq!(contents(&w).await, want, "tear at {t}, then one more append");
+            assert_eq!(
+                contents(&w).await,
+                want,
+                "tear at {t}, then one more append"
+            );
         }
     });
 }
