@@ -250,23 +250,28 @@ fn run(root: &Path, json: bool) -> Result<(), BoxErr> {
         ex.join().map_err(|e| format!("executor: {e}"))??;
     let b50 = base.value_at_quantile(0.5) as f64;
     let b99 = base.value_at_quantile(0.99) as f64;
-    println!("baseline (pwrite+fdatasync, O_DIRECT, zero-filled): p50 {b50} us  p99 {b99} us");
+    let bmean = base.mean().round();
+    println!(
+        "baseline (pwrite+fdatasync, O_DIRECT, zero-filled): p50 {b50} us  p99 {b99} us  mean {bmean} us"
+    );
     let mut obj = serde_json::json!({
         "baseline_p50_us": b50,
         "baseline_p99_us": b99,
+        "baseline_mean_us": bmean,
     });
     for (m, h) in &lat {
         let (p50, p99) = (
             h.value_at_quantile(0.5) as f64,
             h.value_at_quantile(0.99) as f64,
         );
+        let mean = h.mean().round();
         let star = if *m == SyncMode::DEFAULT {
             " (production path)"
         } else {
             ""
         };
         println!(
-            "append {:16} p50 {p50:7} us  p99 {p99:7} us  ratio_p50 {:.2}{star}",
+            "append {:16} p50 {p50:7} us  p99 {p99:7} us  mean {mean:7} us  ratio_p50 {:.2}{star}",
             mode_name(*m),
             p50 / b50
         );
@@ -275,6 +280,7 @@ fn run(root: &Path, json: bool) -> Result<(), BoxErr> {
         if *m == SyncMode::DEFAULT {
             obj["append_p50_us"] = p50.into();
             obj["append_p99_us"] = p99.into();
+            obj["append_mean_us"] = mean.into();
             obj["ratio_p50"] = ((p50 / b50 * 100.0).round() / 100.0).into();
         }
     }

@@ -1,10 +1,12 @@
 //! Real files: a [`Disk`] over a directory, read through glommio `DmaFile` (O_DIRECT,
 //! io_uring) and written durably by one of several measured paths ([`SyncMode`]).
 //!
-//! Why several paths: on this machine glommio's io_uring fdatasync costs about twice a
-//! plain `fdatasync(2)`, because io_uring runs fsync on a kernel worker thread. The
-//! `wal-bench` binary measures every mode against a raw baseline in one run; the default
-//! is the winner (see `docs/WAL.md` for the figures).
+//! Why several paths: DESIGN.md measured glommio's io_uring fdatasync at about twice a
+//! plain `fdatasync(2)` (io_uring runs fsync on a kernel worker). `wal-bench` measures
+//! every mode against a raw baseline, interleaved in one run. On this shared machine the
+//! plain-syscall paths win by 20-40 us when it is quiet and lose by ~4 ms (one scheduler
+//! tick per sync) when it is busy, while the io_uring path holds ~110-130 us in both, never
+//! blocks the executor and needs no thread: it is the default. Figures in `docs/WAL.md`.
 //!
 //! Invariants: every file is opened with O_DIRECT and written in 4 KiB-aligned blocks
 //! from 4 KiB-aligned memory; `write_durable` returns only after the data is on stable
@@ -45,7 +47,7 @@ impl SyncMode {
         SyncMode::SyncThread,
         SyncMode::Inline,
     ];
-    /// The production default: the fastest in `wal-bench` on this machine.
+    /// The production default (see the module documentation and `docs/WAL.md`).
     pub const DEFAULT: SyncMode = SyncMode::UringFdatasync;
 }
 
