@@ -109,7 +109,7 @@ fn torn_tail_sweep_leaves_exactly_the_durable_prefix() {
 #[test]
 fn single_bit_flips_are_detected_and_located() {
     run(|| async {
-        let (disk, model) = base_log(30).await;
+        let (disk, model) = base_log(20).await;
         let seg = "00000000000000000001.seg";
         let image = disk.durable_bytes(seg).unwrap();
         let used = image.iter().rposition(|b| *b != 0).unwrap() + 1;

@@ -23,6 +23,8 @@ enum Op {
     TornAppend(Vec<u16>, u16),
     /// The next write's sync fails.
     FailedAppend(Vec<u16>),
+    /// Submit a batch and crash before awaiting it.
+    UnackedCrash(Vec<u16>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -35,7 +37,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
         1 => (sizes.clone(), 0u16..9000).prop_map(|(s, t)| Op::TornAppend(s, t)),
-        1 => sizes.prop_map(Op::FailedAppend),
+        1 => sizes.clone().prop_map(Op::FailedAppend),
+        1 => sizes.prop_map(Op::UnackedCrash),
     ]
 }
 
@@ -144,6 +147,20 @@ fn scenario(ops: Vec<Op>) {
                     w = w2;
                     let got = contents(&w).await;
                     assert!(got.len() >= m.log.len());
+                    assert_eq!(got[..m.log.len()], m.log[..]);
+                    let kept = got.len() - m.log.len();
+                    assert_eq!(got[m.log.len()..], b[..kept]);
+                    m.log.extend(b.into_iter().take(kept));
+                    check(&w, &m).await;
+                }
+                Op::UnackedCrash(sizes) => {
+                    let b = m.batch(&sizes, 0, salt);
+                    let ticket = w.append(b.clone()).unwrap();
+                    drop(ticket);
+                    let (w2, _) = crash_reopen(w, &disk).await;
+                    w = w2;
+                    // Unacknowledged: any prefix of the batch may have survived.
+                    let got = contents(&w).await;
                     assert_eq!(got[..m.log.len()], m.log[..]);
                     let kept = got.len() - m.log.len();
                     assert_eq!(got[m.log.len()..], b[..kept]);
