@@ -128,9 +128,9 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
             Some(f) => Rc::clone(f),
             None => Rc::new(disk.open(&name).await.map_err(io("segment open"))?),
         };
-        if f.len() % BLOCK != 0 || f.len() < BLOCK {
+        if f.len() % BLOCK != 0 || f.len() < BLOCK || f.len() > u64::from(u32::MAX) {
             let why = format!(
-                "segment of {} bytes is not a positive multiple of 4096",
+                "segment of {} bytes: not a positive multiple of 4096 below 4 GiB",
                 f.len()
             );
             return Err(WalError::corruption(name, 0, why));
