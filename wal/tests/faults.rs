@@ -191,3 +191,52 @@ fn meta_survives_a_torn_save() {
         }
     });
 }
+
+#[test]
+fn damage_before_later_segments_is_corruption_and_gaps_are_refused() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let (w, _) = open_mem(&disk).await.unwrap();
+        for i in 1..=700u64 {
+            w.append([(i, payload(i, 3))]).unwrap().await.unwrap();
+        }
+        w.close().await.unwrap();
+        let segs: Vec<String> = disk
+            .names()
+            .into_iter()
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        assert!(segs.len() >= 3, "{segs:?}");
+        // A flip in the last record of segment 1: later segments hold data, so this is
+        // not a torn tail.
+        let first = disk.durable_bytes(&segs[0]).unwrap();
+        let used = first.iter().rposition(|b| *b != 0).unwrap();
+        let d = disk.snapshot();
+        d.flip_bit(&segs[0], used as u64, 0);
+        match open_mem(&d).await {
+            Err(WalError::Corruption { file, offset, .. }) => {
+                assert_eq!(file, segs[0]);
+                assert!(offset as usize <= used);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // A stray byte in the zero space at the end of segment 1: corruption too.
+        let d = disk.snapshot();
+        d.flip_bit(&segs[0], first.len() as u64 - 1, 3);
+        assert!(matches!(
+            open_mem(&d).await,
+            Err(WalError::Corruption { .. })
+        ));
+        // A missing middle segment is refused, naming the one after the gap.
+        let d = disk.snapshot();
+        shoal_wal::Disk::remove(&d, &segs[1]).await.unwrap();
+        match open_mem(&d).await {
+            Err(WalError::Corruption { file, .. }) => assert_eq!(file, segs[2]),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // The untouched disk still opens cleanly.
+        let (w, rep) = open_mem(&disk).await.unwrap();
+        assert_eq!((rep.torn_tail, rep.live_entries), (None, 700));
+        drop(w);
+    });
+}
