@@ -148,7 +148,7 @@ impl<F: DiskFile> State<F> {
     }
 
     /// Encodes one record at the tail, rolling to a new segment when it does not fit.
-    /// Returns the record's offset and segment.
+    /// Returns the record's segment and offset.
     fn encode(&mut self, cfg: &WalConfig, kind: Kind, index: u64, payload: &[u8]) -> (u64, u64) {
         let len = record::record_len(payload.len()) as u64;
         if self.tail_off + len > self.tail_seg_size {
