@@ -17,14 +17,15 @@
 //! ```
 //!
 //! Module map (dependencies point down): `checker` (split, budget, verdict) -> `explain`
-//! -> `model` (per-key register with TTL) -> `search` (WGL) -> `history` (data, JSON
-//! lines); `recorder` builds histories in tests; `synth` generates linearizable ones.
+//! -> `reduce` -> `model` (per-key register with TTL) -> `search` (WGL, over `linset`) ->
+//! `history` (data, JSON lines); `recorder` builds histories in tests; `synth` generates linearizable ones.
 
 pub mod checker;
 pub mod error;
 pub mod explain;
 pub mod history;
 pub mod limits;
+pub mod linset;
 pub mod model;
 pub mod recorder;
 pub mod reduce;

@@ -14,8 +14,9 @@
 //!   it). An empty stack at that point means no linearization exists;
 //! - memo: the set of (linearized-ops bitset, model state) pairs already visited. A
 //!   configuration seen before is either on the current path or a proven dead end, so it
-//!   is never explored twice (Lowe's cache). Bitsets are hashed incrementally (Zobrist:
-//!   XOR of a per-op random word), so a step costs O(1) hashing.
+//!   is never explored twice (Lowe's cache). Bitsets are hashed incrementally and stored
+//!   in a compact canonical form (`linset.rs`), so a step costs O(1) hashing and an entry
+//!   a few words even for a key with 100k operations.
 //!
 //! Timed models: `Model::earliest` is the earliest instant the last linearized op can
 //! have taken effect. A step whose `earliest` lies after the completion of a pending op is
@@ -33,6 +34,7 @@ use hashbrown::HashTable;
 
 use crate::history::Time;
 use crate::limits::PROBE_EVERY_STEPS;
+use crate::linset::LinSet;
 
 /// A sequential specification with timed operations, indexed `0..len()`.
 pub trait Model {
@@ -118,6 +120,7 @@ const HEAD: usize = 0;
 
 struct MemoEntry<S> {
     hash: u64,
+    lo: usize,
     bits: Box<[u64]>,
     state: S,
 }
@@ -132,6 +135,8 @@ struct Events {
     time: Vec<Time>,
     call_node: Vec<usize>,
     ret_node: Vec<usize>,
+    /// Per op: its position in invocation order (its bit in the `LinSet`).
+    rank: Vec<usize>,
     tail: usize,
 }
 
@@ -158,8 +163,10 @@ impl Events {
             time: vec![Time::MAX; tail + 1],
             call_node: vec![0; n],
             ret_node: vec![0; n],
+            rank: vec![0; n],
             tail,
         };
+        let mut calls = 0;
         e.next[tail] = tail;
         for (k, &(time, kind, op)) in evs.iter().enumerate() {
             let node = k + 1;
@@ -168,6 +175,8 @@ impl Events {
             e.time[node] = time;
             if kind == 0 {
                 e.call_node[op] = node;
+                e.rank[op] = calls;
+                calls += 1;
             } else {
                 e.ret_node[op] = node;
             }
@@ -225,14 +234,6 @@ impl Events {
     }
 }
 
-/// A 64-bit mix of `x` (splitmix64's finalizer): the Zobrist word of an op.
-fn zobrist(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Runs the search. `probe` is called every `PROBE_EVERY_STEPS` steps; returning true
 /// stops the search with `Interrupt::Probe`.
 pub fn search<M: Model>(
@@ -242,11 +243,10 @@ pub fn search<M: Model>(
 ) -> SearchResult<M::State> {
     let n = model.len();
     let mut events = Events::new(model);
-    let words = n.div_ceil(64);
-    let mut bits = vec![0u64; words];
-    let mut zob = 0u64;
+    let mut set = LinSet::new(n);
     let state_hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
-    let entry_bytes = words * 8 + std::mem::size_of::<MemoEntry<M::State>>() + 16;
+    // Table slot + allocation overhead of an entry, besides its words.
+    let entry_bytes = std::mem::size_of::<MemoEntry<M::State>>() + 24;
     let mut memo: HashTable<MemoEntry<M::State>> = HashTable::new();
     let mut memo_bytes = 0usize;
 
@@ -280,16 +280,16 @@ pub fn search<M: Model>(
         let op = events.op[entry];
         if events.is_call[entry] {
             if let Ok(next_state) = model.step(&state, op) {
-                bits[op / 64] |= 1 << (op % 64);
-                zob ^= zobrist(op as u64);
-                let hash = zob ^ state_hasher.hash_one(&next_state);
+                set.insert(events.rank[op]);
+                let hash = set.hash() ^ state_hasher.hash_one(&next_state);
+                let (lo, bits) = set.compact();
                 let seen = memo
                     .find(hash, |e| {
-                        e.hash == hash && *e.bits == *bits && e.state == next_state
+                        e.hash == hash && e.lo == lo && *e.bits == *bits && e.state == next_state
                     })
                     .is_some();
                 if !seen {
-                    memo_bytes += entry_bytes;
+                    memo_bytes += entry_bytes + 8 * bits.len();
                     if memo_bytes > limits.max_memo_bytes {
                         return result(SearchOutcome::Interrupted(Interrupt::Memo), steps, &memo);
                     }
@@ -297,7 +297,8 @@ pub fn search<M: Model>(
                         hash,
                         MemoEntry {
                             hash,
-                            bits: bits.clone().into_boxed_slice(),
+                            lo,
+                            bits: bits.into(),
                             state: next_state.clone(),
                         },
                         |e| e.hash,
@@ -316,8 +317,7 @@ pub fn search<M: Model>(
                     // Placing `op` here pushes time past a pending op's completion.
                     events.unlift(op);
                 }
-                bits[op / 64] &= !(1 << (op % 64));
-                zob ^= zobrist(op as u64);
+                set.remove(events.rank[op]);
             }
             entry = events.next[entry];
         } else {
@@ -350,8 +350,7 @@ pub fn search<M: Model>(
             };
             low_water = low_water.min(calls.len());
             state = prev_state;
-            bits[last / 64] &= !(1 << (last % 64));
-            zob ^= zobrist(last as u64);
+            set.remove(events.rank[last]);
             events.unlift(last);
             entry = events.next[events.call_node[last]];
         }
