@@ -80,8 +80,9 @@ impl Explanation {
         let summary = match candidates.iter().find(|(op, _)| op.index == blocked.index) {
             Some((_, why)) if f.candidates.len() == 1 => format!("{}: {why}", blocked.text),
             _ => format!(
-                "no order of the {} operations that may come next lets {} take effect \
-                 before it completed",
+                "after {} linearized ops, none of the {} operations that could come next \
+                 leads to a linearization in which {} takes effect in time",
+                f.prefix.len(),
                 f.candidates.len(),
                 blocked.text
             ),

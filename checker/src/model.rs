@@ -124,8 +124,11 @@ impl KeyHistory {
             KeyOpKind::Delete => "delete".to_owned(),
             KeyOpKind::Read { value } => format!("get -> {}", self.show(value)),
         };
-        let complete = if op.unknown {
+        let complete = if op.unknown && op.complete == Time::MAX {
             "unknown outcome".to_owned()
+        } else if op.unknown {
+            // Bounded by `reduce.rs`: the reads of its value completed by then.
+            format!("unknown outcome, read by {}", fmt_ns(op.complete))
         } else {
             fmt_ns(op.complete)
         };

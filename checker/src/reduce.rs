@@ -51,7 +51,7 @@ pub fn reduce(key: &mut KeyHistory) -> Reduction {
         KeyOpKind::Put {
             value,
             ttl_ns: None,
-        } => !(op.unknown && !first_read_done.contains_key(&value)),
+        } => !op.unknown || first_read_done.contains_key(&value),
         _ => true,
     });
     r.dropped_unread_unknown_puts = before - key.ops.len();

@@ -3,6 +3,9 @@
 //! within the clock uncertainty) are always linearizable; the same histories with one
 //! read changed in a way that is a guaranteed violation are never.
 
+// Test helpers outside #[test] fns may unwrap too (clippy.toml allows it only inside them).
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use proptest::sample::Index;
 use shoal_checker::{
