@@ -32,7 +32,7 @@ use crate::limits::{
     DEFAULT_CLOCK_UNCERTAINTY_NS, DEFAULT_MAX_MEMO_BYTES_PER_KEY, DEFAULT_MAX_STEPS_PER_KEY,
     DEFAULT_TIME_BUDGET_SECS,
 };
-use crate::model::{KeyHistory, KeyOp, KeyOpKind, RegisterModel, ValueId};
+use crate::model::{KeyHistory, KeyOp, KeyOpKind, RegisterModel};
 use crate::reduce::reduce;
 use crate::search::{Interrupt, SearchLimits, SearchOutcome, search};
 
@@ -127,79 +127,77 @@ pub struct CheckReport {
     pub stats: CheckStats,
 }
 
-/// The per-key sub-histories of a validated history, sorted by key, and what was dropped.
+/// What one operation does to one of its keys, before interning.
+enum Effect<'a> {
+    Put(&'a Blob, Option<u64>),
+    Delete,
+    Read(Option<&'a Blob>),
+}
+
+/// The per-key sub-histories of a validated history, sorted by key, reduced
+/// (`reduce.rs`), and what was dropped.
 pub(crate) fn split_by_key(history: &History) -> (Vec<KeyHistory>, CheckStats) {
-    struct Builder {
-        key: KeyHistory,
-        index: HashMap<Blob, ValueId>,
-    }
-    let mut by_key: HashMap<Blob, Builder> = HashMap::new();
+    let mut by_key: HashMap<Blob, KeyHistory> = HashMap::new();
     let mut stats = CheckStats {
         operations: history.ops.len(),
         ..CheckStats::default()
     };
-    let mut add =
-        |key: &Blob,
-         source: usize,
-         o: &crate::history::Operation,
-         kind: &dyn Fn(&mut KeyHistory, &mut HashMap<Blob, ValueId>) -> KeyOpKind| {
-            let b = by_key.entry(key.clone()).or_insert_with(|| Builder {
-                key: KeyHistory {
-                    key: key.clone(),
-                    ..KeyHistory::default()
+    for (source, o) in history.ops.iter().enumerate() {
+        let unknown = o.outcome == Outcome::Unknown;
+        let effects: Vec<(&Blob, Effect<'_>)> = match (&o.op, &o.outcome) {
+            (_, Outcome::Failed) => {
+                stats.dropped_failed += 1;
+                continue;
+            }
+            (Op::Get { .. } | Op::GetMulti { .. }, Outcome::Unknown) => {
+                stats.dropped_unknown_reads += 1;
+                continue;
+            }
+            (Op::Put { key, value }, _) => vec![(key, Effect::Put(value, None))],
+            (Op::PutWithTtl { key, value, ttl_ns }, _) => {
+                vec![(key, Effect::Put(value, Some(*ttl_ns)))]
+            }
+            (Op::Delete { key }, _) => vec![(key, Effect::Delete)],
+            (Op::Get { key }, Outcome::Read(v)) => vec![(key, Effect::Read(v.as_ref()))],
+            // Not atomic: one read per key, each with the whole window.
+            (Op::GetMulti { keys }, Outcome::ReadMulti(values)) => keys
+                .iter()
+                .zip(values)
+                .map(|(k, v)| (k, Effect::Read(v.as_ref())))
+                .collect(),
+            // `History::validate` rejects every other pairing.
+            (op, outcome) => {
+                unreachable!("unvalidated pairing {} / {}", op.name(), outcome.name())
+            }
+        };
+        if unknown {
+            stats.unknown_writes += 1;
+        }
+        for (key, effect) in effects {
+            let kh = by_key
+                .entry(key.clone())
+                .or_insert_with(|| KeyHistory::new(key.clone()));
+            let kind = match effect {
+                Effect::Put(value, ttl_ns) => KeyOpKind::Put {
+                    value: kh.intern(value),
+                    ttl_ns,
                 },
-                index: HashMap::new(),
-            });
-            let kind = kind(&mut b.key, &mut b.index);
-            let complete = if o.outcome == Outcome::Unknown {
-                Time::MAX
-            } else {
-                o.complete_ns
+                Effect::Delete => KeyOpKind::Delete,
+                Effect::Read(value) => KeyOpKind::Read {
+                    value: value.map(|v| kh.intern(v)),
+                },
             };
-            b.key.ops.push(KeyOp {
+            kh.ops.push(KeyOp {
                 source,
                 client: o.client,
                 invoke: o.invoke_ns,
-                complete,
-                unknown: o.outcome == Outcome::Unknown,
+                complete: if unknown { Time::MAX } else { o.complete_ns },
+                unknown,
                 kind,
             });
-        };
-    for (source, o) in history.ops.iter().enumerate() {
-        match (&o.op, &o.outcome) {
-            (_, Outcome::Failed) => stats.dropped_failed += 1,
-            (Op::Get { .. } | Op::GetMulti { .. }, Outcome::Unknown) => {
-                stats.dropped_unknown_reads += 1
-            }
-            (Op::Put { key, value }, _) => add(key, source, o, &|k, ix| KeyOpKind::Put {
-                value: k.intern(value, ix),
-                ttl_ns: None,
-            }),
-            (Op::PutWithTtl { key, value, ttl_ns }, _) => {
-                add(key, source, o, &|k, ix| KeyOpKind::Put {
-                    value: k.intern(value, ix),
-                    ttl_ns: Some(*ttl_ns),
-                })
-            }
-            (Op::Delete { key }, _) => add(key, source, o, &|_, _| KeyOpKind::Delete),
-            (Op::Get { key }, Outcome::Read(v)) => add(key, source, o, &|k, ix| KeyOpKind::Read {
-                value: v.as_ref().map(|v| k.intern(v, ix)),
-            }),
-            (Op::GetMulti { keys }, Outcome::ReadMulti(values)) => {
-                for (key, v) in keys.iter().zip(values) {
-                    add(key, source, o, &|k, ix| KeyOpKind::Read {
-                        value: v.as_ref().map(|v| k.intern(v, ix)),
-                    });
-                }
-            }
-            // `History::validate` rejects every other pairing.
-            (op, outcome) => unreachable!("unvalidated pairing {} / {}", op.name(), outcome.name()),
-        }
-        if o.outcome == Outcome::Unknown && !matches!(o.op, Op::Get { .. } | Op::GetMulti { .. }) {
-            stats.unknown_writes += 1;
         }
     }
-    let mut keys: Vec<KeyHistory> = by_key.into_values().map(|b| b.key).collect();
+    let mut keys: Vec<KeyHistory> = by_key.into_values().collect();
     keys.sort_by(|a, b| a.key.cmp(&b.key));
     for key in &mut keys {
         let r = reduce(key);

@@ -35,6 +35,8 @@
 //! Invariant: `ttl.is_some()` implies `value.is_some()`; `owed > 0` implies the current
 //! value has a single writer; states are small `Copy` values so the memo stays cheap.
 
+use std::collections::HashMap;
+
 use crate::history::{Blob, ClientId, Time, fmt_ns};
 use crate::search::Model;
 
@@ -75,17 +77,24 @@ pub struct KeyOp {
 pub struct KeyHistory {
     pub key: Blob,
     pub ops: Vec<KeyOp>,
+    /// Distinct values, indexed by `ValueId`.
     pub values: Vec<Blob>,
+    /// `values` reversed, for interning.
+    index: HashMap<Blob, ValueId>,
 }
 
 impl KeyHistory {
+    /// An empty history of `key`.
+    pub fn new(key: Blob) -> KeyHistory {
+        KeyHistory {
+            key,
+            ..KeyHistory::default()
+        }
+    }
+
     /// The value's id, interning it if new.
-    pub fn intern(
-        &mut self,
-        value: &Blob,
-        index: &mut std::collections::HashMap<Blob, ValueId>,
-    ) -> ValueId {
-        if let Some(&id) = index.get(value) {
+    pub fn intern(&mut self, value: &Blob) -> ValueId {
+        if let Some(&id) = self.index.get(value) {
             return id;
         }
         let id = ValueId::try_from(self.values.len()).unwrap_or(ValueId::MAX);
@@ -94,7 +103,7 @@ impl KeyHistory {
             "more distinct values on one key than ValueId holds"
         );
         self.values.push(value.clone());
-        index.insert(value.clone(), id);
+        self.index.insert(value.clone(), id);
         id
     }
 
@@ -435,6 +444,7 @@ mod tests {
                 })
                 .collect(),
             values: vec![Blob::from("v0"), Blob::from("v1")],
+            ..KeyHistory::default()
         }
     }
 

@@ -94,22 +94,22 @@ mod tests {
             value: v,
             ttl_ns: ttl,
         };
-        let mut k = KeyHistory {
-            key: Blob::from("k"),
-            ops: vec![
-                op(0, Time::MAX, put(0, None)),    // unread, unknown: dropped
-                op(0, Time::MAX, put(1, Some(5))), // unread but TTL: kept
-                op(0, Time::MAX, put(2, None)),    // read twice: bounded to 30
-                op(10, 50, put(3, None)),          // read at 40: bounded to 40
-                op(20, 30, KeyOpKind::Read { value: Some(2) }),
-                op(25, 60, KeyOpKind::Read { value: Some(2) }),
-                op(35, 40, KeyOpKind::Read { value: Some(3) }),
-                op(0, Time::MAX, put(4, None)), // same value twice: not bounded
-                op(0, 5, put(4, None)),
-                op(6, 7, KeyOpKind::Read { value: Some(4) }),
-            ],
-            values: (0..5).map(|i| Blob::from(format!("v{i}"))).collect(),
-        };
+        let mut k = KeyHistory::new(Blob::from("k"));
+        for i in 0..5 {
+            k.intern(&Blob::from(format!("v{i}")));
+        }
+        k.ops = vec![
+            op(0, Time::MAX, put(0, None)),    // unread, unknown: dropped
+            op(0, Time::MAX, put(1, Some(5))), // unread but TTL: kept
+            op(0, Time::MAX, put(2, None)),    // read twice: bounded to 30
+            op(10, 50, put(3, None)),          // read at 40: bounded to 40
+            op(20, 30, KeyOpKind::Read { value: Some(2) }),
+            op(25, 60, KeyOpKind::Read { value: Some(2) }),
+            op(35, 40, KeyOpKind::Read { value: Some(3) }),
+            op(0, Time::MAX, put(4, None)), // same value twice: not bounded
+            op(0, 5, put(4, None)),
+            op(6, 7, KeyOpKind::Read { value: Some(4) }),
+        ];
         let r = reduce(&mut k);
         assert_eq!(
             r,
