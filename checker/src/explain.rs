@@ -13,9 +13,9 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use crate::history::{Blob, Time};
+use crate::history::{Blob, Time, fmt_ns};
 use crate::limits::EXPLAIN_PREFIX_TAIL;
-use crate::model::{KeyHistory, KeyOpKind, RegisterModel, RegisterState, Reject};
+use crate::model::{KeyHistory, KeyOpKind, RegisterModel, RegisterState, Reject, ValueId};
 use crate::search::{Failure, Model};
 
 /// One operation, as shown in an explanation.
@@ -41,6 +41,96 @@ pub struct Explanation {
     pub blocked: ExplainedOp,
     /// Each op that could have come next after `prefix`, with why it did not work.
     pub candidates: Vec<(ExplainedOp, String)>,
+}
+
+/// Words for ops, states and refusals of one key.
+impl KeyHistory {
+    fn show(&self, v: Option<ValueId>) -> String {
+        match v {
+            Some(id) => self.values[id as usize].to_string(),
+            None => "nothing".to_owned(),
+        }
+    }
+
+    /// A one-line description of op `i`, e.g. `#17 client 3 [1.000ms, 2.000ms] get -> "v"`.
+    pub fn describe_op(&self, i: usize) -> String {
+        let op = &self.ops[i];
+        let what = match op.kind {
+            KeyOpKind::Put {
+                value,
+                ttl_ns: None,
+            } => format!("put {}", self.show(Some(value))),
+            KeyOpKind::Put {
+                value,
+                ttl_ns: Some(ttl),
+            } => format!(
+                "put_with_ttl {} ttl {}",
+                self.show(Some(value)),
+                fmt_ns(ttl)
+            ),
+            KeyOpKind::Delete => "delete".to_owned(),
+            KeyOpKind::Read { value } => format!("get -> {}", self.show(value)),
+        };
+        let complete = if op.unknown && op.complete == Time::MAX {
+            "unknown outcome".to_owned()
+        } else if op.unknown {
+            // Bounded by `reduce.rs`: the reads of its value completed by then.
+            format!("unknown outcome, read by {}", fmt_ns(op.complete))
+        } else {
+            fmt_ns(op.complete)
+        };
+        format!(
+            "#{} client {} [{}, {}] {}",
+            op.source,
+            op.client,
+            fmt_ns(op.invoke),
+            complete,
+            what
+        )
+    }
+
+    /// Describes a model state in words.
+    pub fn describe_state(&self, s: &RegisterState) -> String {
+        match s.ttl {
+            None => format!("holds {}", self.show(s.value)),
+            Some(w) => format!(
+                "holds {} written with ttl {} at an instant in [{}, {}]",
+                self.show(s.value),
+                fmt_ns(w.ttl_ns),
+                fmt_ns(w.put_lo),
+                fmt_ns(w.put_hi)
+            ),
+        }
+    }
+
+    /// Explains a refusal in words.
+    pub fn describe_reject(&self, r: &Reject) -> String {
+        match *r {
+            Reject::TooLate { earliest } => format!(
+                "it completed before {}, the earliest instant it could take effect here",
+                fmt_ns(earliest)
+            ),
+            Reject::WrongValue { current, read } => format!(
+                "it read {} but the key holds {}",
+                self.show(read),
+                self.show(current)
+            ),
+            Reject::NotYetExpired { value, ttl_ns } => format!(
+                "it read nothing but {} (ttl {}) cannot have expired by its completion",
+                self.show(Some(value)),
+                fmt_ns(ttl_ns)
+            ),
+            Reject::AlreadyExpired { value, ttl_ns } => format!(
+                "it read {} (ttl {}) but that value had expired by then",
+                self.show(Some(value)),
+                fmt_ns(ttl_ns)
+            ),
+            Reject::Owed { value, reads } => format!(
+                "it would overwrite {} while {reads} read(s) of it have yet to happen",
+                self.show(Some(value))
+            ),
+        }
+    }
 }
 
 fn explained(key: &KeyHistory, i: usize) -> ExplainedOp {
@@ -171,5 +261,37 @@ impl fmt::Display for Explanation {
             writeln!(f, "    {}: {why}", op.text)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::KeyOp;
+
+    #[test]
+    fn ops_and_refusals_read_well() {
+        let mut k = KeyHistory::new(Blob::from("k"));
+        let v1 = k.intern(&Blob::from("v1"));
+        k.ops.push(KeyOp {
+            source: 17,
+            client: 3,
+            invoke: 1_000_000,
+            complete: Time::MAX,
+            unknown: true,
+            kind: KeyOpKind::Put {
+                value: v1,
+                ttl_ns: Some(2_000_000_000),
+            },
+        });
+        assert_eq!(
+            k.describe_op(0),
+            "#17 client 3 [1.000ms, unknown outcome] put_with_ttl \"v1\" ttl 2.000s"
+        );
+        let why = k.describe_reject(&Reject::WrongValue {
+            current: Some(v1),
+            read: None,
+        });
+        assert_eq!(why, "it read nothing but the key holds \"v1\"");
     }
 }

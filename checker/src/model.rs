@@ -37,7 +37,7 @@
 
 use std::collections::HashMap;
 
-use crate::history::{Blob, ClientId, Time, fmt_ns};
+use crate::history::{Blob, ClientId, Time};
 use crate::search::Model;
 
 /// A value's index in `KeyHistory::values`.
@@ -105,93 +105,6 @@ impl KeyHistory {
         self.values.push(value.clone());
         self.index.insert(value.clone(), id);
         id
-    }
-
-    fn show(&self, v: Option<ValueId>) -> String {
-        match v {
-            Some(id) => self.values[id as usize].to_string(),
-            None => "nothing".to_owned(),
-        }
-    }
-
-    /// A one-line description of op `i`, e.g. `#17 client 3 [1.000ms, 2.000ms] get -> "v"`.
-    pub fn describe_op(&self, i: usize) -> String {
-        let op = &self.ops[i];
-        let what = match op.kind {
-            KeyOpKind::Put {
-                value,
-                ttl_ns: None,
-            } => format!("put {}", self.show(Some(value))),
-            KeyOpKind::Put {
-                value,
-                ttl_ns: Some(ttl),
-            } => format!(
-                "put_with_ttl {} ttl {}",
-                self.show(Some(value)),
-                fmt_ns(ttl)
-            ),
-            KeyOpKind::Delete => "delete".to_owned(),
-            KeyOpKind::Read { value } => format!("get -> {}", self.show(value)),
-        };
-        let complete = if op.unknown && op.complete == Time::MAX {
-            "unknown outcome".to_owned()
-        } else if op.unknown {
-            // Bounded by `reduce.rs`: the reads of its value completed by then.
-            format!("unknown outcome, read by {}", fmt_ns(op.complete))
-        } else {
-            fmt_ns(op.complete)
-        };
-        format!(
-            "#{} client {} [{}, {}] {}",
-            op.source,
-            op.client,
-            fmt_ns(op.invoke),
-            complete,
-            what
-        )
-    }
-
-    /// Describes a model state in words.
-    pub fn describe_state(&self, s: &RegisterState) -> String {
-        match s.ttl {
-            None => format!("holds {}", self.show(s.value)),
-            Some(w) => format!(
-                "holds {} written with ttl {} at an instant in [{}, {}]",
-                self.show(s.value),
-                fmt_ns(w.ttl_ns),
-                fmt_ns(w.put_lo),
-                fmt_ns(w.put_hi)
-            ),
-        }
-    }
-
-    /// Explains a refusal in words.
-    pub fn describe_reject(&self, r: &Reject) -> String {
-        match *r {
-            Reject::TooLate { earliest } => format!(
-                "it completed before {}, the earliest instant it could take effect here",
-                fmt_ns(earliest)
-            ),
-            Reject::WrongValue { current, read } => format!(
-                "it read {} but the key holds {}",
-                self.show(read),
-                self.show(current)
-            ),
-            Reject::NotYetExpired { value, ttl_ns } => format!(
-                "it read nothing but {} (ttl {}) cannot have expired by its completion",
-                self.show(Some(value)),
-                fmt_ns(ttl_ns)
-            ),
-            Reject::AlreadyExpired { value, ttl_ns } => format!(
-                "it read {} (ttl {}) but that value had expired by then",
-                self.show(Some(value)),
-                fmt_ns(ttl_ns)
-            ),
-            Reject::Owed { value, reads } => format!(
-                "it would overwrite {} while {reads} read(s) of it have yet to happen",
-                self.show(Some(value))
-            ),
-        }
     }
 }
 
@@ -589,13 +502,6 @@ mod tests {
                 current: Some(1),
                 read: None
             })
-        );
-        assert!(
-            k.describe_reject(&Reject::WrongValue {
-                current: Some(1),
-                read: None
-            })
-            .contains("read nothing but the key holds \"v1\"")
         );
     }
 }
