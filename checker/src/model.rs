@@ -154,6 +154,8 @@ pub struct RegisterModel<'a> {
     pub eps: u64,
     /// Per value: reads returning it if a single put writes it, else 0.
     reads_owed: Vec<u32>,
+    /// Some put on this key has a TTL.
+    has_ttl: bool,
 }
 
 impl<'a> RegisterModel<'a> {
@@ -173,10 +175,20 @@ impl<'a> RegisterModel<'a> {
             .zip(reads)
             .map(|(&w, r)| if w == 1 { r } else { 0 })
             .collect();
+        let has_ttl = key.ops.iter().any(|o| {
+            matches!(
+                o.kind,
+                KeyOpKind::Put {
+                    ttl_ns: Some(_),
+                    ..
+                }
+            )
+        });
         RegisterModel {
             key,
             eps: eps_ns,
             reads_owed,
+            has_ttl,
         }
     }
 
@@ -275,6 +287,20 @@ impl Model for RegisterModel<'_> {
     }
     fn earliest(&self, s: &RegisterState) -> Time {
         Self::earliest_of(s)
+    }
+
+    /// A read accepted in a state without TTL may go first among the candidates: in any
+    /// linearization that places it later, moving it here keeps every read's result
+    /// (values do not change under a read), and moving its instant to `max(floor,
+    /// invoke)` can only push later ops' instants up to its invocation, which every
+    /// candidate and later op allows (the search only offers ops invoked before every
+    /// pending completion). Shifting instants matters for TTL expiry, so with TTL puts
+    /// on the key the read must not raise the floor at all.
+    fn commutes_early(&self, s: &RegisterState, i: usize) -> bool {
+        let op = &self.key.ops[i];
+        matches!(op.kind, KeyOpKind::Read { .. })
+            && s.ttl.is_none()
+            && (!self.has_ttl || op.invoke <= s.floor)
     }
 
     fn step(&self, s: &RegisterState, i: usize) -> Result<RegisterState, Reject> {

@@ -22,6 +22,12 @@
 //! have taken effect. A step whose `earliest` lies after the completion of a pending op is
 //! pruned at once (that op could no longer be placed).
 //!
+//! Partial-order reduction: when the model says an op `commutes_early` (a read of the
+//! current value, typically), it is placed first without trying the other candidates at
+//! that level, and backtracking pops straight through it. Without this, `k` concurrent
+//! reads of one value make `2^k` distinct configurations, which a failing history on a hot
+//! key must all visit.
+//!
 //! Invariants: the search is pure (no clock reads, no I/O): time limits come in through
 //! the `probe` callback. It never answers `Linearizable` unless every op was placed, and
 //! `NotLinearizable` only after the whole space was exhausted; any budget stop yields
@@ -59,6 +65,13 @@ pub trait Model {
     /// The earliest instant at which the last operation applied to reach `state` can have
     /// taken effect.
     fn earliest(&self, state: &Self::State) -> Time;
+    /// True if, whenever `step(state, i)` succeeds and `i` may come next (its invocation
+    /// precedes every pending completion), some linearization from `state` exists iff one
+    /// exists with `i` next. The search then places `i` without trying alternatives
+    /// (partial-order reduction: concurrent reads of one value commute).
+    fn commutes_early(&self, _state: &Self::State, _i: usize) -> bool {
+        false
+    }
 }
 
 /// Bounds of one search.
@@ -234,6 +247,148 @@ impl Events {
     }
 }
 
+/// One linearized op on the search stack.
+struct Frame<S> {
+    op: usize,
+    /// The state before `op`.
+    before: S,
+    /// Placed by `Model::commutes_early`: no alternative to try at its level.
+    forced: bool,
+}
+
+/// What `Searcher::place` did.
+enum Placed {
+    /// The op was the last one: the stack is a full linearization.
+    Complete,
+    /// The op is linearized; continue from the new configuration.
+    Pushed,
+    /// The configuration is known (dead or on the path) or out of time.
+    Refused,
+}
+
+/// The search's mutable context.
+struct Searcher<'m, M: Model> {
+    model: &'m M,
+    limits: SearchLimits,
+    events: Events,
+    set: LinSet,
+    hasher: std::hash::BuildHasherDefault<std::hash::DefaultHasher>,
+    memo: HashTable<MemoEntry<M::State>>,
+    memo_bytes: usize,
+    state: M::State,
+    calls: Vec<Frame<M::State>>,
+    best: Option<Failure<M::State>>,
+    /// Lowest stack depth since the last snapshot into `best`: `best.prefix[..low_water]`
+    /// still equals the stack's ops, so a new snapshot copies only what changed.
+    low_water: usize,
+}
+
+impl<M: Model> Searcher<'_, M> {
+    /// Tries `op` (which takes the state to `next`) as the next linearized op.
+    fn place(&mut self, op: usize, next: M::State, forced: bool) -> Result<Placed, Interrupt> {
+        let rank = self.events.rank[op];
+        self.set.insert(rank);
+        let hash = self.set.hash() ^ self.hasher.hash_one(&next);
+        let (lo, bits) = self.set.compact();
+        let seen = self
+            .memo
+            .find(hash, |e| {
+                e.hash == hash && e.lo == lo && *e.bits == *bits && e.state == next
+            })
+            .is_some();
+        if seen {
+            self.set.remove(rank);
+            return Ok(Placed::Refused);
+        }
+        // Table slot + allocation overhead of an entry, besides its words.
+        self.memo_bytes += std::mem::size_of::<MemoEntry<M::State>>() + 24 + 8 * bits.len();
+        if self.memo_bytes > self.limits.max_memo_bytes {
+            return Err(Interrupt::Memo);
+        }
+        let entry = MemoEntry {
+            hash,
+            lo,
+            bits: bits.into(),
+            state: next.clone(),
+        };
+        self.memo.insert_unique(hash, entry, |e| e.hash);
+        self.events.lift(op);
+        if self.events.is_empty() || self.model.earliest(&next) <= self.events.first_return_time() {
+            let before = std::mem::replace(&mut self.state, next);
+            self.calls.push(Frame { op, before, forced });
+            return Ok(if self.events.is_empty() {
+                Placed::Complete
+            } else {
+                Placed::Pushed
+            });
+        }
+        // Placing `op` here pushes time past a pending op's completion.
+        self.events.unlift(op);
+        self.set.remove(rank);
+        Ok(Placed::Refused)
+    }
+
+    /// An op that may be linearized next without trying alternatives, if any.
+    fn eager(&self) -> Option<(usize, M::State)> {
+        let mut x = self.events.next[HEAD];
+        while x != self.events.tail && self.events.is_call[x] {
+            let op = self.events.op[x];
+            if self.model.commutes_early(&self.state, op) {
+                if let Ok(next) = self.model.step(&self.state, op) {
+                    return Some((op, next));
+                }
+            }
+            x = self.events.next[x];
+        }
+        None
+    }
+
+    /// The current configuration is dead, found at list node `at` (the return event of
+    /// the pending op that could not be placed): records the deepest failure, then pops
+    /// frames until one whose level has alternatives left. Returns the list node to
+    /// continue the scan from, or `None` when the stack is exhausted.
+    fn backtrack(&mut self, at: usize) -> Option<usize> {
+        let depth = self.calls.len();
+        if self.best.as_ref().is_none_or(|b| depth > b.prefix.len()) {
+            let candidates = self.events.calls_before(at);
+            let blocked = self.events.op[at];
+            let failure = self.best.get_or_insert_with(|| Failure {
+                prefix: Vec::new(),
+                state: self.state.clone(),
+                blocked,
+                candidates: Vec::new(),
+            });
+            failure.prefix.truncate(self.low_water);
+            failure
+                .prefix
+                .extend(self.calls[self.low_water..].iter().map(|f| f.op));
+            failure.state = self.state.clone();
+            failure.blocked = blocked;
+            failure.candidates = candidates;
+            self.low_water = depth;
+        }
+        loop {
+            let frame = self.calls.pop()?;
+            self.low_water = self.low_water.min(self.calls.len());
+            self.state = frame.before;
+            self.set.remove(self.events.rank[frame.op]);
+            self.events.unlift(frame.op);
+            if !frame.forced {
+                return Some(self.events.next[self.events.call_node[frame.op]]);
+            }
+        }
+    }
+
+    /// The list node of the first pending return event.
+    fn first_return_node(&self) -> usize {
+        let mut x = self.events.next[HEAD];
+        while x != self.events.tail && self.events.is_call[x] {
+            x = self.events.next[x];
+        }
+        x
+    }
+}
+
 /// Runs the search. `probe` is called every `PROBE_EVERY_STEPS` steps; returning true
 /// stops the search with `Interrupt::Probe`.
 pub fn search<M: Model>(
@@ -241,119 +396,102 @@ pub fn search<M: Model>(
     limits: SearchLimits,
     probe: &mut dyn FnMut() -> bool,
 ) -> SearchResult<M::State> {
-    let n = model.len();
-    let mut events = Events::new(model);
-    let mut set = LinSet::new(n);
-    let state_hasher = std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default();
-    // Table slot + allocation overhead of an entry, besides its words.
-    let entry_bytes = std::mem::size_of::<MemoEntry<M::State>>() + 24;
-    let mut memo: HashTable<MemoEntry<M::State>> = HashTable::new();
-    let mut memo_bytes = 0usize;
-
-    let mut state = model.init();
-    // The linearized ops in order, each with the state before it.
-    let mut calls: Vec<(usize, M::State)> = Vec::new();
-    let mut best: Option<Failure<M::State>> = None;
-    // Lowest stack depth since the last snapshot into `best`: `best.prefix[..low_water]`
-    // still equals the stack's ops, so a new snapshot copies only what changed.
-    let mut low_water = 0usize;
+    let mut s = Searcher {
+        model,
+        limits,
+        events: Events::new(model),
+        set: LinSet::new(model.len()),
+        hasher: std::hash::BuildHasherDefault::default(),
+        memo: HashTable::new(),
+        memo_bytes: 0,
+        state: model.init(),
+        calls: Vec::new(),
+        best: None,
+        low_water: 0,
+    };
     let mut steps = 0u64;
-    let result = |outcome, steps, memo: &HashTable<_>| SearchResult {
+    let outcome = run(&mut s, &mut steps, probe);
+    SearchResult {
         outcome,
         steps,
-        memo_entries: memo.len(),
-    };
-
-    if events.is_empty() {
-        return result(SearchOutcome::Linearizable { order: vec![] }, 0, &memo);
+        memo_entries: s.memo.len(),
     }
-    let mut entry = events.next[HEAD];
+}
+
+fn run<M: Model>(
+    s: &mut Searcher<'_, M>,
+    steps: &mut u64,
+    probe: &mut dyn FnMut() -> bool,
+) -> SearchOutcome<M::State> {
+    let interrupted = SearchOutcome::Interrupted;
+    if s.events.is_empty() {
+        return SearchOutcome::Linearizable { order: vec![] };
+    }
+    let mut entry = s.events.next[HEAD];
+    // True when a configuration was just reached: look for an op to place eagerly.
+    let mut fresh = true;
     loop {
-        steps += 1;
-        if steps > limits.max_steps {
-            return result(SearchOutcome::Interrupted(Interrupt::Steps), steps, &memo);
+        *steps += 1;
+        if *steps > s.limits.max_steps {
+            return interrupted(Interrupt::Steps);
         }
-        if steps % PROBE_EVERY_STEPS == 0 && probe() {
-            return result(SearchOutcome::Interrupted(Interrupt::Probe), steps, &memo);
+        if *steps % PROBE_EVERY_STEPS == 0 && probe() {
+            return interrupted(Interrupt::Probe);
         }
-        debug_assert!(entry != events.tail, "walked past the last return event");
-        let op = events.op[entry];
-        if events.is_call[entry] {
-            if let Ok(next_state) = model.step(&state, op) {
-                set.insert(events.rank[op]);
-                let hash = set.hash() ^ state_hasher.hash_one(&next_state);
-                let (lo, bits) = set.compact();
-                let seen = memo
-                    .find(hash, |e| {
-                        e.hash == hash && e.lo == lo && *e.bits == *bits && e.state == next_state
-                    })
-                    .is_some();
-                if !seen {
-                    memo_bytes += entry_bytes + 8 * bits.len();
-                    if memo_bytes > limits.max_memo_bytes {
-                        return result(SearchOutcome::Interrupted(Interrupt::Memo), steps, &memo);
-                    }
-                    memo.insert_unique(
-                        hash,
-                        MemoEntry {
-                            hash,
-                            lo,
-                            bits: bits.into(),
-                            state: next_state.clone(),
-                        },
-                        |e| e.hash,
-                    );
-                    events.lift(op);
-                    if events.is_empty() {
-                        calls.push((op, state));
-                        let order = calls.into_iter().map(|(o, _)| o).collect();
-                        return result(SearchOutcome::Linearizable { order }, steps, &memo);
-                    }
-                    if model.earliest(&next_state) <= events.first_return_time() {
-                        calls.push((op, std::mem::replace(&mut state, next_state)));
-                        entry = events.next[HEAD];
+        let mut dead_at = None;
+        if std::mem::take(&mut fresh) {
+            if let Some((op, next)) = s.eager() {
+                match s.place(op, next, true) {
+                    Err(why) => return interrupted(why),
+                    Ok(Placed::Complete) => break,
+                    Ok(Placed::Pushed) => {
+                        entry = s.events.next[HEAD];
+                        fresh = true;
                         continue;
                     }
-                    // Placing `op` here pushes time past a pending op's completion.
-                    events.unlift(op);
+                    // Placing `op` first loses nothing, so if that fails, all fails here.
+                    Ok(Placed::Refused) => dead_at = Some(s.first_return_node()),
                 }
-                set.remove(events.rank[op]);
             }
-            entry = events.next[entry];
-        } else {
-            // `op` is pending and its completion is reached: it had to come earlier.
-            let depth = calls.len();
-            if best.as_ref().is_none_or(|b| depth > b.prefix.len()) {
-                let candidates = events.calls_before(entry);
-                let failure = best.get_or_insert_with(|| Failure {
-                    prefix: Vec::new(),
-                    state: state.clone(),
-                    blocked: op,
-                    candidates: Vec::new(),
-                });
-                failure.prefix.truncate(low_water);
-                failure
-                    .prefix
-                    .extend(calls[low_water..].iter().map(|(o, _)| *o));
-                failure.state = state.clone();
-                failure.blocked = op;
-                failure.candidates = candidates;
-                low_water = depth;
-            }
-            let Some((last, prev_state)) = calls.pop() else {
-                let failure = best.take();
-                assert!(failure.is_some(), "a failed search records where it failed");
-                return match failure {
-                    Some(f) => result(SearchOutcome::NotLinearizable(f), steps, &memo),
-                    None => result(SearchOutcome::Interrupted(Interrupt::Steps), steps, &memo),
-                };
-            };
-            low_water = low_water.min(calls.len());
-            state = prev_state;
-            set.remove(events.rank[last]);
-            events.unlift(last);
-            entry = events.next[events.call_node[last]];
         }
+        if dead_at.is_none() {
+            debug_assert!(entry != s.events.tail, "walked past the last return event");
+            let op = s.events.op[entry];
+            if !s.events.is_call[entry] {
+                // `op` is pending and its completion is reached: it had to come earlier.
+                dead_at = Some(entry);
+            } else {
+                if let Ok(next) = s.model.step(&s.state, op) {
+                    match s.place(op, next, false) {
+                        Err(why) => return interrupted(why),
+                        Ok(Placed::Complete) => break,
+                        Ok(Placed::Pushed) => {
+                            entry = s.events.next[HEAD];
+                            fresh = true;
+                            continue;
+                        }
+                        Ok(Placed::Refused) => {}
+                    }
+                }
+                entry = s.events.next[entry];
+            }
+        }
+        if let Some(at) = dead_at {
+            match s.backtrack(at) {
+                Some(next) => entry = next,
+                None => {
+                    let failure = s.best.take();
+                    assert!(failure.is_some(), "a failed search records where it failed");
+                    return match failure {
+                        Some(f) => SearchOutcome::NotLinearizable(f),
+                        None => interrupted(Interrupt::Steps),
+                    };
+                }
+            }
+        }
+    }
+    SearchOutcome::Linearizable {
+        order: s.calls.iter().map(|f| f.op).collect(),
     }
 }
 
