@@ -289,6 +289,13 @@ impl Model for RegisterModel<'_> {
         Self::earliest_of(s)
     }
 
+    /// A write with an unknown outcome (completion +inf) may go last: after every other op
+    /// no read remains (`owed` is 0), so it is accepted and changes nothing observed.
+    fn may_go_last(&self, i: usize) -> bool {
+        let op = &self.key.ops[i];
+        op.complete == Time::MAX && !matches!(op.kind, KeyOpKind::Read { .. })
+    }
+
     /// A read accepted in a state without TTL may go first among the candidates: in any
     /// linearization that places it later, moving it here keeps every read's result
     /// (values do not change under a read), and moving its instant to `max(floor,

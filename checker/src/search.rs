@@ -72,6 +72,14 @@ pub trait Model {
     fn commutes_early(&self, _state: &Self::State, _i: usize) -> bool {
         false
     }
+    /// True if op `i` never completes and, from any state reached after all other ops,
+    /// `step` accepts it with no effect on anything observed. Then a configuration with
+    /// `i` not yet linearized can do all that the same configuration (same state, same
+    /// other ops) with `i` linearized can: the search tries such ops last at each level
+    /// and prunes configurations dominated that way.
+    fn may_go_last(&self, _i: usize) -> bool {
+        false
+    }
 }
 
 /// Bounds of one search.
@@ -130,6 +138,18 @@ pub struct SearchResult<S> {
 
 /// Sentinel nodes of the event list.
 const HEAD: usize = 0;
+
+/// How many of the most recently linearized `may_go_last` ops the dominance check tries.
+const DOMINANCE_CHECKS: usize = 8;
+
+/// The two passes over the candidates of one configuration: first the ops that must
+/// complete, then those that `may_go_last` (so their "not yet" branch is explored first
+/// and dominates the others).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Firm,
+    Deferrable,
+}
 
 struct MemoEntry<S> {
     hash: u64,
@@ -254,6 +274,8 @@ struct Frame<S> {
     before: S,
     /// Placed by `Model::commutes_early`: no alternative to try at its level.
     forced: bool,
+    /// The pass in which `op` was chosen.
+    pass: Pass,
 }
 
 /// What `Searcher::place` did.
@@ -277,6 +299,10 @@ struct Searcher<'m, M: Model> {
     memo_bytes: usize,
     state: M::State,
     calls: Vec<Frame<M::State>>,
+    /// The linearized ops that `may_go_last`, in order.
+    deferred: Vec<usize>,
+    /// Per op: `Model::may_go_last`.
+    deferrable: Vec<bool>,
     best: Option<Failure<M::State>>,
     /// Lowest stack depth since the last snapshot into `best`: `best.prefix[..low_water]`
     /// still equals the stack's ops, so a new snapshot copies only what changed.
@@ -284,22 +310,63 @@ struct Searcher<'m, M: Model> {
 }
 
 impl<M: Model> Searcher<'_, M> {
+    /// Is (current set, `state`) in the memo (explored and dead, or on the path)?
+    fn known(&self, state_hash: u64, state: &M::State) -> bool {
+        let hash = self.set.hash() ^ state_hash;
+        let (lo, bits) = self.set.compact();
+        self.memo
+            .find(hash, |e| {
+                e.hash == hash && e.lo == lo && *e.bits == *bits && e.state == *state
+            })
+            .is_some()
+    }
+
+    /// Is (current set, `state`) dominated by a dead configuration: the same but with one
+    /// op that `may_go_last` not yet linearized? `op` (just placed) is not tried: without
+    /// it the configuration may be the parent, still on the path, whose own witness may
+    /// be "place `op` now" (when `op` leaves the state unchanged). Any other candidate set
+    /// differs from every set on the path, so if known it is dead.
+    fn dominated(&mut self, op: usize, state_hash: u64, state: &M::State) -> bool {
+        let older = self.deferred.iter().rev().filter(|&&u| u != op);
+        let ranks: Vec<usize> = older
+            .take(DOMINANCE_CHECKS)
+            .map(|&u| self.events.rank[u])
+            .collect();
+        for rank in ranks {
+            self.set.remove(rank);
+            let known = self.known(state_hash, state);
+            self.set.insert(rank);
+            if known {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Tries `op` (which takes the state to `next`) as the next linearized op.
-    fn place(&mut self, op: usize, next: M::State, forced: bool) -> Result<Placed, Interrupt> {
+    fn place(
+        &mut self,
+        op: usize,
+        next: M::State,
+        forced: bool,
+        pass: Pass,
+    ) -> Result<Placed, Interrupt> {
         let rank = self.events.rank[op];
         self.set.insert(rank);
-        let hash = self.set.hash() ^ self.hasher.hash_one(&next);
-        let (lo, bits) = self.set.compact();
-        let seen = self
-            .memo
-            .find(hash, |e| {
-                e.hash == hash && e.lo == lo && *e.bits == *bits && e.state == next
-            })
-            .is_some();
-        if seen {
+        let deferrable = self.deferrable[op];
+        if deferrable {
+            self.deferred.push(op);
+        }
+        let state_hash = self.hasher.hash_one(&next);
+        if self.known(state_hash, &next) || self.dominated(op, state_hash, &next) {
             self.set.remove(rank);
+            if deferrable {
+                self.deferred.pop();
+            }
             return Ok(Placed::Refused);
         }
+        let hash = self.set.hash() ^ state_hash;
+        let (lo, bits) = self.set.compact();
         // Table slot + allocation overhead of an entry, besides its words.
         self.memo_bytes += std::mem::size_of::<MemoEntry<M::State>>() + 24 + 8 * bits.len();
         if self.memo_bytes > self.limits.max_memo_bytes {
@@ -315,7 +382,12 @@ impl<M: Model> Searcher<'_, M> {
         self.events.lift(op);
         if self.events.is_empty() || self.model.earliest(&next) <= self.events.first_return_time() {
             let before = std::mem::replace(&mut self.state, next);
-            self.calls.push(Frame { op, before, forced });
+            self.calls.push(Frame {
+                op,
+                before,
+                forced,
+                pass,
+            });
             return Ok(if self.events.is_empty() {
                 Placed::Complete
             } else {
@@ -325,6 +397,9 @@ impl<M: Model> Searcher<'_, M> {
         // Placing `op` here pushes time past a pending op's completion.
         self.events.unlift(op);
         self.set.remove(rank);
+        if deferrable {
+            self.deferred.pop();
+        }
         Ok(Placed::Refused)
     }
 
@@ -346,8 +421,8 @@ impl<M: Model> Searcher<'_, M> {
     /// The current configuration is dead, found at list node `at` (the return event of
     /// the pending op that could not be placed): records the deepest failure, then pops
     /// frames until one whose level has alternatives left. Returns the list node to
-    /// continue the scan from, or `None` when the stack is exhausted.
-    fn backtrack(&mut self, at: usize) -> Option<usize> {
+    /// continue the scan from and the pass, or `None` when the stack is exhausted.
+    fn backtrack(&mut self, at: usize) -> Option<(usize, Pass)> {
         let depth = self.calls.len();
         if self.best.as_ref().is_none_or(|b| depth > b.prefix.len()) {
             let candidates = self.events.calls_before(at);
@@ -373,8 +448,13 @@ impl<M: Model> Searcher<'_, M> {
             self.state = frame.before;
             self.set.remove(self.events.rank[frame.op]);
             self.events.unlift(frame.op);
+            if self.deferrable[frame.op] {
+                let last = self.deferred.pop();
+                debug_assert_eq!(last, Some(frame.op), "deferred ops nest like the stack");
+            }
             if !frame.forced {
-                return Some(self.events.next[self.events.call_node[frame.op]]);
+                let after = self.events.next[self.events.call_node[frame.op]];
+                return Some((after, frame.pass));
             }
         }
     }
@@ -406,6 +486,8 @@ pub fn search<M: Model>(
         memo_bytes: 0,
         state: model.init(),
         calls: Vec::new(),
+        deferred: Vec::new(),
+        deferrable: (0..model.len()).map(|i| model.may_go_last(i)).collect(),
         best: None,
         low_water: 0,
     };
@@ -428,6 +510,7 @@ fn run<M: Model>(
         return SearchOutcome::Linearizable { order: vec![] };
     }
     let mut entry = s.events.next[HEAD];
+    let mut pass = Pass::Firm;
     // True when a configuration was just reached: look for an op to place eagerly.
     let mut fresh = true;
     loop {
@@ -441,11 +524,12 @@ fn run<M: Model>(
         let mut dead_at = None;
         if std::mem::take(&mut fresh) {
             if let Some((op, next)) = s.eager() {
-                match s.place(op, next, true) {
+                match s.place(op, next, true, Pass::Firm) {
                     Err(why) => return interrupted(why),
                     Ok(Placed::Complete) => break,
                     Ok(Placed::Pushed) => {
                         entry = s.events.next[HEAD];
+                        pass = Pass::Firm;
                         fresh = true;
                         continue;
                     }
@@ -458,19 +542,29 @@ fn run<M: Model>(
             debug_assert!(entry != s.events.tail, "walked past the last return event");
             let op = s.events.op[entry];
             if !s.events.is_call[entry] {
+                if pass == Pass::Firm {
+                    // Now try the ops that may go last.
+                    pass = Pass::Deferrable;
+                    entry = s.events.next[HEAD];
+                    continue;
+                }
                 // `op` is pending and its completion is reached: it had to come earlier.
                 dead_at = Some(entry);
             } else {
-                if let Ok(next) = s.model.step(&s.state, op) {
-                    match s.place(op, next, false) {
-                        Err(why) => return interrupted(why),
-                        Ok(Placed::Complete) => break,
-                        Ok(Placed::Pushed) => {
-                            entry = s.events.next[HEAD];
-                            fresh = true;
-                            continue;
+                let in_pass = s.deferrable[op] == (pass == Pass::Deferrable);
+                if in_pass {
+                    if let Ok(next) = s.model.step(&s.state, op) {
+                        match s.place(op, next, false, pass) {
+                            Err(why) => return interrupted(why),
+                            Ok(Placed::Complete) => break,
+                            Ok(Placed::Pushed) => {
+                                entry = s.events.next[HEAD];
+                                pass = Pass::Firm;
+                                fresh = true;
+                                continue;
+                            }
+                            Ok(Placed::Refused) => {}
                         }
-                        Ok(Placed::Refused) => {}
                     }
                 }
                 entry = s.events.next[entry];
@@ -478,7 +572,7 @@ fn run<M: Model>(
         }
         if let Some(at) = dead_at {
             match s.backtrack(at) {
-                Some(next) => entry = next,
+                Some((next, p)) => (entry, pass) = (next, p),
                 None => {
                     let failure = s.best.take();
                     assert!(failure.is_some(), "a failed search records where it failed");
