@@ -22,6 +22,7 @@
 
 pub mod checker;
 pub mod error;
+mod events;
 pub mod explain;
 pub mod history;
 pub mod limits;
