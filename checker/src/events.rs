@@ -8,7 +8,6 @@
 //! position in invocation order.
 
 use crate::history::Time;
-use crate::search::Model;
 
 /// The head sentinel of the list.
 pub const HEAD: usize = 0;
@@ -30,18 +29,18 @@ pub struct Events {
 }
 
 impl Events {
-    /// The list of `model`'s ops, all pending.
-    pub fn new<M: Model>(model: &M) -> Events {
-        let n = model.len();
+    /// The list of ops with these (invoke, complete) windows, all pending.
+    pub fn new(windows: &[(Time, Time)]) -> Events {
+        let n = windows.len();
         // (time, kind: 0 call / 1 return, op): calls sort before returns at equal times.
         let mut evs: Vec<(Time, u8, usize)> = Vec::with_capacity(2 * n);
         for i in 0..n {
             assert!(
-                model.invoke(i) <= model.complete(i),
+                windows[i].0 <= windows[i].1,
                 "op {i} completes before it is invoked"
             );
-            evs.push((model.invoke(i), 0, i));
-            evs.push((model.complete(i), 1, i));
+            evs.push((windows[i].0, 0, i));
+            evs.push((windows[i].1, 1, i));
         }
         evs.sort_unstable();
         let tail = 2 * n + 1;

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! Module map (dependencies point down): `checker` (split, budget, verdict) -> `explain`
-//! -> `reduce` -> `model` (per-key register with TTL) -> `search` (WGL, over `linset`) ->
+//! -> `reduce` -> `model` (per-key register with TTL) -> `search` (WGL, over `events` and
+//! `linset`) ->
 //! `history` (data, JSON lines); `recorder` builds histories in tests; `synth` generates linearizable ones.
 
 pub mod checker;

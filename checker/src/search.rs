@@ -368,7 +368,11 @@ pub fn search<M: Model>(
     let mut s = Searcher {
         model,
         limits,
-        events: Events::new(model),
+        events: Events::new(
+            &(0..model.len())
+                .map(|i| (model.invoke(i), model.complete(i)))
+                .collect::<Vec<_>>(),
+        ),
         set: LinSet::new(model.len()),
         hasher: std::hash::BuildHasherDefault::default(),
         memo: HashTable::new(),
