@@ -34,13 +34,10 @@ impl Events {
         let n = windows.len();
         // (time, kind: 0 call / 1 return, op): calls sort before returns at equal times.
         let mut evs: Vec<(Time, u8, usize)> = Vec::with_capacity(2 * n);
-        for i in 0..n {
-            assert!(
-                windows[i].0 <= windows[i].1,
-                "op {i} completes before it is invoked"
-            );
-            evs.push((windows[i].0, 0, i));
-            evs.push((windows[i].1, 1, i));
+        for (i, &(invoke, complete)) in windows.iter().enumerate() {
+            assert!(invoke <= complete, "op {i} completes before it is invoked");
+            evs.push((invoke, 0, i));
+            evs.push((complete, 1, i));
         }
         evs.sort_unstable();
         let tail = 2 * n + 1;
