@@ -1,0 +1,162 @@
+//! The binary's flow: connect the chosen target, run, print and write the outputs.
+//!
+//! Owns target selection (including the clear refusal of targets not built yet), output
+//! files and exit statuses: 0 success, 1 run or output failure, 2 bad flags (clap),
+//! 3 target unreachable or not available in this build.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::cli::{Cli, TargetKind};
+use crate::config::RunConfig;
+use crate::driver::{self, RunOutcome};
+use crate::report::Report;
+use crate::targets::null::NullTarget;
+use crate::targets::redis::{RedisSettings, RedisTarget};
+use crate::targets::{ConnectError, Target};
+use crate::workload::OpKind;
+use crate::{hdr_out, plot};
+
+/// Exit status: the target could not be used.
+pub const EXIT_TARGET: u8 = 3;
+/// Exit status: the run or writing its outputs failed.
+pub const EXIT_RUN: u8 = 1;
+
+fn endpoint_or(cli: &Cli, default: &str) -> Vec<String> {
+    if cli.endpoint.is_empty() {
+        vec![default.to_string()]
+    } else {
+        cli.endpoint.clone()
+    }
+}
+
+fn not_built(kind: TargetKind) -> ConnectError {
+    ConnectError::NotBuilt(format!(
+        "--target {}: not built yet: needs the Shoal clients (`KvClient`: LocalKvClient / \
+         RemoteKvClient), which do not exist yet",
+        kind.name()
+    ))
+}
+
+/// Connects the target the flags name and runs; the process's exit status.
+pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
+    let result = match cli.target {
+        TargetKind::Null => Ok(execute(cli, &cfg, Arc::new(NullTarget)).await),
+        TargetKind::Redis => {
+            let eps = endpoint_or(cli, "redis://127.0.0.1:6379");
+            if eps.len() != 1 {
+                Err(ConnectError::NotBuilt(
+                    "--target redis takes exactly one --endpoint".to_string(),
+                ))
+            } else {
+                let url = if eps[0].contains("://") {
+                    eps[0].clone()
+                } else {
+                    format!("redis://{}", eps[0])
+                };
+                let settings = RedisSettings {
+                    url,
+                    connections: cli.connections,
+                    connect_timeout: cfg.connect_timeout,
+                    op_timeout: cfg.op_timeout,
+                };
+                match RedisTarget::connect(&settings).await {
+                    Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+        TargetKind::Etcd => connect_etcd(cli, &cfg).await,
+        kind @ (TargetKind::ShoalLocal | TargetKind::ShoalRemote) => Err(not_built(kind)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loadgen: cannot use the target: {e}");
+            ExitCode::from(EXIT_TARGET)
+        }
+    }
+}
+
+#[cfg(feature = "etcd")]
+async fn connect_etcd(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
+    use crate::targets::etcd::{EtcdSettings, EtcdTarget};
+    let settings = EtcdSettings {
+        endpoints: endpoint_or(cli, "http://127.0.0.1:2379"),
+        connect_timeout: cfg.connect_timeout,
+        op_timeout: cfg.op_timeout,
+    };
+    let t = EtcdTarget::connect(&settings).await?;
+    Ok(execute(cli, cfg, Arc::new(t)).await)
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn connect_etcd(_cli: &Cli, _cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
+    Err(ConnectError::NotBuilt(
+        "--target etcd: this loadgen was built without the `etcd` feature; rebuild with \
+         `cargo build --release -p loadgen --features etcd` (needs `protoc`: \
+         apt-get install protobuf-compiler)"
+            .to_string(),
+    ))
+}
+
+async fn execute<T: Target>(cli: &Cli, cfg: &RunConfig, target: Arc<T>) -> ExitCode {
+    let outcome = match driver::run(cfg, target).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(EXIT_RUN);
+        }
+    };
+    let report = Report::new(cfg, &outcome);
+    print!("{}", report.to_text());
+    match write_outputs(cli, &report, &outcome) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(EXIT_RUN)
+        }
+    }
+}
+
+/// Writes the `--json`, `--hdr` and `--plot` files that were asked for.
+pub fn write_outputs(cli: &Cli, report: &Report, outcome: &RunOutcome) -> Result<(), String> {
+    let io_err = |p: &Path, e: std::io::Error| format!("writing {}: {e}", p.display());
+    if let Some(p) = &cli.json {
+        std::fs::write(p, report.to_json() + "\n").map_err(|e| io_err(p, e))?;
+    }
+    if let Some(p) = &cli.hdr {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| io_err(p, e))?);
+        let comment = format!(
+            "loadgen {} target {} config {}",
+            report.loadgen_version,
+            report.target,
+            serde_json::to_string(&report.config).unwrap_or_default()
+        );
+        hdr_out::write_interval_log(&mut f, &outcome.windows, outcome.measured_from, &comment)
+            .map_err(|e| io_err(p, e))?;
+        std::io::Write::flush(&mut f).map_err(|e| io_err(p, e))?;
+    }
+    if let Some(p) = &cli.plot {
+        let series: Vec<(&str, &crate::recorder::Hist)> = OpKind::ALL
+            .iter()
+            .filter_map(|k| {
+                outcome.totals.hists[k.index()]
+                    .as_ref()
+                    .map(|h| (k.name(), h))
+            })
+            .collect();
+        let title = format!(
+            "{} - {}",
+            report.target,
+            report
+                .config
+                .label
+                .as_deref()
+                .unwrap_or("latency by percentile")
+        );
+        plot::write_svg(p, &title, &series)?;
+    }
+    Ok(())
+}
