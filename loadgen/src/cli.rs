@@ -111,7 +111,7 @@ pub struct Cli {
     /// Key distribution.
     #[arg(long, value_enum, default_value = "scrambled-zipfian")]
     pub key_dist: DistArg,
-    /// Zipfian skew, in (0, 1).
+    /// Zipfian skew, in (0, 10] (YCSB uses 0.99).
     #[arg(long, default_value_t = 0.99)]
     pub theta: f64,
     /// Bytes per key (at least 1 + the digits of the largest key index).

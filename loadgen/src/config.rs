@@ -75,12 +75,12 @@ pub enum KeyDist {
     Uniform,
     /// Zipfian over key indexes (hot keys are neighbours).
     Zipfian {
-        /// Skew, in (0, 1).
+        /// Skew, in (0, 10].
         theta: f64,
     },
     /// Zipfian with the hot keys scattered over the key space (YCSB's default).
     ScrambledZipfian {
-        /// Skew, in (0, 1).
+        /// Skew, in (0, 10].
         theta: f64,
     },
 }
@@ -171,12 +171,10 @@ mod opt_duration_secs {
 }
 
 fn check_theta(theta: f64) -> Result<(), String> {
-    if theta > 0.0 && theta < 1.0 {
+    if theta > 0.0 && theta <= 10.0 {
         Ok(())
     } else {
-        Err(format!(
-            "--theta must be in (0, 1) (exclusive), got {theta}"
-        ))
+        Err(format!("--theta must be in (0, 10], got {theta}"))
     }
 }
 

@@ -146,3 +146,89 @@ impl OpMix {
         unreachable!("the last threshold is 2^64, above every u64 draw")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    use super::*;
+    use crate::config::Preset;
+
+    fn shares(mix: &Mix, draws: usize) -> [f64; KINDS] {
+        let m = OpMix::new(mix);
+        let mut rng = SmallRng::seed_from_u64(11);
+        let mut c = [0usize; KINDS];
+        for _ in 0..draws {
+            c[m.pick(&mut rng).index()] += 1;
+        }
+        c.map(|x| x as f64 / draws as f64)
+    }
+
+    #[test]
+    fn presets_hold_their_ratios() {
+        let draws = 1_000_000;
+        for (preset, read) in [
+            (Preset::A, 0.5),
+            (Preset::B, 0.95),
+            (Preset::C, 1.0),
+            (Preset::Write, 0.0),
+        ] {
+            let s = shares(&preset.mix(), draws);
+            // sd of a share over 1e6 draws is at most 0.0005: 0.003 is 6 sd.
+            assert!((s[OpKind::Get.index()] - read).abs() < 0.003, "{preset:?}: {s:?}");
+            assert!((s[OpKind::Put.index()] - (1.0 - read)).abs() < 0.003, "{preset:?}");
+            for k in [OpKind::PutTtl, OpKind::Delete, OpKind::GetMulti] {
+                assert_eq!(s[k.index()], 0.0, "{preset:?} drew {k:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn custom_ratios_hold_for_every_kind() {
+        let mix = Mix {
+            read: 4.0,
+            write: 3.0,
+            delete: 1.0,
+            ttl_write: 1.0,
+            multi_get: 1.0,
+        };
+        let s = shares(&mix, 1_000_000);
+        for k in OpKind::ALL {
+            assert!((s[k.index()] - mix.share(k)).abs() < 0.003, "{k:?}: {s:?}");
+        }
+    }
+
+    #[test]
+    fn a_zero_weight_between_others_is_never_drawn() {
+        let mix = Mix {
+            read: 1.0,
+            write: 0.0,
+            delete: 0.0,
+            ttl_write: 1.0,
+            multi_get: 0.0,
+        };
+        let s = shares(&mix, 200_000);
+        assert_eq!(s[OpKind::Put.index()], 0.0);
+        assert_eq!(s[OpKind::Delete.index()], 0.0);
+        assert_eq!(s[OpKind::GetMulti.index()], 0.0);
+        assert!((s[OpKind::Get.index()] - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn invalid_mixes_are_rejected_with_the_kind_named() {
+        let mut mix = Preset::A.mix();
+        mix.delete = -1.0;
+        assert!(mix.validate().unwrap_err().contains("delete"));
+        mix.delete = f64::NAN;
+        assert!(mix.validate().is_err());
+        let zero = Mix {
+            read: 0.0,
+            write: 0.0,
+            delete: 0.0,
+            ttl_write: 0.0,
+            multi_get: 0.0,
+        };
+        assert!(zero.validate().unwrap_err().contains("sum to 0"));
+    }
+}

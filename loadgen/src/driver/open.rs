@@ -239,3 +239,26 @@ pub async fn run<T: Target>(
     let taken = pacer.taken.load(Ordering::Relaxed).min(released);
     (out, released - taken)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_are_due_at_start_plus_k_over_rate() {
+        let start = Instant::now();
+        let s = Schedule::new(start, 1000.0, None, Some(start + Duration::from_secs(1)));
+        assert_eq!(s.due(0), start);
+        assert_eq!(s.due(1000), start + Duration::from_secs(1));
+        assert_eq!(s.due_before(start), 0);
+        assert_eq!(s.due_before(start + Duration::from_nanos(1)), 1);
+        assert_eq!(s.due_before(start + Duration::from_millis(1)), 1);
+        assert_eq!(s.due_before(start + Duration::from_micros(1001)), 2);
+        // Tickets 0..1000 are due before the end: exactly `rate x duration`.
+        assert_eq!(s.final_count(), 1000);
+        let counted = Schedule::new(start, 3.0, Some(5), None);
+        assert_eq!(counted.final_count(), 5);
+        assert_eq!(counted.released_by(start + Duration::from_secs(100)), 5);
+        assert_eq!(counted.released_by(start + Duration::from_millis(400)), 2);
+    }
+}
