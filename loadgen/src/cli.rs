@@ -245,6 +245,7 @@ impl Cli {
             op_timeout: self.op_timeout,
             seed: self.seed,
             quiet: self.quiet,
+            keep_window_histograms: self.hdr.is_some(),
         };
         cfg.validate()?;
         Ok(cfg)

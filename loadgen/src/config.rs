@@ -149,6 +149,10 @@ pub struct RunConfig {
     pub seed: u64,
     /// No live progress lines.
     pub quiet: bool,
+    /// Keep every second's histograms until the end (for `--hdr`); otherwise only the
+    /// per-second summary is kept.
+    #[serde(skip)]
+    pub keep_window_histograms: bool,
 }
 
 mod duration_secs {

@@ -38,7 +38,7 @@ pub fn write_interval_log<W: Write>(
     for w in windows.iter().filter(|w| w.idx >= 0) {
         let start = Duration::from_secs(w.idx as u64);
         for kind in OpKind::ALL {
-            let Some(h) = &w.hists[kind.index()] else {
+            let Some(Some(h)) = w.hists.as_ref().map(|hs| &hs[kind.index()]) else {
                 continue;
             };
             if h.is_empty() {

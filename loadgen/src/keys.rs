@@ -300,12 +300,18 @@ mod tests {
         for (lo, hi) in [(2usize, 10usize), (10, 100), (100, 1000)] {
             let got: f64 = (lo..hi).map(freq).sum();
             let want: f64 = (lo..hi).map(|r| z.probability(r as u64)).sum();
-            assert!((got / want - 1.0).abs() < 0.02, "ranks {lo}..{hi}: {got} vs {want}");
+            assert!(
+                (got / want - 1.0).abs() < 0.02,
+                "ranks {lo}..{hi}: {got} vs {want}"
+            );
         }
         // The skew itself: rank 0 is drawn about 2^0.99 times as often as rank 1, and far
         // more often than a cold rank.
         let ratio = freq(0) / freq(9);
-        assert!((ratio / 10f64.powf(0.99) - 1.0).abs() < 0.05, "ratio {ratio}");
+        assert!(
+            (ratio / 10f64.powf(0.99) - 1.0).abs() < 0.05,
+            "ratio {ratio}"
+        );
         assert!(c[0] > 100 * c[999].max(1));
     }
 
@@ -343,6 +349,10 @@ mod tests {
         let draws = 200_000;
         let c = counts(&KeyChooser::Uniform { n }, n, draws, 5);
         // Expect 200 per key, sd ~14: every key seen, none far off.
-        assert!(c.iter().all(|&x| x > 120 && x < 290), "{:?}", (c.iter().min(), c.iter().max()));
+        assert!(
+            c.iter().all(|&x| x > 120 && x < 290),
+            "{:?}",
+            (c.iter().min(), c.iter().max())
+        );
     }
 }

@@ -1,9 +1,14 @@
 //! Live progress: gathers the groups' one-second windows, prints one line per second, and
-//! keeps the merged windows for the HDR interval log and the JSON time series.
+//! keeps the per-second series for the report (and, when asked, the per-second histograms
+//! for the HDR interval log).
 //!
-//! Invariants: a second's line is printed once, 250 ms after the second ends (the grace lets
-//! every group's window for it arrive; a window arriving later still enters the kept
-//! series, only the already-printed line misses it). Nothing is printed with `quiet`.
+//! Invariants:
+//! - A second's line is printed once, 250 ms after the second ends (the grace lets every
+//!   group's window for it arrive). Nothing is printed with `quiet`.
+//! - A second's percentiles are final once it is 5 s old; a group window arriving later
+//!   (a group stuck behind a very slow operation) still adds its counts. Without
+//!   `keep_histograms`, finalized seconds drop their histograms, so memory does not grow
+//!   with the run's length.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,19 +24,37 @@ use crate::workload::KINDS;
 pub struct WindowAgg {
     /// Second index relative to the end of warm-up (negative: warm-up).
     pub idx: i64,
-    /// Latencies per kind.
-    pub hists: [Option<Hist>; KINDS],
+    /// Latencies per kind; `None` once finalized unless histograms are kept.
+    pub hists: Option<[Option<Hist>; KINDS]>,
+    /// Successful operations completed in this second.
+    pub ok: u64,
     /// Failed operations.
     pub errors: u64,
+    /// Median over all kinds (set when finalized).
+    pub p50_ns: Option<u64>,
+    /// 99th percentile over all kinds (set when finalized).
+    pub p99_ns: Option<u64>,
     /// Length of the window actually covered (the last one may be partial).
     pub length: Duration,
 }
 
 impl WindowAgg {
-    /// All kinds merged.
+    fn new(idx: i64) -> Self {
+        Self {
+            idx,
+            hists: Some(std::array::from_fn(|_| None)),
+            ok: 0,
+            errors: 0,
+            p50_ns: None,
+            p99_ns: None,
+            length: Duration::from_secs(1),
+        }
+    }
+
+    /// All kinds merged (empty once the histograms were dropped).
     pub fn combined(&self) -> Hist {
         let mut all = new_hist();
-        for h in self.hists.iter().flatten() {
+        for h in self.hists.iter().flatten().flatten() {
             merge_hist(&mut all, h);
         }
         all
@@ -39,11 +62,27 @@ impl WindowAgg {
 
     fn absorb(&mut self, w: Window) {
         self.errors += w.errors;
-        for (dst, src) in self.hists.iter_mut().zip(w.hists) {
-            match (dst, src) {
-                (Some(d), Some(s)) => merge_hist(d, &s),
-                (d @ None, Some(s)) => *d = Some(s),
-                _ => {}
+        self.ok += w.hists.iter().flatten().map(|h| h.len()).sum::<u64>();
+        if let Some(hists) = &mut self.hists {
+            for (dst, src) in hists.iter_mut().zip(w.hists) {
+                match (dst, src) {
+                    (Some(d), Some(s)) => merge_hist(d, &s),
+                    (d @ None, Some(s)) => *d = Some(s),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn finalize(&mut self, keep_histograms: bool) {
+        if self.hists.is_some() {
+            let all = self.combined();
+            if !all.is_empty() {
+                self.p50_ns = Some(all.value_at_quantile(0.5));
+                self.p99_ns = Some(all.value_at_quantile(0.99));
+            }
+            if !keep_histograms {
+                self.hists = None;
             }
         }
     }
@@ -69,19 +108,22 @@ impl WindowAgg {
         };
         format!(
             "[{label:>7}] {:>10.0} ops/s  p50 {p50:>9}  p99 {p99:>9}  errors {}",
-            all.len() as f64 / secs,
+            self.ok as f64 / secs,
             self.errors
         )
     }
 }
 
 const GRACE: Duration = Duration::from_millis(250);
+/// Seconds after which a window's percentiles are final.
+const FINAL_AFTER: i64 = 5;
 
 /// Collects windows until every sender is gone; returns them in time order.
 pub async fn collect(
     mut rx: UnboundedReceiver<Window>,
     measure_start: Instant,
     quiet: bool,
+    keep_histograms: bool,
 ) -> Vec<WindowAgg> {
     let mut windows: BTreeMap<i64, WindowAgg> = BTreeMap::new();
     let mut printed_through = i64::MIN;
@@ -93,7 +135,7 @@ pub async fn collect(
             measure_start - Duration::from_secs(idx.unsigned_abs())
         }
     };
-    let mut print_ready = |windows: &BTreeMap<i64, WindowAgg>, upto: Option<Instant>| {
+    let mut print_ready = |windows: &mut BTreeMap<i64, WindowAgg>, upto: Option<Instant>| {
         for (idx, w) in windows.range(printed_through.saturating_add(1)..) {
             if let Some(now) = upto {
                 if window_start(*idx) + Duration::from_secs(1) + GRACE > now {
@@ -105,22 +147,20 @@ pub async fn collect(
             }
             printed_through = *idx;
         }
+        if upto.is_some() {
+            let old = printed_through.saturating_sub(FINAL_AFTER);
+            for w in windows.range_mut(..old).map(|(_, w)| w) {
+                w.finalize(keep_histograms);
+            }
+        }
     };
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Some(w) => windows
-                    .entry(w.idx)
-                    .or_insert_with(|| WindowAgg {
-                        idx: w.idx,
-                        hists: std::array::from_fn(|_| None),
-                        errors: 0,
-                        length: Duration::from_secs(1),
-                    })
-                    .absorb(w),
+                Some(w) => windows.entry(w.idx).or_insert_with(|| WindowAgg::new(w.idx)).absorb(w),
                 None => break,
             },
-            _ = ticker.tick() => print_ready(&windows, Some(Instant::now())),
+            _ = ticker.tick() => print_ready(&mut windows, Some(Instant::now())),
         }
     }
     // Every group has finished: the last window ends at the last completion it holds, which
@@ -132,6 +172,12 @@ pub async fn collect(
             .saturating_duration_since(start)
             .clamp(Duration::from_millis(1), Duration::from_secs(1));
     }
-    print_ready(&windows, None);
-    windows.into_values().collect()
+    print_ready(&mut windows, None);
+    windows
+        .into_values()
+        .map(|mut w| {
+            w.finalize(keep_histograms);
+            w
+        })
+        .collect()
 }

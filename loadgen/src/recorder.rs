@@ -27,6 +27,18 @@ pub type Hist = Histogram<u64>;
 /// Most error messages kept as samples for the report.
 pub const MAX_ERROR_SAMPLES: usize = 16;
 
+/// Largest latency recorded: one hour (larger values are recorded as one hour). Bounds
+/// how far an auto-resizing histogram can grow.
+pub const MAX_RECORDED_NS: u64 = 3_600_000_000_000;
+
+/// Records `ns` into `h`, capped at [`MAX_RECORDED_NS`]. (`saturating_record` would clamp
+/// to the histogram's *current* range instead of growing it.)
+#[inline]
+pub fn record_ns(h: &mut Hist, ns: u64) {
+    h.record(ns.min(MAX_RECORDED_NS))
+        .expect("an auto-resizing histogram holds any value up to an hour");
+}
+
 /// An empty auto-resizing histogram.
 pub fn new_hist() -> Hist {
     Histogram::new(3).expect("3 significant digits is a valid precision")
@@ -219,12 +231,12 @@ impl Recorder {
         debug_assert!(self.enabled[i], "kind outside the mix");
         if self.in_window(done, measured) {
             if let Some(h) = &mut self.window[i] {
-                h.saturating_record(latency_ns);
+                record_ns(h, latency_ns);
             }
         }
         if measured {
             if let Some(h) = &mut self.totals.hists[i] {
-                h.saturating_record(latency_ns);
+                record_ns(h, latency_ns);
             }
             self.totals.last_done = Some(done);
         }
@@ -272,7 +284,7 @@ impl Recorder {
     #[inline]
     pub fn record_send_lag(&mut self, lag_ns: u64) {
         if let Some(h) = &mut self.totals.send_lag {
-            h.saturating_record(lag_ns);
+            record_ns(h, lag_ns);
         }
     }
 
@@ -287,6 +299,22 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_grow_to_hold_large_latencies() {
+        let mut h = new_hist();
+        record_ns(&mut h, 150);
+        record_ns(&mut h, 5_000_000_000);
+        record_ns(&mut h, u64::MAX);
+        assert_eq!(h.len(), 3);
+        assert!(h.min() <= 150);
+        let five_s = h.value_at_quantile(0.5);
+        assert!(
+            five_s >= 4_995_000_000 && five_s <= 5_005_000_000,
+            "{five_s}"
+        );
+        assert!(h.max() >= MAX_RECORDED_NS && h.max() <= MAX_RECORDED_NS / 1000 * 1001);
+    }
 
     #[test]
     fn windows_tile_time_around_the_end_of_warmup() {

@@ -176,8 +176,14 @@ mod tests {
         ] {
             let s = shares(&preset.mix(), draws);
             // sd of a share over 1e6 draws is at most 0.0005: 0.003 is 6 sd.
-            assert!((s[OpKind::Get.index()] - read).abs() < 0.003, "{preset:?}: {s:?}");
-            assert!((s[OpKind::Put.index()] - (1.0 - read)).abs() < 0.003, "{preset:?}");
+            assert!(
+                (s[OpKind::Get.index()] - read).abs() < 0.003,
+                "{preset:?}: {s:?}"
+            );
+            assert!(
+                (s[OpKind::Put.index()] - (1.0 - read)).abs() < 0.003,
+                "{preset:?}"
+            );
             for k in [OpKind::PutTtl, OpKind::Delete, OpKind::GetMulti] {
                 assert_eq!(s[k.index()], 0.0, "{preset:?} drew {k:?}");
             }

@@ -245,7 +245,12 @@ pub async fn run<T: Target>(cfg: &RunConfig, target: Arc<T>) -> Result<RunOutcom
     ctx.measure_start = run_start + cfg.warmup;
     let ctx = Arc::new(ctx);
     let (tx, rx) = unbounded_channel();
-    let collector = tokio::spawn(progress::collect(rx, ctx.measure_start, cfg.quiet));
+    let collector = tokio::spawn(progress::collect(
+        rx,
+        ctx.measure_start,
+        cfg.quiet,
+        cfg.keep_window_histograms,
+    ));
     let max_groups = cfg.threads.saturating_mul(4);
     let (results, unsent) = match cfg.load {
         LoadModel::Closed => (closed::run(cfg, &ctx, max_groups, &tx).await, 0),
