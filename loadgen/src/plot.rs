@@ -2,7 +2,8 @@
 //!
 //! The x axis is logarithmic in `1 / (1 - percentile)` (0%, 90%, 99%, 99.9%, ...), as in
 //! HdrHistogram's plots, so the tail is as readable as the median; it stops where the
-//! histogram runs out of samples (`10^x <= count`). The y axis is linear, in microseconds.
+//! histogram runs out of samples (`10^x <= count`). The y axis is logarithmic, in
+//! microseconds, so a single slow outlier does not flatten every curve.
 //! SVG only (plotters' SVG backend, no font dependencies).
 
 use plotters::prelude::*;
@@ -58,7 +59,13 @@ pub fn write_svg(
         .iter()
         .flat_map(|(_, c)| c.iter().map(|p| p.1))
         .fold(1e-3, f64::max)
-        * 1.05;
+        * 1.2;
+    let y_min = curves
+        .iter()
+        .flat_map(|(_, c)| c.iter().map(|p| p.1))
+        .fold(f64::INFINITY, f64::min)
+        .max(1e-3)
+        * 0.8;
     let root = SVGBackend::new(path, (1000, 600)).into_drawing_area();
     let err = |e: DrawingAreaErrorKind<_>| format!("drawing {}: {e}", path.display());
     root.fill(&WHITE).map_err(err)?;
@@ -67,12 +74,12 @@ pub fn write_svg(
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
+        .build_cartesian_2d(0f64..x_max, (y_min..y_max).log_scale())
         .map_err(err)?;
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency (us)")
+        .y_desc("latency (us, log scale)")
         .x_labels(x_max.ceil() as usize + 1)
         .x_label_formatter(&|x| x_label(*x))
         .draw()
