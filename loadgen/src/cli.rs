@@ -62,7 +62,7 @@ Examples:
 
 /// Shoal's benchmark: closed- and open-loop load with YCSB-style workloads.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadgen", version, about, after_help = EXAMPLES)]
+#[command(name = "loadgen", version, about, after_help = EXAMPLES, allow_negative_numbers = true)]
 pub struct Cli {
     /// System to drive.
     #[arg(long, value_enum)]
