@@ -310,7 +310,7 @@ mod tests {
         assert!(h.min() <= 150);
         let five_s = h.value_at_quantile(0.5);
         assert!(
-            five_s >= 4_995_000_000 && five_s <= 5_005_000_000,
+            (4_995_000_000..=5_005_000_000).contains(&five_s),
             "{five_s}"
         );
         assert!(h.max() >= MAX_RECORDED_NS && h.max() <= MAX_RECORDED_NS / 1000 * 1001);
