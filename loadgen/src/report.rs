@@ -84,6 +84,15 @@ pub struct KindReport {
     pub latency: Option<Latency>,
 }
 
+/// Keys asked and found by the run's multi-gets.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct MultiGetKeys {
+    /// Keys asked, over all measured multi-gets.
+    pub asked: u64,
+    /// Of those, keys found.
+    pub found: u64,
+}
+
 /// Open-loop figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct OpenLoopReport {
@@ -131,7 +140,7 @@ pub struct Report {
     /// Gets that found no value.
     pub get_misses: u64,
     /// Multi-gets: keys asked and found.
-    pub multi_get_keys: Option<(u64, u64)>,
+    pub multi_get_keys: Option<MultiGetKeys>,
     /// Open-loop figures, for open-loop runs.
     pub open_loop: Option<OpenLoopReport>,
     /// First messages of distinct failures.
@@ -214,8 +223,10 @@ impl Report {
             measured_secs: secs,
             kinds,
             get_misses: t.get_misses,
-            multi_get_keys: (t.multi_keys_requested > 0)
-                .then_some((t.multi_keys_requested, t.multi_keys_found)),
+            multi_get_keys: (t.multi_keys_requested > 0).then_some(MultiGetKeys {
+                asked: t.multi_keys_requested,
+                found: t.multi_keys_found,
+            }),
             open_loop,
             error_samples: t.error_samples.clone(),
             preload: outcome.preload.clone(),
@@ -349,7 +360,7 @@ impl Report {
                 self.get_misses as f64 * 100.0 / gets as f64
             );
         }
-        if let Some((asked, found)) = self.multi_get_keys {
+        if let Some(MultiGetKeys { asked, found }) = self.multi_get_keys {
             let _ = writeln!(s, "multi-get keys: {found} found of {asked} asked");
         }
         if let Some(o) = &self.open_loop {
