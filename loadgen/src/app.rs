@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::{Cli, TargetKind};
 use crate::config::RunConfig;
@@ -102,7 +103,22 @@ async fn connect_etcd(_cli: &Cli, _cfg: &RunConfig) -> Result<ExitCode, ConnectE
 }
 
 async fn execute<T: Target>(cli: &Cli, cfg: &RunConfig, target: Arc<T>) -> ExitCode {
-    let outcome = match driver::run(cfg, target).await {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupt);
+    let watcher = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!(
+                "loadgen: interrupted: stopping, reporting what was measured (Ctrl-C again quits)"
+            );
+            flag.store(true, Ordering::Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let result = driver::run_interruptible(cfg, target, interrupt).await;
+    watcher.abort();
+    let outcome = match result {
         Ok(o) => o,
         Err(e) => {
             eprintln!("loadgen: {e}");

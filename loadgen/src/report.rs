@@ -149,6 +149,8 @@ pub struct Report {
     pub preload: Option<PreloadStats>,
     /// Measured seconds, in order.
     pub per_second: Vec<SecondReport>,
+    /// Stopped early by an interrupt (Ctrl-C): the figures cover less than asked.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -231,6 +233,7 @@ impl Report {
             error_samples: t.error_samples.clone(),
             preload: outcome.preload.clone(),
             per_second,
+            interrupted: outcome.interrupted,
         }
     }
 
@@ -307,6 +310,12 @@ impl Report {
         );
         if let Some(p) = &self.preload {
             let _ = writeln!(s, "preload: {} keys in {:.1} s", p.keys, p.secs);
+        }
+        if self.interrupted {
+            let _ = writeln!(
+                s,
+                "INTERRUPTED: stopped early, figures cover less than asked"
+            );
         }
         let all = self.all();
         let _ = writeln!(

@@ -175,3 +175,29 @@ fn quiet_suppresses_progress_lines() {
         stderr(&o)
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_run_and_still_reports() {
+    use shoal_testkit::process::ChildProcess;
+    use shoal_testkit::wait::wait_for;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("loadgen.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    cmd.args(["--target", "null", "--duration", "10m", "--warmup", "0s"]);
+    let mut child = ChildProcess::spawn("loadgen", cmd, &log).unwrap();
+    wait_for(
+        "first progress line",
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || child.log().contains("ops/s").then_some(()),
+    )
+    .unwrap();
+    let status = child.interrupt(Duration::from_secs(30)).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", child.log());
+    let out = child.log();
+    assert!(
+        out.contains("INTERRUPTED") && out.contains("p99.9"),
+        "{out}"
+    );
+}

@@ -207,3 +207,29 @@ async fn open_loop_schedules_exactly_rate_times_duration() {
         "warm-up requests ran but are not measured"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_stops_closed_and_open_runs_early_with_results() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    for load in [LoadModel::Closed, LoadModel::Open { rate: 5000.0 }] {
+        let mut cfg = test_config();
+        cfg.load = load;
+        cfg.ops = None;
+        cfg.duration = Some(Duration::from_secs(600));
+        let flag = Arc::new(AtomicBool::new(false));
+        let setter = Arc::clone(&flag);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            setter.store(true, Ordering::Relaxed);
+        });
+        let run = driver::run_interruptible(&cfg, Arc::new(MemTarget::default()), flag);
+        let outcome = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("an interrupted run ends promptly")
+            .unwrap();
+        let r = Report::new(&cfg, &outcome);
+        assert!(r.interrupted, "{load:?}");
+        assert!(r.all().ok > 0, "{load:?}");
+        assert!(r.to_text().contains("INTERRUPTED"));
+    }
+}

@@ -6,6 +6,7 @@
 //! total is exact); operations started during warm-up are never counted. Failed operations
 //! count toward `--ops`.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ async fn lane<T: Target>(
     let mut measured_done = 0u64;
     loop {
         let start = Instant::now();
-        if end.is_some_and(|e| start >= e) {
+        if end.is_some_and(|e| start >= e) || ctx.interrupt.load(Ordering::Relaxed) {
             break;
         }
         let measured = start >= ctx.measure_start;

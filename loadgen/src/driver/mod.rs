@@ -16,6 +16,7 @@ pub mod closed;
 pub mod open;
 pub mod preload;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +57,8 @@ pub struct Ctx<T> {
     pub measure_start: Instant,
     /// Base seed.
     pub seed: u64,
+    /// Set to stop the run early (Ctrl-C): lanes stop issuing, results so far are kept.
+    pub interrupt: Arc<AtomicBool>,
 }
 
 /// What a successful operation returned, for the miss counters.
@@ -186,6 +189,8 @@ pub struct RunOutcome {
     pub target: String,
     /// Wall-clock time of the end of warm-up.
     pub measured_from: SystemTime,
+    /// The run was stopped early by an interrupt.
+    pub interrupted: bool,
 }
 
 /// Errors that end a run early.
@@ -200,7 +205,12 @@ pub enum RunError {
 }
 
 /// Builds the shared context for `cfg`.
-pub fn build_ctx<T: Target>(cfg: &RunConfig, target: Arc<T>, measure_start: Instant) -> Ctx<T> {
+pub fn build_ctx<T: Target>(
+    cfg: &RunConfig,
+    target: Arc<T>,
+    measure_start: Instant,
+    interrupt: Arc<AtomicBool>,
+) -> Ctx<T> {
     let chooser = match cfg.key_dist {
         KeyDist::Uniform => KeyChooser::Uniform { n: cfg.keys },
         KeyDist::Zipfian { theta } => KeyChooser::Zipfian(Zipfian::new(cfg.keys, theta)),
@@ -224,17 +234,27 @@ pub fn build_ctx<T: Target>(cfg: &RunConfig, target: Arc<T>, measure_start: Inst
         multi_get_keys: cfg.multi_get_keys,
         measure_start,
         seed: cfg.seed,
+        interrupt,
     }
 }
 
 /// Runs `cfg` against `target`. `cfg` must have passed [`RunConfig::validate`].
 pub async fn run<T: Target>(cfg: &RunConfig, target: Arc<T>) -> Result<RunOutcome, RunError> {
+    run_interruptible(cfg, target, Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`run`], stopping early (and reporting what was measured) once `interrupt` is set.
+pub async fn run_interruptible<T: Target>(
+    cfg: &RunConfig,
+    target: Arc<T>,
+    interrupt: Arc<AtomicBool>,
+) -> Result<RunOutcome, RunError> {
     assert!(
         cfg.validate().is_ok(),
         "the caller validates the configuration"
     );
     let description = target.describe();
-    let mut ctx = build_ctx(cfg, target, Instant::now());
+    let mut ctx = build_ctx(cfg, target, Instant::now(), interrupt);
     let preload = if cfg.preload {
         Some(preload::preload(&ctx, cfg.preload_concurrency, cfg.quiet).await?)
     } else {
@@ -273,5 +293,6 @@ pub async fn run<T: Target>(cfg: &RunConfig, target: Arc<T>) -> Result<RunOutcom
         preload,
         target: description,
         measured_from,
+        interrupted: ctx.interrupt.load(Ordering::Relaxed),
     })
 }

@@ -103,15 +103,27 @@ struct Pacer {
     permits: Semaphore,
     taken: AtomicU64,
     released: AtomicU64,
+    /// Set by the run when its lanes are done (or failed).
     stop: AtomicBool,
+    /// Set by the user (Ctrl-C).
+    interrupt: Arc<AtomicBool>,
 }
+
+impl Pacer {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.interrupt.load(Ordering::Relaxed)
+    }
+}
+
+/// Longest single sleep of the pacer, so it notices a stop promptly.
+const MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// Releases permits on schedule until the last ticket, then lets the lanes go. Runs on its
 /// own OS thread so its sleeps are as precise as the kernel's, not tokio's 1 ms wheel.
 fn pace(p: &Pacer, lanes: usize) {
     let last = p.schedule.final_count();
     let mut released = 0u64;
-    while released < last && !p.stop.load(Ordering::Relaxed) {
+    while released < last && !p.stopped() {
         let now = Instant::now();
         let due = p.schedule.released_by(now);
         if due > released {
@@ -125,19 +137,22 @@ fn pace(p: &Pacer, lanes: usize) {
         let next = p.schedule.due(released);
         let now = Instant::now();
         if next > now {
-            std::thread::sleep(next - now);
+            std::thread::sleep((next - now).min(MAX_SLEEP));
         }
     }
     let count_bound = p.schedule.total.is_some_and(|t| t == last);
-    if count_bound && !p.stop.load(Ordering::Relaxed) {
+    if count_bound && !p.stopped() {
         // Counted run: every scheduled request is sent; lanes find no ticket left and stop.
         p.permits.add_permits(lanes);
     } else {
         // Timed run: at the end, wait no longer for busy lanes to pick up the backlog.
         if let Some(end) = p.schedule.end {
-            let now = Instant::now();
-            if end > now && !p.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(end - now);
+            loop {
+                let now = Instant::now();
+                if end <= now || p.stopped() {
+                    break;
+                }
+                std::thread::sleep((end - now).min(MAX_SLEEP));
             }
         }
         p.permits.close();
@@ -198,6 +213,7 @@ pub async fn run<T: Target>(
         taken: AtomicU64::new(0),
         released: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        interrupt: Arc::clone(&ctx.interrupt),
     });
     let last = pacer.schedule.final_count();
     let pacer_thread = {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::Ctx;
-use crate::targets::{OpError, Target};
+use crate::targets::{ErrorKind, OpError, Target};
 
 /// How the preload went.
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +72,10 @@ pub async fn preload<T: Target>(
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
                     break;
+                }
+                if ctx.interrupt.load(Ordering::Relaxed) {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err((i, OpError::new(ErrorKind::Other, "interrupted")));
                 }
                 if let Err(error) = ctx.target.put(ctx.keys.key(i), &ctx.value).await {
                     failed.store(true, Ordering::Relaxed);
