@@ -127,6 +127,7 @@ pub async fn collect(
 ) -> Vec<WindowAgg> {
     let mut windows: BTreeMap<i64, WindowAgg> = BTreeMap::new();
     let mut printed_through = i64::MIN;
+    let mut finalized_before = i64::MIN;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let window_start = |idx: i64| {
         if idx >= 0 {
@@ -148,9 +149,13 @@ pub async fn collect(
             printed_through = *idx;
         }
         if upto.is_some() {
+            // Each window is finalized once here (and once more at the very end).
             let old = printed_through.saturating_sub(FINAL_AFTER);
-            for w in windows.range_mut(..old).map(|(_, w)| w) {
-                w.finalize(keep_histograms);
+            if old > finalized_before {
+                for w in windows.range_mut(finalized_before..old).map(|(_, w)| w) {
+                    w.finalize(keep_histograms);
+                }
+                finalized_before = old;
             }
         }
     };

@@ -179,7 +179,7 @@ pub struct RunOutcome {
     pub totals: Totals,
     /// Per-second windows (warm-up ones have negative indexes).
     pub windows: Vec<WindowAgg>,
-    /// From the end of warm-up to the last measured completion.
+    /// From the end of warm-up to the end of the measured phase (see `run_interruptible`).
     pub measured: Duration,
     /// Open loop: requests scheduled before the end but never sent (the target fell behind).
     pub unsent: u64,
@@ -276,15 +276,23 @@ pub async fn run_interruptible<T: Target>(
         LoadModel::Closed => (closed::run(cfg, &ctx, max_groups, &tx).await, 0),
         LoadModel::Open { rate } => open::run(cfg, &ctx, rate, run_start, max_groups, &tx).await,
     };
+    let finished = Instant::now();
     drop(tx);
     let windows = collector.await.map_err(|e| RunError::Task(e.to_string()))?;
     let mut totals = Totals::new(&ctx.enabled, matches!(cfg.load, LoadModel::Open { .. }));
     for r in results {
         totals.merge(r.map_err(|e| RunError::Task(e.to_string()))?);
     }
-    let measured = totals.last_done.map_or(Duration::ZERO, |t| {
-        t.saturating_duration_since(ctx.measure_start)
-    });
+    // Measured time: to the end of the duration (even if the last answer came a little
+    // before it), or to the last answer if later (slow tail) or if the run stopped earlier
+    // (--ops reached, interrupt).
+    let stopped = cfg
+        .duration
+        .map_or(finished, |d| finished.min(ctx.measure_start + d));
+    let measured = totals
+        .last_done
+        .map_or(stopped, |t| t.max(stopped))
+        .saturating_duration_since(ctx.measure_start);
     Ok(RunOutcome {
         totals,
         windows,
