@@ -15,7 +15,7 @@ use crate::driver::{self, RunOutcome};
 use crate::report::Report;
 use crate::targets::null::NullTarget;
 use crate::targets::redis::{RedisSettings, RedisTarget};
-use crate::targets::{ConnectError, Target};
+use crate::targets::{self, ConnectError, Target};
 use crate::workload::OpKind;
 use crate::{hdr_out, plot};
 
@@ -103,6 +103,10 @@ async fn connect_etcd(_cli: &Cli, _cfg: &RunConfig) -> Result<ExitCode, ConnectE
 }
 
 async fn execute<T: Target>(cli: &Cli, cfg: &RunConfig, target: Arc<T>) -> ExitCode {
+    if let Err(e) = targets::preflight(&*target, cfg.connect_timeout).await {
+        eprintln!("loadgen: cannot use the target: {e}");
+        return ExitCode::from(EXIT_TARGET);
+    }
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupt);
     let watcher = tokio::spawn(async move {

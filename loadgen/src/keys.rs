@@ -343,6 +343,31 @@ mod tests {
         assert!(top[9] - top[0] > 100, "top-10 keys clustered: {top:?}");
     }
 
+    proptest::proptest! {
+        /// For any key count and seed, scattering is a bijection of 0..n, and every
+        /// chooser stays inside the key space.
+        #[test]
+        fn choosers_stay_in_range_and_scatter_is_bijective(
+            n in 1u64..3000,
+            seed in proptest::prelude::any::<u64>(),
+            theta in 0.01f64..3.0,
+        ) {
+            let s = Scatter::new(n, seed);
+            let image: HashSet<u64> = (0..n).map(|i| s.apply(i)).collect();
+            proptest::prop_assert_eq!(image.len() as u64, n);
+            let mut rng = SmallRng::seed_from_u64(seed);
+            for chooser in [
+                KeyChooser::Uniform { n },
+                KeyChooser::Zipfian(Zipfian::new(n, theta)),
+                KeyChooser::Scrambled(Zipfian::new(n, theta), s.clone()),
+            ] {
+                for _ in 0..200 {
+                    proptest::prop_assert!(chooser.next(&mut rng) < n);
+                }
+            }
+        }
+    }
+
     #[test]
     fn uniform_covers_the_key_space_evenly() {
         let n = 1000;

@@ -235,3 +235,22 @@ async fn an_interrupt_stops_closed_and_open_runs_early_with_results() {
         assert!(r.to_text().contains("INTERRUPTED"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_reports_a_failing_or_silent_target() {
+    use loadgen::targets::preflight;
+    let ok = MemTarget::default();
+    preflight(&ok, Duration::from_secs(1)).await.unwrap();
+    let failing = FlakyTarget::new(1);
+    let e = preflight(&failing, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("injected failure"), "{e}");
+    let silent = SlowTarget {
+        delay: Duration::from_secs(3600),
+    };
+    let e = preflight(&silent, Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unanswered within 50 ms"), "{e}");
+}

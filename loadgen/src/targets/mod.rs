@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -148,4 +149,28 @@ pub trait Target: Send + Sync + 'static {
 
     /// Removes a key (idempotent).
     fn delete(&self, key: &[u8]) -> impl Future<Output = Result<(), OpError>> + Send;
+
+    /// One round trip proving the target serves requests, run (bounded by the connect
+    /// timeout) before any load: catches clients that connect lazily. The default reads a
+    /// key loadgen never writes.
+    fn preflight(&self) -> impl Future<Output = Result<(), OpError>> + Send {
+        async { self.get(b"loadgen:preflight").await.map(drop) }
+    }
+}
+
+/// Runs `target`'s preflight within `timeout`; the reason if it fails.
+pub async fn preflight<T: Target>(target: &T, timeout: Duration) -> Result<(), ConnectError> {
+    let failed = |reason: String| ConnectError::Failed {
+        target: "target",
+        endpoint: target.describe(),
+        reason,
+    };
+    match tokio::time::timeout(timeout, target.preflight()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(failed(format!("preflight request failed: {e}"))),
+        Err(_) => Err(failed(format!(
+            "preflight request unanswered within {} ms",
+            timeout.as_millis()
+        ))),
+    }
 }
