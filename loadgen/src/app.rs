@@ -24,14 +24,6 @@ pub const EXIT_TARGET: u8 = 3;
 /// Exit status: the run or writing its outputs failed.
 pub const EXIT_RUN: u8 = 1;
 
-fn endpoint_or(cli: &Cli, default: &str) -> Vec<String> {
-    if cli.endpoint.is_empty() {
-        vec![default.to_string()]
-    } else {
-        cli.endpoint.clone()
-    }
-}
-
 fn not_built(kind: TargetKind) -> ConnectError {
     ConnectError::NotBuilt(format!(
         "--target {}: not built yet: needs the Shoal clients (`KvClient`: LocalKvClient / \
@@ -45,27 +37,15 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
     let result = match cli.target {
         TargetKind::Null => Ok(execute(cli, &cfg, Arc::new(NullTarget)).await),
         TargetKind::Redis => {
-            let eps = endpoint_or(cli, "redis://127.0.0.1:6379");
-            if eps.len() != 1 {
-                Err(ConnectError::NotBuilt(
-                    "--target redis takes exactly one --endpoint".to_string(),
-                ))
-            } else {
-                let url = if eps[0].contains("://") {
-                    eps[0].clone()
-                } else {
-                    format!("redis://{}", eps[0])
-                };
-                let settings = RedisSettings {
-                    url,
-                    connections: cli.connections,
-                    connect_timeout: cfg.connect_timeout,
-                    op_timeout: cfg.op_timeout,
-                };
-                match RedisTarget::connect(&settings).await {
-                    Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
-                    Err(e) => Err(e),
-                }
+            let settings = RedisSettings {
+                url: cfg.endpoints[0].clone(),
+                connections: cfg.connections,
+                connect_timeout: cfg.connect_timeout,
+                op_timeout: cfg.op_timeout,
+            };
+            match RedisTarget::connect(&settings).await {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
             }
         }
         TargetKind::Etcd => connect_etcd(cli, &cfg).await,
@@ -84,7 +64,7 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
 async fn connect_etcd(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
     use crate::targets::etcd::{EtcdSettings, EtcdTarget};
     let settings = EtcdSettings {
-        endpoints: endpoint_or(cli, "http://127.0.0.1:2379"),
+        endpoints: cfg.endpoints.clone(),
         connect_timeout: cfg.connect_timeout,
         op_timeout: cfg.op_timeout,
     };

@@ -216,11 +216,33 @@ impl Cli {
                 self.connections
             ));
         }
+        let mut endpoints = self.endpoint.clone();
+        match self.target {
+            TargetKind::Redis => {
+                if endpoints.len() > 1 {
+                    return Err("--target redis takes exactly one --endpoint".to_string());
+                }
+                let ep = endpoints
+                    .pop()
+                    .unwrap_or_else(|| "127.0.0.1:6379".to_string());
+                endpoints = vec![if ep.contains("://") {
+                    ep
+                } else {
+                    format!("redis://{ep}")
+                }];
+            }
+            TargetKind::Etcd if endpoints.is_empty() => {
+                endpoints = vec!["http://127.0.0.1:2379".to_string()];
+            }
+            _ => {}
+        }
         let threads = self.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         });
         let cfg = RunConfig {
             target: self.target.name().to_string(),
+            endpoints,
+            connections: self.connections,
             label: self.label.clone(),
             preset,
             mix,

@@ -103,6 +103,10 @@ pub enum LoadModel {
 pub struct RunConfig {
     /// Target name (`redis`, `etcd`, `null`, ...).
     pub target: String,
+    /// Addresses dialled (defaults resolved; empty for targets without one).
+    pub endpoints: Vec<String>,
+    /// Connections to open, for targets that take the setting (redis).
+    pub connections: usize,
     /// Free text describing the target's settings (e.g. "appendfsync always").
     pub label: Option<String>,
     /// Preset the mix came from, or `None` for explicit ratios.

@@ -36,6 +36,10 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
         (vec!["--target", "null", "--read", "-1"], "get ratio"),
         (vec!["--target", "null", "--duration", "ten"], "--duration"),
         (vec!["--target", "mongo"], "mongo"),
+        (
+            vec!["--target", "redis", "--endpoint", "a:1,b:2"],
+            "exactly one --endpoint",
+        ),
         (vec!["--target", "null", "--no-such-flag"], "--no-such-flag"),
         (vec![], "--target"),
     ] {
@@ -151,6 +155,7 @@ fn a_full_run_writes_report_json_hdr_and_plot() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["kinds"].as_array().unwrap().last().unwrap()["ok"], 20000);
     assert_eq!(v["config"]["ops"], 20000);
+    assert_eq!(v["config"]["target"], "null");
     assert!(std::fs::read_to_string(&hdr).unwrap().contains("Tag=get,"));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }

@@ -103,6 +103,8 @@ fn ycsb_a_and_every_kind_against_a_real_redis_server() {
     assert_eq!(all_row(&v)["errors"], 0);
     assert_eq!(v["get_misses"], 0, "preloaded: every get finds its key");
     assert_eq!(v["preload"]["keys"], 2000);
+    assert_eq!(v["config"]["endpoints"][0], ep.as_str());
+    assert_eq!(v["config"]["connections"], 2);
 
     let v = run_loadgen(
         &[

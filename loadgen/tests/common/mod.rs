@@ -15,6 +15,8 @@ use loadgen::targets::{ErrorKind, OpError, Target};
 pub fn test_config() -> RunConfig {
     RunConfig {
         target: "test".to_string(),
+        endpoints: Vec::new(),
+        connections: 1,
         label: Some("in-test double".to_string()),
         preset: Some(Preset::A),
         mix: Preset::A.mix(),
