@@ -1,0 +1,275 @@
+//! Command-line flags (clap) and their resolution into a [`RunConfig`].
+//!
+//! Owns [`Cli`] and [`Cli::resolve`]. Invariants: every flag has a documented default;
+//! `resolve` either returns a configuration that passed [`RunConfig::validate`] or a message
+//! naming the flag to fix (main turns it into a clap usage error, exit status 2).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::config::{KeyDist, LoadModel, Preset, RunConfig, limits};
+use crate::workload::Mix;
+
+/// The systems loadgen can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TargetKind {
+    /// A Redis-protocol server (`--endpoint redis://127.0.0.1:6379`).
+    Redis,
+    /// An etcd cluster (`--endpoint http://127.0.0.1:2379`, repeatable; feature `etcd`).
+    Etcd,
+    /// No I/O at all: measures loadgen's own overhead.
+    Null,
+    /// A Shoal node embedded in this process (needs the Shoal clients: not built yet).
+    ShoalLocal,
+    /// A remote Shoal node or cluster (needs the Shoal clients: not built yet).
+    ShoalRemote,
+}
+
+impl TargetKind {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetKind::Redis => "redis",
+            TargetKind::Etcd => "etcd",
+            TargetKind::Null => "null",
+            TargetKind::ShoalLocal => "shoal-local",
+            TargetKind::ShoalRemote => "shoal-remote",
+        }
+    }
+}
+
+/// Key distributions on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DistArg {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipfian over key indexes (key 0 hottest, hot keys adjacent).
+    Zipfian,
+    /// Zipfian with hot keys scattered over the key space (YCSB's default).
+    ScrambledZipfian,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  loadgen --target redis --workload a --preload --duration 30s
+  loadgen --target redis --workload write --concurrency 1 --ops 20000
+  loadgen --target etcd --endpoint http://127.0.0.1:2379 --workload b --rate 2000 --duration 60s
+  loadgen --target null --workload c --concurrency 64 --duration 5s   # loadgen's own overhead
+  loadgen --target redis --read 80 --write 10 --delete 5 --ttl-write 5 --key-dist uniform \\
+          --json run.json --hdr run.hlog --plot run.svg";
+
+/// Shoal's benchmark: closed- and open-loop load with YCSB-style workloads.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "loadgen", version, about, after_help = EXAMPLES, allow_negative_numbers = true)]
+pub struct Cli {
+    /// System to drive.
+    #[arg(long, value_enum)]
+    pub target: TargetKind,
+    /// Target address; repeat (or comma-separate) for several etcd members.
+    /// Defaults: redis://127.0.0.1:6379, http://127.0.0.1:2379.
+    #[arg(long, value_delimiter = ',')]
+    pub endpoint: Vec<String>,
+    /// Redis: multiplexed connections (each pipelines every request sent on it).
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// Free text stating the target's settings, copied into the report (e.g.
+    /// "appendfsync always").
+    #[arg(long)]
+    pub label: Option<String>,
+
+    /// Workload preset: a (50% get, 50% put), b (95/5), c (gets only), write (puts only).
+    /// Default a, unless ratio flags are given.
+    #[arg(long, value_enum)]
+    pub workload: Option<Preset>,
+    /// Weight of gets (ratio flags replace the preset; unset ones are 0).
+    #[arg(long)]
+    pub read: Option<f64>,
+    /// Weight of puts.
+    #[arg(long)]
+    pub write: Option<f64>,
+    /// Weight of deletes.
+    #[arg(long)]
+    pub delete: Option<f64>,
+    /// Weight of puts with TTL (see --ttl).
+    #[arg(long)]
+    pub ttl_write: Option<f64>,
+    /// Weight of multi-key gets (see --multi-get-keys).
+    #[arg(long)]
+    pub multi_get: Option<f64>,
+    /// TTL of TTL writes, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub ttl: u64,
+    /// Keys per multi-get.
+    #[arg(long, default_value_t = 10)]
+    pub multi_get_keys: usize,
+
+    /// Size of the key space.
+    #[arg(long, default_value_t = 100_000)]
+    pub keys: u64,
+    /// Key distribution.
+    #[arg(long, value_enum, default_value = "scrambled-zipfian")]
+    pub key_dist: DistArg,
+    /// Zipfian skew, in (0, 10] (YCSB uses 0.99).
+    #[arg(long, default_value_t = 0.99)]
+    pub theta: f64,
+    /// Bytes per key (at least 1 + the digits of the largest key index).
+    #[arg(long, default_value_t = 16)]
+    pub key_size: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 128)]
+    pub value_size: usize,
+    /// Write every key once before the run.
+    #[arg(long)]
+    pub preload: bool,
+    /// Puts in flight while preloading (default: --concurrency, at least 16).
+    #[arg(long)]
+    pub preload_concurrency: Option<usize>,
+
+    /// Requests in flight (closed loop); most requests in flight (open loop).
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub concurrency: usize,
+    /// Open loop: schedule this many operations per second, latency counted from the
+    /// scheduled time. Without it: closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Measured duration after warm-up (e.g. 30s, 2m). Default 10s unless --ops is given.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Stop after this many measured operations (whichever of --duration/--ops comes first).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Warm-up before measuring, excluded from every figure.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub warmup: Duration,
+    /// Tokio worker threads (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Bound on connecting to the target.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub connect_timeout: Duration,
+    /// Bound on each operation.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub op_timeout: Duration,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// No live progress lines.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Write the full report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write per-second histograms per kind as an HdrHistogram interval log to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub hdr: Option<PathBuf>,
+    /// Draw latency-by-percentile curves to FILE (SVG).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The run configuration these flags describe, validated.
+    pub fn resolve(&self) -> Result<RunConfig, String> {
+        let ratios = [
+            self.read,
+            self.write,
+            self.delete,
+            self.ttl_write,
+            self.multi_get,
+        ];
+        let explicit = ratios.iter().any(Option::is_some);
+        let (preset, mix) = match (self.workload, explicit) {
+            (Some(_), true) => {
+                return Err("give either --workload or ratio flags (--read, --write, \
+                            --delete, --ttl-write, --multi-get), not both"
+                    .to_string());
+            }
+            (Some(p), false) => (Some(p), p.mix()),
+            (None, false) => (Some(Preset::A), Preset::A.mix()),
+            (None, true) => (
+                None,
+                Mix {
+                    read: self.read.unwrap_or(0.0),
+                    write: self.write.unwrap_or(0.0),
+                    delete: self.delete.unwrap_or(0.0),
+                    ttl_write: self.ttl_write.unwrap_or(0.0),
+                    multi_get: self.multi_get.unwrap_or(0.0),
+                },
+            ),
+        };
+        let key_dist = match self.key_dist {
+            DistArg::Uniform => KeyDist::Uniform,
+            DistArg::Zipfian => KeyDist::Zipfian { theta: self.theta },
+            DistArg::ScrambledZipfian => KeyDist::ScrambledZipfian { theta: self.theta },
+        };
+        let duration = match (self.duration, self.ops) {
+            (None, None) => Some(Duration::from_secs(10)),
+            (d, _) => d,
+        };
+        if self.connections == 0 || self.connections > limits::MAX_CONNECTIONS {
+            return Err(format!(
+                "--connections must be in 1..={}, got {}",
+                limits::MAX_CONNECTIONS,
+                self.connections
+            ));
+        }
+        let mut endpoints = self.endpoint.clone();
+        match self.target {
+            TargetKind::Redis => {
+                if endpoints.len() > 1 {
+                    return Err("--target redis takes exactly one --endpoint".to_string());
+                }
+                let ep = endpoints
+                    .pop()
+                    .unwrap_or_else(|| "127.0.0.1:6379".to_string());
+                endpoints = vec![if ep.contains("://") {
+                    ep
+                } else {
+                    format!("redis://{ep}")
+                }];
+            }
+            TargetKind::Etcd if endpoints.is_empty() => {
+                endpoints = vec!["http://127.0.0.1:2379".to_string()];
+            }
+            _ => {}
+        }
+        let threads = self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
+        let cfg = RunConfig {
+            target: self.target.name().to_string(),
+            endpoints,
+            connections: self.connections,
+            label: self.label.clone(),
+            preset,
+            mix,
+            ttl_secs: self.ttl,
+            multi_get_keys: self.multi_get_keys,
+            keys: self.keys,
+            key_dist,
+            key_size: self.key_size,
+            value_size: self.value_size,
+            preload: self.preload,
+            preload_concurrency: self.preload_concurrency.unwrap_or(self.concurrency.max(16)),
+            load: match self.rate {
+                Some(rate) => LoadModel::Open { rate },
+                None => LoadModel::Closed,
+            },
+            concurrency: self.concurrency,
+            warmup: self.warmup,
+            duration,
+            ops: self.ops,
+            threads,
+            connect_timeout: self.connect_timeout,
+            op_timeout: self.op_timeout,
+            seed: self.seed,
+            quiet: self.quiet,
+            keep_window_histograms: self.hdr.is_some(),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
