@@ -6,3 +6,5 @@
 //! See `ARCHITECTURE.md` for the map of modules and which way dependencies point.
 
 pub use shoal_proto::limits;
+
+pub mod state;
