@@ -14,10 +14,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         None => {
-            eprintln!(
-                "shoal {}: the node is not built yet",
-                env!("CARGO_PKG_VERSION")
-            );
+            eprintln!("shoal {}: the node is not built yet", env!("CARGO_PKG_VERSION"));
             ExitCode::from(2)
         }
     }

@@ -3,9 +3,6 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!(
-        "loadgen {}: not built yet (needs the clients)",
-        env!("CARGO_PKG_VERSION")
-    );
+    eprintln!("loadgen {}: not built yet (needs the clients)", env!("CARGO_PKG_VERSION"));
     ExitCode::from(2)
 }
