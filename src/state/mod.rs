@@ -85,8 +85,10 @@ pub struct TickReport {
     pub complete: bool,
 }
 
-/// Default work bound of one `tick`: a few tens of microseconds.
-pub const DEFAULT_TICK_WORK: usize = 1024;
+/// Default work bound of one `tick`. A unit costs about one cache miss (the entry being
+/// reclaimed); on the slow, shared VM this was measured on a miss costs up to ~1 us, so
+/// 256 units keep a tick well under a millisecond.
+pub const DEFAULT_TICK_WORK: usize = 256;
 
 /// The state of one shard.
 #[derive(Debug, Default)]
@@ -215,6 +217,28 @@ impl State {
             .map(Entry::value_bytes)
     }
 
+    #[doc(hidden)]
+    pub fn get_len(&self, key: &[u8], now_ms: u64) -> Option<usize> {
+        self.index
+            .get(key)
+            .filter(|e| !e.is_expired(now_ms))
+            .map(|e| e.value().len())
+    }
+    #[doc(hidden)]
+    pub fn get_copy(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
+        self.index
+            .get(key)
+            .filter(|e| !e.is_expired(now_ms))
+            .map(|e| Bytes::copy_from_slice(e.value()))
+    }
+    #[doc(hidden)]
+    pub fn get_entry(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        self.index
+            .get(key)
+            .filter(|e| !e.is_expired(now_ms))
+            .cloned()
+    }
+
     /// `get` for many keys; results in input order.
     pub fn get_multi<K: AsRef<[u8]>>(&self, keys: &[K], now_ms: u64) -> Vec<Option<Bytes>> {
         keys.iter().map(|k| self.get(k.as_ref(), now_ms)).collect()
@@ -262,6 +286,12 @@ impl State {
             timer_bytes: self.wheel.slab_bytes(),
             snapshot_bytes: frozen + self.snapshot.as_ref().map_or(0, Builder::heap_bytes),
         }
+    }
+
+    /// Bytes held whatever the contents (not in `memory()`): the sub-table headers
+    /// (`SUBTABLES` x 32 B = 256 KiB) and the timer wheel's slot heads.
+    pub fn fixed_bytes(&self) -> usize {
+        self.index.fixed_bytes() + self.wheel.heap_bytes() - self.wheel.slab_bytes()
     }
 
     /// Starts a snapshot of the state as of now (the last applied log id). `meta` is an
