@@ -165,6 +165,47 @@ impl Entry {
     }
 }
 
+/// A stored value, handed out by reference count: no copy, no allocation. Derefs to the
+/// value's bytes; stays valid after the key is overwritten or deleted.
+#[derive(Clone)]
+pub struct Value(Entry);
+
+impl Value {
+    pub(crate) fn new(entry: Entry) -> Value {
+        Value(entry)
+    }
+
+    /// The value as a zero-copy `Bytes` (allocates a small owner box).
+    pub fn into_bytes(self) -> Bytes {
+        self.0.value_bytes()
+    }
+}
+
+impl std::ops::Deref for Value {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.value()
+    }
+}
+
+impl AsRef<[u8]> for Value {
+    fn as_ref(&self) -> &[u8] {
+        self.0.value()
+    }
+}
+
+impl From<Value> for Bytes {
+    fn from(v: Value) -> Bytes {
+        v.into_bytes()
+    }
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Value").field(&Bytes::copy_from_slice(self.0.value())).finish()
+    }
+}
+
 #[allow(unsafe_code)]
 fn assume_init(
     arc: UniqueArc<HeaderSlice<HeaderWithLength<()>, [MaybeUninit<u8>]>>,

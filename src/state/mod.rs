@@ -33,7 +33,7 @@ mod snapshot_tests;
 use bytes::Bytes;
 
 pub use command::{COMMAND_VERSION, Command};
-pub use entry::Entry;
+pub use entry::{Entry, Value};
 pub use error::{CommandError, SnapshotError, StateError};
 pub use index::{INDEX_HASH_SEED, SUBTABLES, hash_key};
 pub use memory::{MemoryStats, glibc_chunk};
@@ -217,26 +217,13 @@ impl State {
             .map(Entry::value_bytes)
     }
 
-    #[doc(hidden)]
-    pub fn get_len(&self, key: &[u8], now_ms: u64) -> Option<usize> {
-        self.index
-            .get(key)
-            .filter(|e| !e.is_expired(now_ms))
-            .map(|e| e.value().len())
-    }
-    #[doc(hidden)]
-    pub fn get_copy(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
-        self.index
-            .get(key)
-            .filter(|e| !e.is_expired(now_ms))
-            .map(|e| Bytes::copy_from_slice(e.value()))
-    }
-    #[doc(hidden)]
-    pub fn get_entry(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
-        self.index
-            .get(key)
-            .filter(|e| !e.is_expired(now_ms))
-            .cloned()
+    /// Like `get`, but hands out the value without allocating: a `Value` is a reference
+    /// count on the stored entry that derefs to the bytes (convert with `into_bytes`
+    /// when a `Bytes` is needed). The server's read path should use this and copy the
+    /// bytes into its response buffer: it skips the owner box `get` allocates.
+    #[inline]
+    pub fn get_value(&self, key: &[u8], now_ms: u64) -> Option<Value> {
+        self.index.get(key).filter(|e| !e.is_expired(now_ms)).map(|e| Value::new(e.clone()))
     }
 
     /// `get` for many keys; results in input order.

@@ -83,6 +83,8 @@ fn check_all(state: &State, model: &Model, now: u64) -> Result<(), TestCaseError
         );
         let single = state.get(key, now);
         prop_assert_eq!(single.as_deref(), want.as_deref());
+        let value = state.get_value(key, now);
+        prop_assert_eq!(value.as_deref(), want.as_deref());
         let expiry = match model.get(key.as_slice()) {
             Some((_, at)) if want.is_some() => at.map_or(KeyExpiry::Persistent, KeyExpiry::At),
             _ => KeyExpiry::Missing,

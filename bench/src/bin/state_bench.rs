@@ -66,9 +66,6 @@ fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn best(v: &[f64]) -> f64 {
-    v.iter().copied().fold(0.0, f64::max)
-}
 
 struct Clock {
     index: u64,
@@ -142,65 +139,87 @@ fn main() {
     // paths that allocate (the state's `get` allocates the `Bytes` owner box).
     ALLOC.stop();
 
-    // --- Get and put throughput, same run, alternating rounds --------------------------
+    // --- Get and put throughput: same run, interleaved ---------------------------------
+    // The machine is shared and noisy: every round runs every variant on the same slice
+    // of 200k keys (random order), one after the other, and the figure of a variant is
+    // its median over the rounds.
     let mut base = baseline;
-    let mut gets = (Vec::new(), Vec::new());
-    let mut puts = (Vec::new(), Vec::new());
-    let mut put_nocopy = Vec::new();
-    for round in 0..ROUNDS {
-        let t = Instant::now();
-        for &i in &input.order {
-            black_box(state.get(&input.keys[i as usize], 0));
-        }
-        gets.0.push(per_sec(n, t.elapsed()));
-        let t = Instant::now();
-        for &i in &input.order {
-            black_box(base.get(&input.keys[i as usize][..]).cloned());
-        }
-        gets.1.push(per_sec(n, t.elapsed()));
-
-        let shift = round * n;
-        let t = Instant::now();
-        for (j, &i) in input.order.iter().enumerate() {
-            let cmd = Command::Put { key: input.key(i as usize), value: input.value(j + shift) };
-            black_box(state.apply(log.next(), &cmd).ok());
-        }
-        puts.0.push(per_sec(n, t.elapsed()));
-        let t = Instant::now();
-        for (j, &i) in input.order.iter().enumerate() {
-            let k = &input.keys[i as usize];
-            let v = input.value(j + shift);
-            // Overwrite keeps the stored key, as the state does.
-            match base.get_mut(&k[..]) {
-                Some(slot) => *slot = Bytes::copy_from_slice(&v),
-                None => {
-                    base.insert(Bytes::copy_from_slice(k), Bytes::copy_from_slice(&v));
-                }
+    const VARIANTS: [&str; 7] = [
+        "get state (Bytes)",
+        "get state (Value)",
+        "get baseline",
+        "get baseline + 1 small alloc",
+        "put state",
+        "put baseline (copy)",
+        "put baseline (no copy)",
+    ];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let slice = 200_000.min(n);
+    let slices = (n / slice).max(1);
+    let mut salt = 0usize;
+    for round in 0..ROUNDS * 5 {
+        let part = &input.order[(round % slices) * slice..(round % slices + 1) * slice];
+        for (v, out) in ns.iter_mut().enumerate() {
+            salt += part.len();
+            let t = Instant::now();
+            match v {
+                0 => part.iter().for_each(|&i| {
+                    black_box(state.get(&input.keys[i as usize], 0));
+                }),
+                1 => part.iter().for_each(|&i| {
+                    black_box(state.get_value(&input.keys[i as usize], 0));
+                }),
+                2 => part.iter().for_each(|&i| {
+                    black_box(base.get(&input.keys[i as usize][..]).cloned());
+                }),
+                3 => part.iter().for_each(|&i| {
+                    black_box(base.get(&input.keys[i as usize][..]).cloned());
+                    black_box(Box::new(i));
+                }),
+                4 => part.iter().enumerate().for_each(|(j, &i)| {
+                    let cmd = Command::Put { key: input.key(i as usize), value: input.value(j + salt) };
+                    black_box(state.apply(log.next(), &cmd).ok());
+                }),
+                5 => part.iter().enumerate().for_each(|(j, &i)| {
+                    // Overwrite keeps the stored key, as the state does.
+                    if let Some(slot) = base.get_mut(&input.keys[i as usize][..]) {
+                        *slot = Bytes::copy_from_slice(&input.value(j + salt));
+                    }
+                }),
+                _ => part.iter().enumerate().for_each(|(j, &i)| {
+                    if let Some(slot) = base.get_mut(&input.keys[i as usize][..]) {
+                        *slot = input.value(j + salt);
+                    }
+                }),
             }
+            out.push(t.elapsed().as_nanos() as f64 / part.len() as f64);
         }
-        puts.1.push(per_sec(n, t.elapsed()));
-        let t = Instant::now();
-        for (j, &i) in input.order.iter().enumerate() {
-            if let Some(slot) = base.get_mut(&input.keys[i as usize][..]) {
-                *slot = input.value(j + shift);
-            }
-        }
-        put_nocopy.push(per_sec(n, t.elapsed()));
     }
-    let (get_s, get_b) = (best(&gets.0), best(&gets.1));
-    let (put_s, put_b) = (best(&puts.0), best(&puts.1));
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ops: Vec<f64> = ns.iter_mut().map(|v| 1e9 / median(v)).collect();
+    for (name, o) in VARIANTS.iter().zip(&ops) {
+        println!("  {name:32} {:6.2} M ops/s", o / 1e6);
+    }
+    let (get_s, get_v, get_b) = (ops[0], ops[1], ops[2]);
+    let (put_s, put_b) = (ops[4], ops[5]);
     println!(
-        "get: state {:.2} M/s, baseline {:.2} M/s, ratio {:.2}",
+        "get: state {:.2} M/s (Value: {:.2} M/s), baseline {:.2} M/s: ratio {:.2} (Value: {:.2}; baseline with one small allocation per get: {:.2} M/s)",
         get_s / 1e6,
+        get_v / 1e6,
         get_b / 1e6,
-        get_s / get_b
+        get_s / get_b,
+        get_v / get_b,
+        ops[3] / 1e6,
     );
     println!(
-        "put (overwrite): state {:.2} M/s, baseline {:.2} M/s, ratio {:.2} (baseline without copying: {:.2} M/s)",
+        "put (overwrite): state {:.2} M/s, baseline {:.2} M/s: ratio {:.2} (baseline storing without copying: {:.2} M/s)",
         put_s / 1e6,
         put_b / 1e6,
         put_s / put_b,
-        best(&put_nocopy) / 1e6
+        ops[6] / 1e6
     );
     drop(base);
     // Freeing 2M baseline chunks left glibc fastbins full; its next large request would
@@ -349,8 +368,9 @@ fn main() {
     );
 
     println!(
-        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
+        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"get_value_ops_s\":{get_v:.0},\"get_value_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
         get_s / get_b,
+        get_v / get_b,
         put_s / put_b,
         us(max_pause),
         us(max_pause_cpu),
