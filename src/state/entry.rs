@@ -202,7 +202,9 @@ impl From<Value> for Bytes {
 
 impl std::fmt::Debug for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("Value").field(&Bytes::copy_from_slice(self.0.value())).finish()
+        f.debug_tuple("Value")
+            .field(&Bytes::copy_from_slice(self.0.value()))
+            .finish()
     }
 }
 

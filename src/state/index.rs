@@ -88,7 +88,7 @@ impl Index {
     /// An empty index (sub-tables allocate nothing until used).
     pub fn new() -> Self {
         Index {
-            subs: (0..SUBTABLES).map(|_| HashTable::new()).collect(),
+            subs: Vec::new(),
             keys: 0,
             key_bytes: 0,
             value_bytes: 0,
@@ -132,13 +132,17 @@ impl Index {
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<&Entry> {
         let hash = hash_key(key);
-        self.subs[sub_of(hash)].find(hash, |e| e.key() == key)
+        self.subs.get(sub_of(hash))?.find(hash, |e| e.key() == key)
     }
 
     /// Stores `entry`, returning the entry it replaces.
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
         let hash = hash_key(entry.key());
         let i = sub_of(hash);
+        if self.subs.is_empty() {
+            // The headers are allocated on first use: an unused state costs nothing.
+            self.subs = (0..SUBTABLES).map(|_| HashTable::new()).collect();
+        }
         self.before_write(i);
         self.count(&entry, true);
         let cap_before = self.subs[i].capacity();
@@ -161,7 +165,7 @@ impl Index {
         let hash = hash_key(key);
         let i = sub_of(hash);
         // Only pay for a copy-on-write when the key is there.
-        self.subs[i].find(hash, |e| e.key() == key)?;
+        self.subs.get(i)?.find(hash, |e| e.key() == key)?;
         self.before_write(i);
         let cap_before = self.subs[i].capacity();
         let old = match self.subs[i].find_entry(hash, |e| e.key() == key) {
@@ -178,7 +182,12 @@ impl Index {
     pub fn remove_same(&mut self, entry: &Entry) -> bool {
         let hash = hash_key(entry.key());
         let i = sub_of(hash);
-        if self.subs[i].find(hash, |e| e.same(entry)).is_none() {
+        if self
+            .subs
+            .get(i)
+            .and_then(|t| t.find(hash, |e| e.same(entry)))
+            .is_none()
+        {
             return false;
         }
         self.before_write(i);
@@ -260,6 +269,12 @@ impl Index {
     pub fn take_next_frozen(&mut self) -> Option<Vec<Entry>> {
         let cow = self.cow.as_mut()?;
         if cow.next >= SUBTABLES {
+            return None;
+        }
+        if self.keys == 0 && cow.frozen.is_empty() {
+            // Every sub-table not handed out yet is empty now and was not written since
+            // `begin_cow` (a write would have left a copy): all were empty. Done.
+            cow.next = SUBTABLES;
             return None;
         }
         let i = cow.next;

@@ -223,7 +223,10 @@ impl State {
     /// bytes into its response buffer: it skips the owner box `get` allocates.
     #[inline]
     pub fn get_value(&self, key: &[u8], now_ms: u64) -> Option<Value> {
-        self.index.get(key).filter(|e| !e.is_expired(now_ms)).map(|e| Value::new(e.clone()))
+        self.index
+            .get(key)
+            .filter(|e| !e.is_expired(now_ms))
+            .map(|e| Value::new(e.clone()))
     }
 
     /// `get` for many keys; results in input order.
@@ -276,7 +279,8 @@ impl State {
     }
 
     /// Bytes held whatever the contents (not in `memory()`): the sub-table headers
-    /// (`SUBTABLES` x 32 B = 256 KiB) and the timer wheel's slot heads.
+    /// (`SUBTABLES` x 32 B = 256 KiB, allocated at the first insert) and the timer
+    /// wheel's slot heads.
     pub fn fixed_bytes(&self) -> usize {
         self.index.fixed_bytes() + self.wheel.heap_bytes() - self.wheel.slab_bytes()
     }
