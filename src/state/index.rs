@@ -284,6 +284,7 @@ impl Index {
                 cow.frozen_bytes -= copy.capacity() * size_of::<Entry>();
                 copy
             }
+            None if self.subs.get(i).is_none_or(HashTable::is_empty) => Vec::new(),
             None => self.subs[i].iter().cloned().collect(),
         })
     }

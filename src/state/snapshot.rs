@@ -41,7 +41,7 @@ pub struct SnapshotInfo {
 }
 
 /// Empty sub-tables skipped per step at most, to bound a step over a sparse index.
-const MAX_EMPTY_SUBTABLES_PER_STEP: usize = 256;
+const MAX_EMPTY_SUBTABLES_PER_STEP: usize = 4096;
 
 /// State of a snapshot being built (lives inside `State`).
 #[derive(Debug)]
