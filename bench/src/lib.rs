@@ -14,7 +14,11 @@ const MMAP_THRESHOLD: usize = 128 * 1024;
 
 /// Bytes glibc malloc spends to serve a request of `n` bytes.
 pub fn glibc_cost(n: usize) -> usize {
-    if n >= MMAP_THRESHOLD { (n + 16).next_multiple_of(4096) } else { (n + 8).next_multiple_of(16).max(32) }
+    if n >= MMAP_THRESHOLD {
+        (n + 16).next_multiple_of(4096)
+    } else {
+        (n + 8).next_multiple_of(16).max(32)
+    }
 }
 
 /// A global allocator wrapping `System` that counts live bytes.
@@ -29,7 +33,12 @@ pub struct CountingAlloc {
 impl CountingAlloc {
     /// A counter at zero.
     pub const fn new() -> Self {
-        CountingAlloc { requested: AtomicUsize::new(0), chunks: AtomicUsize::new(0), allocations: AtomicUsize::new(0), stopped: AtomicBool::new(false) }
+        CountingAlloc {
+            requested: AtomicUsize::new(0),
+            chunks: AtomicUsize::new(0),
+            allocations: AtomicUsize::new(0),
+            stopped: AtomicBool::new(false),
+        }
     }
 
     /// Stops counting for good (the shared atomic counters would slow down, and so
@@ -142,7 +151,10 @@ impl Rng {
 /// pauses caused by the code can be told apart from pauses caused by a noisy machine.
 #[allow(unsafe_code)]
 pub fn thread_cpu_time() -> std::time::Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is always
     // supported on Linux.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };

@@ -16,6 +16,18 @@ fuzz_target!(|data: &[u8]| {
     let encoded = cmd.to_bytes().expect("a decoded command encodes");
     assert_eq!(encoded, bytes, "one encoding per command");
     let mut state = State::new();
-    let r = state.apply(LogId { term: 1, node_id: 1, index: 1 }, &cmd).expect("first index");
-    assert!(!matches!(r, ApplyResult::Rejected(_)), "decoded commands respect the limits");
+    let r = state
+        .apply(
+            LogId {
+                term: 1,
+                node_id: 1,
+                index: 1,
+            },
+            &cmd,
+        )
+        .expect("first index");
+    assert!(
+        !matches!(r, ApplyResult::Rejected(_)),
+        "decoded commands respect the limits"
+    );
 });

@@ -18,14 +18,29 @@ fn build(ops: &[u8]) -> State {
     let mut s = State::new();
     for (i, op) in ops.chunks(3).enumerate() {
         let key = Bytes::from(vec![op[0] % 32; usize::from(op[0] % 5)]);
-        let value = Bytes::from(vec![op.get(1).copied().unwrap_or(0); usize::from(op.get(1).copied().unwrap_or(0) % 40)]);
+        let value = Bytes::from(vec![
+            op.get(1).copied().unwrap_or(0);
+            usize::from(op.get(1).copied().unwrap_or(0) % 40)
+        ]);
         let flag = op.get(2).copied().unwrap_or(0);
         let cmd = match flag % 3 {
             0 => Command::Put { key, value },
-            1 => Command::PutWithTtl { key, value, expire_at_ms: u64::from(flag) * 1000 },
+            1 => Command::PutWithTtl {
+                key,
+                value,
+                expire_at_ms: u64::from(flag) * 1000,
+            },
             _ => Command::Delete { key },
         };
-        s.apply(LogId { term: 1, node_id: 1, index: i as u64 + 1 }, &cmd).expect("increasing index");
+        s.apply(
+            LogId {
+                term: 1,
+                node_id: 1,
+                index: i as u64 + 1,
+            },
+            &cmd,
+        )
+        .expect("increasing index");
     }
     s
 }
@@ -72,9 +87,15 @@ fn check_consistent(s: &mut State) {
         keys += 1;
         key_bytes += e.key().len();
         value_bytes += e.value().len();
-        assert_eq!(s.get(e.key(), 0).is_some(), e.expiry().is_none_or(|at| at > 0));
+        assert_eq!(
+            s.get(e.key(), 0).is_some(),
+            e.expiry().is_none_or(|at| at > 0)
+        );
     }
-    assert_eq!((m.keys, m.key_bytes, m.value_bytes), (keys, key_bytes, value_bytes));
+    assert_eq!(
+        (m.keys, m.key_bytes, m.value_bytes),
+        (keys, key_bytes, value_bytes)
+    );
     // What was restored snapshots and restores again to the same entries.
     let again = s.snapshot_to_vec(&[]).expect("no snapshot in progress");
     let r = SnapshotReader::read_all(&again).expect("own snapshot decodes");

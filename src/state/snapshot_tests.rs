@@ -427,3 +427,63 @@ proptest! {
         }
     }
 }
+
+/// Pins the byte layout documented in docs/SNAPSHOT.md: if rkyv or the structs change
+/// it, this fails and the document (and FORMAT_VERSION) must change with it.
+#[test]
+fn payload_layout_matches_the_document() {
+    let h = HeaderV1 {
+        term: 0x11,
+        node_id: 0x22,
+        index: 0x33,
+        flags: 1,
+        meta: b"MM".to_vec(),
+    };
+    let mut want = vec![0x4d, 0x4d, 0, 0, 0, 0, 0, 0];
+    for v in [0x11u64, 0x22, 0x33, 1] {
+        want.extend_from_slice(&v.to_le_bytes());
+    }
+    want.extend_from_slice(&(-40i32).to_le_bytes());
+    want.extend_from_slice(&2u32.to_le_bytes());
+    assert_eq!(&fmt::to_payload(&h)[..], &want[..]);
+
+    let b = block(&[(b"ab", b"xyz", None), (b"c", b"", Some(0x44))]);
+    let mut want = Vec::new();
+    for v in [0u64, 0x44] {
+        want.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [2u32, 1, 3, 0] {
+        want.extend_from_slice(&v.to_le_bytes());
+    }
+    want.extend_from_slice(&[0, 1]);
+    want.extend_from_slice(b"abxyzc");
+    for (rel, len) in [(-40i32, 2u32), (-32, 2), (-32, 2), (-32, 2), (-38, 6)] {
+        want.extend_from_slice(&rel.to_le_bytes());
+        want.extend_from_slice(&len.to_le_bytes());
+    }
+    assert_eq!(&fmt::to_payload(&b)[..], &want[..]);
+
+    let t = TrailerV1 {
+        entries: 2,
+        blocks: 1,
+        key_bytes: 3,
+        value_bytes: 3,
+    };
+    let want: Vec<u8> = [2u64, 1, 3, 3]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    assert_eq!(&fmt::to_payload(&t)[..], &want[..]);
+
+    let mut frame = Vec::new();
+    fmt::write_frame(&mut frame, 7, fmt::KIND_TRAILER, &fmt::to_payload(&t));
+    assert_eq!(&frame[..8], &[32, 0, 0, 0, fmt::KIND_TRAILER, 0, 0, 0]);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&7u64.to_le_bytes());
+    crc.update(&frame[..8]);
+    crc.update(&frame[12..]);
+    assert_eq!(&frame[8..12], &crc.finalize().to_le_bytes());
+    let fh = fmt::file_header();
+    assert_eq!(&fh[..12], b"SHOALSNP\x01\x00\x00\x00");
+    assert_eq!(&fh[12..], &crc32fast::hash(&fh[..12]).to_le_bytes());
+}

@@ -49,7 +49,11 @@ impl Input {
         for i in (1..order.len()).rev() {
             order.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        Input { keys: Vec::leak(keys), buf: Vec::leak(buf), order }
+        Input {
+            keys: Vec::leak(keys),
+            buf: Vec::leak(buf),
+            order,
+        }
     }
 
     fn key(&self, i: usize) -> Bytes {
@@ -66,7 +70,6 @@ fn per_sec(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-
 struct Clock {
     index: u64,
 }
@@ -74,14 +77,21 @@ struct Clock {
 impl Clock {
     fn next(&mut self) -> LogId {
         self.index += 1;
-        LogId { term: 1, node_id: 1, index: self.index }
+        LogId {
+            term: 1,
+            node_id: 1,
+            index: self.index,
+        }
     }
 }
 
 fn fill_state(input: &Input, log: &mut Clock) -> State {
     let mut s = State::new();
     for i in 0..input.keys.len() {
-        let cmd = Command::Put { key: input.key(i), value: input.value(i) };
+        let cmd = Command::Put {
+            key: input.key(i),
+            value: input.value(i),
+        };
         black_box(s.apply(log.next(), &cmd).ok());
     }
     s
@@ -90,7 +100,10 @@ fn fill_state(input: &Input, log: &mut Clock) -> State {
 fn fill_baseline(input: &Input) -> Baseline {
     let mut m = Baseline::new();
     for i in 0..input.keys.len() {
-        m.insert(Bytes::copy_from_slice(&input.keys[i]), Bytes::copy_from_slice(&input.value(i)));
+        m.insert(
+            Bytes::copy_from_slice(&input.keys[i]),
+            Bytes::copy_from_slice(&input.value(i)),
+        );
     }
     m
 }
@@ -177,7 +190,10 @@ fn main() {
                     black_box(Box::new(i));
                 }),
                 4 => part.iter().enumerate().for_each(|(j, &i)| {
-                    let cmd = Command::Put { key: input.key(i as usize), value: input.value(j + salt) };
+                    let cmd = Command::Put {
+                        key: input.key(i as usize),
+                        value: input.value(j + salt),
+                    };
                     black_box(state.apply(log.next(), &cmd).ok());
                 }),
                 5 => part.iter().enumerate().for_each(|(j, &i)| {
@@ -245,7 +261,10 @@ fn main() {
     loop {
         for _ in 0..64 {
             let i = rng.below(n as u64) as usize;
-            let cmd = Command::Put { key: input.key(i), value: input.value(writes) };
+            let cmd = Command::Put {
+                key: input.key(i),
+                value: input.value(writes),
+            };
             let (w0, c0) = (Instant::now(), thread_cpu_time());
             black_box(state.apply(log.next(), &cmd).ok());
             let (w, c) = (w0.elapsed(), thread_cpu_time() - c0);
@@ -298,7 +317,11 @@ fn main() {
     }
     drop(restored);
     drop(snap);
-    println!("restore: {:.2} s ({:.2} M keys/s)", restore_s.as_secs_f64(), per_sec(n, restore_s) / 1e6);
+    println!(
+        "restore: {:.2} s ({:.2} M keys/s)",
+        restore_s.as_secs_f64(),
+        per_sec(n, restore_s) / 1e6
+    );
     drop(state);
 
     // --- Timer wheel: insert + expire 1M timers ----------------------------------------
@@ -339,7 +362,11 @@ fn main() {
     // --- State-level TTL reclaim -------------------------------------------------------
     let mut s = State::new();
     for i in 0..n {
-        let cmd = Command::PutWithTtl { key: input.key(i), value: input.value(i), expire_at_ms: 1 + (i as u64 % 1000) };
+        let cmd = Command::PutWithTtl {
+            key: input.key(i),
+            value: input.value(i),
+            expire_at_ms: 1 + (i as u64 % 1000),
+        };
         black_box(s.apply(log.next(), &cmd).ok());
     }
     let t = Instant::now();
