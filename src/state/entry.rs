@@ -82,9 +82,9 @@ impl Entry {
         let mut arc: UniqueArc<HeaderSlice<HeaderWithLength<()>, [MaybeUninit<u8>]>> =
             UniqueArc::from_header_and_uninit_slice(HeaderWithLength::new((), len), len);
         let slice = &mut arc.slice;
-        slice[..meta].write_copy_of_slice(&head[..meta]);
-        slice[meta..meta + key.len()].write_copy_of_slice(key);
-        slice[meta + key.len()..].write_copy_of_slice(value);
+        write_bytes(&mut slice[..meta], &head[..meta]);
+        write_bytes(&mut slice[meta..meta + key.len()], key);
+        write_bytes(&mut slice[meta + key.len()..], value);
         Entry(Arc::into_thin(assume_init(arc).shareable()))
     }
 
@@ -208,13 +208,22 @@ impl std::fmt::Debug for Value {
     }
 }
 
+/// Initializes `dst` from `src` (same length); `<[MaybeUninit]>::write_copy_of_slice`
+/// needs Rust 1.93, above the workspace MSRV. The loop compiles to a memcpy.
+fn write_bytes(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.write(*s);
+    }
+}
+
 #[allow(unsafe_code)]
 fn assume_init(
     arc: UniqueArc<HeaderSlice<HeaderWithLength<()>, [MaybeUninit<u8>]>>,
 ) -> UniqueArc<HeaderSlice<HeaderWithLength<()>, [u8]>> {
     // SAFETY: the only caller, `Entry::new`, has written every byte of the slice: the
-    // three `write_copy_of_slice` calls cover [0, meta), [meta, meta+key) and
-    // [meta+key, len) and would panic on any length mismatch before we get here.
+    // three `write_bytes` calls cover [0, meta), [meta, meta+key) and [meta+key, len)
+    // and assert their lengths match, so a mismatch panics before we get here.
     unsafe { arc.assume_init_slice_with_header() }
 }
 

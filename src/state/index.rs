@@ -244,10 +244,10 @@ impl Index {
     /// first mutation. Cost: one refcount bump per entry of that sub-table.
     #[inline]
     fn before_write(&mut self, i: usize) {
-        if let Some(cow) = &mut self.cow
-            && i >= cow.next
-            && !cow.frozen.contains_key(&i)
-        {
+        let Some(cow) = &mut self.cow else {
+            return;
+        };
+        if i >= cow.next && !cow.frozen.contains_key(&i) {
             let copy: Vec<Entry> = self.subs[i].iter().cloned().collect();
             cow.frozen_bytes += copy.capacity() * size_of::<Entry>();
             cow.frozen.insert(i, copy);

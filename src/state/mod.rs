@@ -155,11 +155,10 @@ impl State {
     }
 
     fn advance_log(&mut self, log_id: LogId) -> Result<(), StateError> {
-        if let Some(last) = self.last_applied
-            && log_id.index <= last.index
-        {
+        let last = self.last_applied.map(|l| l.index);
+        if let Some(last) = last.filter(|&last| log_id.index <= last) {
             return Err(StateError::OutOfOrder {
-                last: last.index,
+                last,
                 got: log_id.index,
             });
         }

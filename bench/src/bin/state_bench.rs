@@ -111,8 +111,10 @@ fn fill_baseline(input: &Input) -> Baseline {
 fn main() {
     let mut n = 1_000_000usize;
     let args: Vec<String> = std::env::args().collect();
-    if let Some(p) = args.iter().position(|a| a == "--keys")
-        && let Some(v) = args.get(p + 1).and_then(|v| v.parse().ok())
+    let keys_arg = args.iter().position(|a| a == "--keys");
+    if let Some(v) = keys_arg
+        .and_then(|p| args.get(p + 1))
+        .and_then(|v| v.parse().ok())
     {
         n = v;
     }
