@@ -18,8 +18,8 @@
 //! is being built (`cow` is set), sub-table `i >= cow.next` is copied into `cow.frozen`
 //! before its first mutation, so the snapshot sees each sub-table as of `begin_cow`.
 
-use hashbrown::{HashMap, HashTable};
-use xxhash_rust::xxh3::{Xxh3DefaultBuilder, xxh3_64_with_seed};
+use hashbrown::HashTable;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::entry::Entry;
 
@@ -59,10 +59,12 @@ fn table_bytes(capacity: usize) -> usize {
 struct Cow {
     /// Sub-tables `< next` have been handed to the snapshot builder.
     next: usize,
-    /// Copies of sub-tables (`>= next`) taken before their first write, by sub-table.
-    /// A map, not a vector of 8192 slots, so `begin_cow` allocates nothing.
-    /// Fixed hasher (no per-process randomness anywhere in the state).
-    frozen: HashMap<usize, Vec<Entry>, Xxh3DefaultBuilder>,
+    /// Copies of sub-tables (`>= next`) taken before their first write, by sub-table. A
+    /// plain vector (8192 x 24 B, allocated by `begin_cow`): a map would rehash
+    /// thousands of copies in one write when it grows.
+    frozen: Vec<Option<Vec<Entry>>>,
+    /// `Some` slots in `frozen`.
+    frozen_count: usize,
     frozen_bytes: usize,
 }
 
@@ -116,7 +118,7 @@ impl Index {
     /// (keys, key bytes, value bytes, entry overhead, table bytes, snapshot copy bytes).
     pub fn figures(&self) -> (usize, usize, usize, usize, usize, usize) {
         let frozen = self.cow.as_ref().map_or(0, |c| {
-            c.frozen_bytes + c.frozen.capacity() * (size_of::<(usize, Vec<Entry>)>() + 1)
+            c.frozen_bytes + c.frozen.capacity() * size_of::<Option<Vec<Entry>>>()
         });
         (
             self.keys,
@@ -178,18 +180,15 @@ impl Index {
     }
 
     /// Removes `entry` if it is still the one stored under its key (a timer firing for an
-    /// entry already replaced finds a different allocation and leaves it alone).
-    pub fn remove_same(&mut self, entry: &Entry) -> bool {
+    /// entry already replaced finds a different allocation and leaves it alone). Returns
+    /// the entries rehashed by a shrink of its sub-table (work beyond the removal), or
+    /// `None` if the entry was not stored.
+    pub fn remove_same(&mut self, entry: &Entry) -> Option<usize> {
         let hash = hash_key(entry.key());
         let i = sub_of(hash);
-        if self
-            .subs
+        self.subs
             .get(i)
-            .and_then(|t| t.find(hash, |e| e.same(entry)))
-            .is_none()
-        {
-            return false;
-        }
+            .and_then(|t| t.find(hash, |e| e.same(entry)))?;
         self.before_write(i);
         let cap_before = self.subs[i].capacity();
         let removed = match self.subs[i].find_entry(hash, |e| e.same(entry)) {
@@ -197,8 +196,7 @@ impl Index {
             Err(_) => unreachable!("found just above"),
         };
         self.count(&removed, false);
-        self.after_remove(i, cap_before);
-        true
+        Some(self.after_remove(i, cap_before))
     }
 
     /// All entries, sub-table by sub-table (tests and whole-state comparisons).
@@ -229,15 +227,20 @@ impl Index {
     }
 
     /// Gives buckets back when a sub-table is mostly empty, so memory follows the data
-    /// down (and is zero with no key). Bounded by one sub-table's size.
-    fn after_remove(&mut self, i: usize, cap_before: usize) {
+    /// down (and is zero with no key). Shrinks only below 1/8 full, to halve the
+    /// rehashing a mass expiry causes. Returns the entries rehashed (bounded by one
+    /// sub-table's size).
+    fn after_remove(&mut self, i: usize, cap_before: usize) -> usize {
         let t = &mut self.subs[i];
+        let mut rehashed = 0;
         if t.is_empty() {
             *t = HashTable::new();
-        } else if t.capacity() > 64 && t.len() * 4 < t.capacity() {
+        } else if t.capacity() > 64 && t.len() * 8 < t.capacity() {
+            rehashed = t.len();
             t.shrink_to(t.len() * 2, |e| hash_key(e.key()));
         }
         self.recount_table(i, cap_before);
+        rehashed
     }
 
     /// Copy-on-write: a sub-table not yet handed to the snapshot is copied before its
@@ -247,10 +250,11 @@ impl Index {
         let Some(cow) = &mut self.cow else {
             return;
         };
-        if i >= cow.next && !cow.frozen.contains_key(&i) {
+        if i >= cow.next && cow.frozen[i].is_none() {
             let copy: Vec<Entry> = self.subs[i].iter().cloned().collect();
             cow.frozen_bytes += copy.capacity() * size_of::<Entry>();
-            cow.frozen.insert(i, copy);
+            cow.frozen_count += 1;
+            cow.frozen[i] = Some(copy);
         }
     }
 
@@ -260,7 +264,8 @@ impl Index {
         assert!(self.cow.is_none(), "one snapshot at a time");
         self.cow = Some(Cow {
             next: 0,
-            frozen: HashMap::with_hasher(Xxh3DefaultBuilder),
+            frozen: (0..SUBTABLES).map(|_| None).collect(),
+            frozen_count: 0,
             frozen_bytes: 0,
         });
     }
@@ -271,7 +276,7 @@ impl Index {
         if cow.next >= SUBTABLES {
             return None;
         }
-        if self.keys == 0 && cow.frozen.is_empty() {
+        if self.keys == 0 && cow.frozen_count == 0 {
             // Every sub-table not handed out yet is empty now and was not written since
             // `begin_cow` (a write would have left a copy): all were empty. Done.
             cow.next = SUBTABLES;
@@ -279,8 +284,9 @@ impl Index {
         }
         let i = cow.next;
         cow.next += 1;
-        Some(match cow.frozen.remove(&i) {
+        Some(match cow.frozen[i].take() {
             Some(copy) => {
+                cow.frozen_count -= 1;
                 cow.frozen_bytes -= copy.capacity() * size_of::<Entry>();
                 copy
             }

@@ -243,13 +243,15 @@ impl State {
         }
     }
 
-    /// Reclaims keys expired at `now_ms`, doing at most `max_work` units of work (about
-    /// one per key reclaimed or timer moved); the rest carries over to the next call.
+    /// Reclaims keys expired at `now_ms`, doing at most about `max_work` units of work
+    /// (one per key reclaimed or timer moved, plus one per entry rehashed when a
+    /// sub-table shrinks); the rest carries over to the next call.
     pub fn tick(&mut self, now_ms: u64, max_work: usize) -> TickReport {
         let index = &mut self.index;
         let r = self.wheel.advance(now_ms, max_work, |entry| {
-            let removed = index.remove_same(&entry);
-            debug_assert!(removed, "a live timer's entry is stored");
+            let rehashed = index.remove_same(&entry);
+            debug_assert!(rehashed.is_some(), "a live timer's entry is stored");
+            rehashed.unwrap_or(0)
         });
         TickReport {
             reclaimed: r.expired,

@@ -62,7 +62,7 @@ const EMPTY: List = List {
 pub struct Advance {
     /// Timers that fired (their payloads were handed to the callback).
     pub expired: usize,
-    /// Work units spent.
+    /// Work units spent (may pass `max_work` by what the last callback reported).
     pub work: usize,
     /// False when the work bound stopped the call before every due timer fired.
     pub complete: bool,
@@ -197,9 +197,16 @@ impl<T> TimerWheel<T> {
     }
 
     /// Fires every timer with `when <= now`, handing each payload to `on_expire`, doing
-    /// at most `max_work` units of work (at least one). Call again (same or later `now`)
+    /// at most `max_work` units of work (at least one). `on_expire` returns the units it
+    /// spent itself beyond the one the wheel charges per timer (e.g. a table shrink), so
+    /// the bound covers the caller's reclaim work too. Call again (same or later `now`)
     /// while `complete` is false. A `now` behind the wheel's time does nothing.
-    pub fn advance(&mut self, now: u64, max_work: usize, mut on_expire: impl FnMut(T)) -> Advance {
+    pub fn advance(
+        &mut self,
+        now: u64,
+        max_work: usize,
+        mut on_expire: impl FnMut(T) -> usize,
+    ) -> Advance {
         let max_work = max_work.max(1);
         let mut out = Advance::default();
         if now < self.elapsed {
@@ -215,7 +222,7 @@ impl<T> TimerWheel<T> {
                 out.work += 1;
                 if self.nodes[id as usize].when <= now {
                     out.expired += 1;
-                    on_expire(self.release(id));
+                    out.work += on_expire(self.release(id));
                 } else {
                     self.place(id);
                 }

@@ -13,7 +13,10 @@ fn advance_all(w: &mut TimerWheel<u64>, now: u64, max_work: usize, fired: &mut V
     loop {
         calls += 1;
         assert!(calls < 10_000_000, "advance never completes");
-        let r = w.advance(now, max_work, |p| fired.push(p));
+        let r = w.advance(now, max_work, |p| {
+            fired.push(p);
+            0
+        });
         assert!(
             r.work <= max_work.max(1),
             "work {} over bound {}",
@@ -121,7 +124,7 @@ fn huge_jumps_and_far_future() {
     assert_eq!(fired, vec![4, 3, 2, 1]);
     // Time going backwards does nothing.
     w.insert(5, 9);
-    let r = w.advance(3, 10, |_| panic!("nothing is due"));
+    let r = w.advance(3, 10, |_| -> usize { panic!("nothing is due") });
     assert!(r.complete);
 }
 
@@ -194,7 +197,10 @@ proptest! {
                     now = now.saturating_add(step);
                     // A bounded call first: whatever fires must be due.
                     let mut fired = Vec::new();
-                    let r = w.advance(now, max_work, |p| fired.push(p));
+                    let r = w.advance(now, max_work, |p| {
+            fired.push(p);
+            0
+        });
                     prop_assert!(r.work <= max_work);
                     for p in &fired {
                         let (_, when) = model.remove(p).expect("fired timer is live");

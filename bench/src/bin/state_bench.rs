@@ -245,6 +245,33 @@ fn main() {
     // That is an artifact of dropping the baseline, not of the snapshot: settle it now.
     drop(black_box(vec![0u8; 64 * 1024]));
 
+    // --- Control: the same writes with no snapshot, for the write path's own pauses --
+    let mut rng = Rng::new(43);
+    let mut control = (Duration::ZERO, Duration::ZERO);
+    let mut control_over_1ms = 0usize;
+    let mut cpu_times = Vec::with_capacity(524_288);
+    for w in 0..524_288usize {
+        let i = rng.below(n as u64) as usize;
+        let cmd = Command::Put {
+            key: input.key(i),
+            value: input.value(w),
+        };
+        let (w0, c0) = (Instant::now(), thread_cpu_time());
+        black_box(state.apply(log.next(), &cmd).ok());
+        let (wt, ct) = (w0.elapsed(), thread_cpu_time() - c0);
+        control = (control.0.max(wt), control.1.max(ct));
+        control_over_1ms += usize::from(wt > Duration::from_millis(1));
+        cpu_times.push(ct);
+    }
+    cpu_times.sort();
+    let p9999 = cpu_times[cpu_times.len() * 9999 / 10000];
+    println!(
+        "writes without a snapshot: longest apply {:.0} us wall / {:.0} us CPU (p99.99 CPU {:.0} us); {control_over_1ms} over 1 ms wall",
+        control.0.as_secs_f64() * 1e6,
+        control.1.as_secs_f64() * 1e6,
+        p9999.as_secs_f64() * 1e6,
+    );
+
     // --- Snapshot while writing: longest pause of the write path ----------------------
     // Each apply and each step is timed in wall time and in thread CPU time; CPU time
     // excludes preemption by other processes on this shared 2-core machine.
@@ -344,6 +371,7 @@ fn main() {
         loop {
             let r = wheel.advance(now, 4096, |p| {
                 black_box(p);
+                0
             });
             expired += r.expired;
             if r.complete {
