@@ -15,7 +15,7 @@
 //!
 //! Invariants: a key is in at most one sub-table, the one its hash names; the counters
 //! (`keys`, `key_bytes`, ...) always equal the sums over stored entries; while a snapshot
-//! is being built (`cow` is set), sub-table `i >= cow.next` is copied into `cow.frozen`
+//! is being built (`cow` is set), sub-table `i >= cow.next` is copied into `frozen[i]`
 //! before its first mutation, so the snapshot sees each sub-table as of `begin_cow`.
 
 use hashbrown::HashTable;
@@ -59,11 +59,7 @@ fn table_bytes(capacity: usize) -> usize {
 struct Cow {
     /// Sub-tables `< next` have been handed to the snapshot builder.
     next: usize,
-    /// Copies of sub-tables (`>= next`) taken before their first write, by sub-table. A
-    /// plain vector (8192 x 24 B, allocated by `begin_cow`): a map would rehash
-    /// thousands of copies in one write when it grows.
-    frozen: Vec<Option<Vec<Entry>>>,
-    /// `Some` slots in `frozen`.
+    /// `Some` slots in `Index::frozen`.
     frozen_count: usize,
     frozen_bytes: usize,
 }
@@ -78,6 +74,11 @@ pub struct Index {
     entry_overhead: usize,
     table_bytes: usize,
     cow: Option<Cow>,
+    /// Copies of sub-tables (`>= cow.next`) taken before their first write while a
+    /// snapshot is built, by sub-table; all `None` otherwise. A plain vector allocated
+    /// with `subs` (a map would rehash thousands of copies in one write when it grows,
+    /// and allocating 8192 slots in `begin_cow` costs a page-faulting pause).
+    frozen: Vec<Option<Vec<Entry>>>,
 }
 
 impl Default for Index {
@@ -97,6 +98,7 @@ impl Index {
             entry_overhead: 0,
             table_bytes: 0,
             cow: None,
+            frozen: Vec::new(),
         }
     }
 
@@ -110,16 +112,16 @@ impl Index {
         self.keys == 0
     }
 
-    /// Bytes of the fixed part, held whatever the contents: the sub-table headers.
+    /// Bytes of the fixed part, held whatever the contents: the sub-table headers and
+    /// the copy-on-write slots.
     pub fn fixed_bytes(&self) -> usize {
         self.subs.capacity() * size_of::<HashTable<Entry>>()
+            + self.frozen.capacity() * size_of::<Option<Vec<Entry>>>()
     }
 
     /// (keys, key bytes, value bytes, entry overhead, table bytes, snapshot copy bytes).
     pub fn figures(&self) -> (usize, usize, usize, usize, usize, usize) {
-        let frozen = self.cow.as_ref().map_or(0, |c| {
-            c.frozen_bytes + c.frozen.capacity() * size_of::<Option<Vec<Entry>>>()
-        });
+        let frozen = self.cow.as_ref().map_or(0, |c| c.frozen_bytes);
         (
             self.keys,
             self.key_bytes,
@@ -144,6 +146,7 @@ impl Index {
         if self.subs.is_empty() {
             // The headers are allocated on first use: an unused state costs nothing.
             self.subs = (0..SUBTABLES).map(|_| HashTable::new()).collect();
+            self.frozen = (0..SUBTABLES).map(|_| None).collect();
         }
         self.before_write(i);
         self.count(&entry, true);
@@ -250,11 +253,11 @@ impl Index {
         let Some(cow) = &mut self.cow else {
             return;
         };
-        if i >= cow.next && cow.frozen[i].is_none() {
+        if i >= cow.next && self.frozen[i].is_none() {
             let copy: Vec<Entry> = self.subs[i].iter().cloned().collect();
             cow.frozen_bytes += copy.capacity() * size_of::<Entry>();
             cow.frozen_count += 1;
-            cow.frozen[i] = Some(copy);
+            self.frozen[i] = Some(copy);
         }
     }
 
@@ -264,7 +267,6 @@ impl Index {
         assert!(self.cow.is_none(), "one snapshot at a time");
         self.cow = Some(Cow {
             next: 0,
-            frozen: (0..SUBTABLES).map(|_| None).collect(),
             frozen_count: 0,
             frozen_bytes: 0,
         });
@@ -276,7 +278,7 @@ impl Index {
         if cow.next >= SUBTABLES {
             return None;
         }
-        if self.keys == 0 && cow.frozen_count == 0 {
+        if self.subs.is_empty() || (self.keys == 0 && cow.frozen_count == 0) {
             // Every sub-table not handed out yet is empty now and was not written since
             // `begin_cow` (a write would have left a copy): all were empty. Done.
             cow.next = SUBTABLES;
@@ -284,7 +286,7 @@ impl Index {
         }
         let i = cow.next;
         cow.next += 1;
-        Some(match cow.frozen[i].take() {
+        Some(match self.frozen[i].take() {
             Some(copy) => {
                 cow.frozen_count -= 1;
                 cow.frozen_bytes -= copy.capacity() * size_of::<Entry>();
@@ -297,7 +299,9 @@ impl Index {
 
     /// Ends (or aborts) the snapshot's copy-on-write, dropping any copies left.
     pub fn end_cow(&mut self) {
-        self.cow = None;
+        if self.cow.take().is_some_and(|c| c.frozen_count > 0) {
+            self.frozen.iter_mut().for_each(|f| *f = None);
+        }
     }
 }
 

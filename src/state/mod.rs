@@ -85,10 +85,10 @@ pub struct TickReport {
     pub complete: bool,
 }
 
-/// Default work bound of one `tick`. A unit costs about one cache miss (the entry being
-/// reclaimed); on the slow, shared VM this was measured on a miss costs up to ~1 us, so
-/// 256 units keep a tick well under a millisecond.
-pub const DEFAULT_TICK_WORK: usize = 256;
+/// Default work bound of one `tick`. A unit costs a few cache misses (timer node, table,
+/// entry); on the loaded VM this was measured on that was up to ~6 us per unit, so 128
+/// units keep a tick under a millisecond of CPU.
+pub const DEFAULT_TICK_WORK: usize = 128;
 
 /// The state of one shard.
 #[derive(Debug, Default)]
@@ -279,9 +279,9 @@ impl State {
         }
     }
 
-    /// Bytes held whatever the contents (not in `memory()`): the sub-table headers
-    /// (`SUBTABLES` x 32 B = 256 KiB, allocated at the first insert) and the timer
-    /// wheel's slot heads.
+    /// Bytes held whatever the contents (not in `memory()`): the sub-table headers and
+    /// copy-on-write slots (`SUBTABLES` x (32 + 24) B = 448 KiB, allocated at the first
+    /// insert) and the timer wheel's slot heads.
     pub fn fixed_bytes(&self) -> usize {
         self.index.fixed_bytes() + self.wheel.heap_bytes() - self.wheel.slab_bytes()
     }
