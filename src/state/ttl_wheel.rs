@@ -28,6 +28,8 @@ const LEVELS: usize = 7;
 const WHEEL_SPAN: u64 = 1 << (SLOT_BITS as usize * LEVELS);
 
 const NIL: u32 = u32::MAX;
+/// Slab nodes released per unit of work once the wheel is empty (~1 MiB).
+const SHRINK_STEP_NODES: usize = 32 * 1024;
 const LOC_PENDING: u16 = u16::MAX;
 const LOC_OVERFLOW: u16 = u16::MAX - 1;
 const LOC_FREE: u16 = u16::MAX - 2;
@@ -216,6 +218,17 @@ impl<T> TimerWheel<T> {
         loop {
             if out.work >= max_work {
                 return out;
+            }
+            if self.live == 0 && self.nodes.capacity() > 0 {
+                // Give the slab back once it is empty, so memory returns to zero, a
+                // bounded slice per unit of work: freeing a slab of millions of nodes at
+                // once is a munmap of tens of MiB, a multi-millisecond stall.
+                self.nodes.clear();
+                self.free_head = NIL;
+                let keep = self.nodes.capacity().saturating_sub(SHRINK_STEP_NODES);
+                self.nodes.shrink_to(keep);
+                out.work += 1;
+                continue;
             }
             if let Some(id) = self.next_due() {
                 self.unlink(id);
@@ -440,8 +453,8 @@ impl<T> TimerWheel<T> {
         node.next = self.free_head;
         self.free_head = id;
         self.live -= 1;
-        if self.live == 0 {
-            // Give the slab back when it empties, so memory figures return to zero.
+        if self.live == 0 && self.nodes.capacity() <= SHRINK_STEP_NODES {
+            // Small enough to give back at once; a bigger slab shrinks in `advance`.
             self.nodes = Vec::new();
             self.free_head = NIL;
         }

@@ -70,6 +70,35 @@ fn fires_at_every_level_exactly_on_time() {
 }
 
 #[test]
+fn a_big_empty_slab_is_released_in_bounded_slices() {
+    let mut w = TimerWheel::new();
+    let n = SHRINK_STEP_NODES * 3 + 5;
+    let ids: Vec<TimerId> = (0..n as u64).map(|i| w.insert(1_000 + i, i)).collect();
+    for id in ids {
+        w.cancel(id);
+    }
+    assert!(w.is_empty());
+    assert!(w.slab_bytes() > 0, "a big slab waits for advance");
+    let mut calls = 0;
+    while !w.advance(0, 1, |_| 0).complete {
+        calls += 1;
+        assert!(calls < 100);
+    }
+    assert!(calls >= 3, "released over several calls ({calls})");
+    assert_eq!(w.slab_bytes(), 0);
+    // Still usable afterwards.
+    w.insert(5, 1);
+    let mut fired = 0;
+    while !w.advance(10, 1, |_| {
+        fired += 1;
+        0
+    })
+    .complete
+    {}
+    assert_eq!(fired, 1);
+}
+
+#[test]
 fn cancel_removes_and_reuses_ids() {
     let mut w = TimerWheel::new();
     let a = w.insert(10, 1u64);

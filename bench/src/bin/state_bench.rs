@@ -279,6 +279,7 @@ fn main() {
     let mut max_apply = (Duration::ZERO, Duration::ZERO);
     let mut max_step = (Duration::ZERO, Duration::ZERO);
     let mut over_1ms = 0usize;
+    let mut snap_cpu: Vec<Duration> = Vec::with_capacity(600_000);
     let mut steps = 0usize;
     let mut writes = 0usize;
     let mut snap = Vec::new();
@@ -299,6 +300,7 @@ fn main() {
             let (w, c) = (w0.elapsed(), thread_cpu_time() - c0);
             max_apply = (max_apply.0.max(w), max_apply.1.max(c));
             over_1ms += usize::from(w > Duration::from_millis(1));
+            snap_cpu.push(c);
             writes += 1;
         }
         let (w0, c0) = (Instant::now(), thread_cpu_time());
@@ -306,6 +308,7 @@ fn main() {
         let (w, c) = (w0.elapsed(), thread_cpu_time() - c0);
         max_step = (max_step.0.max(w), max_step.1.max(c));
         over_1ms += usize::from(w > Duration::from_millis(1));
+        snap_cpu.push(c);
         steps += 1;
         // The node would write `chunk` to a file here; keep it to check the restore.
         snap.extend_from_slice(&chunk);
@@ -320,19 +323,27 @@ fn main() {
     let max_pause = max_apply.0.max(max_step.0).max(begin_pause.0);
     let max_pause_cpu = max_apply.1.max(max_step.1).max(begin_pause.1);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    snap_cpu.sort();
+    let snap_p9999_cpu = snap_cpu[snap_cpu.len() * 9999 / 10000];
+    let snap_cpu_over_1ms = snap_cpu
+        .iter()
+        .filter(|&&c| c > Duration::from_millis(1))
+        .count();
     println!(
         "snapshot of {n} keys while writing: {steps} steps, {writes} writes applied, {:.1} MB in {:.2} s",
         snap.len() as f64 / 1e6,
         snap_total.as_secs_f64(),
     );
     println!(
-        "  longest pause (wall / thread CPU): step {:.0} / {:.0} us, apply {:.0} / {:.0} us, begin {:.0} / {:.0} us; {over_1ms} calls over 1 ms wall",
+        "  longest pause (wall / thread CPU): step {:.0} / {:.0} us, apply {:.0} / {:.0} us, begin {:.0} / {:.0} us; {over_1ms} calls over 1 ms wall, {snap_cpu_over_1ms} over 1 ms CPU of {}; p99.99 CPU {:.0} us",
         us(max_step.0),
         us(max_step.1),
         us(max_apply.0),
         us(max_apply.1),
         us(begin_pause.0),
         us(begin_pause.1),
+        snap_cpu.len(),
+        us(snap_p9999_cpu),
     );
     let t = Instant::now();
     let restored = SnapshotReader::read_all(&snap);
@@ -425,7 +436,7 @@ fn main() {
     );
 
     println!(
-        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"get_value_ops_s\":{get_v:.0},\"get_value_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
+        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"get_value_ops_s\":{get_v:.0},\"get_value_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_calls_over_1ms_cpu\":{snap_cpu_over_1ms},\"snapshot_p9999_cpu_us\":{:.0},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
         get_s / get_b,
         get_v / get_b,
         put_s / put_b,
@@ -433,6 +444,7 @@ fn main() {
         us(max_pause_cpu),
         us(max_step.0),
         us(max_apply.0),
+        us(snap_p9999_cpu),
         per_sec(n, reclaim_s),
         max_tick.as_secs_f64() * 1e6,
         max_tick_cpu.as_secs_f64() * 1e6,
