@@ -9,13 +9,19 @@
 //! next non-empty slot in O(1) per level. Same design as tokio's timer wheel.
 //!
 //! Invariants:
-//! - a timer in level `k`, slot `s` has `when >= deadline(k, s) > elapsed` where `deadline`
-//!   is the start of the slot's span; a timer in `pending` has its slot's deadline
-//!   `<= elapsed` (it is due or must be re-placed); a timer in `overflow` has
+//! - a timer in level `k`, slot `s` has `when >= deadline(k, s)`, the start of the slot's
+//!   span, and that deadline is `> elapsed` unless the slot is the one being drained; a
+//!   timer in `pending` has `when <= elapsed` (inserted in the past); a timer in
+//!   `overflow` is at least `WHEEL_SPAN` ahead of `elapsed` at placement and has
 //!   `when >= overflow_min`.
+//! - Nothing placed while a slot is drained can land in it (lower levels take every
+//!   `when` of its span; the same slot of the next top-level span is past `WHEEL_SPAN`),
+//!   so draining in place, timer by timer, terminates.
 //! - `advance(now, max_work)` expires exactly the timers with `when <= now`, in deadline
-//!   order, doing at most `max_work` units (one per slot emptied, one per timer expired or
-//!   moved); what is left carries over to the next call. `elapsed` never exceeds `now`.
+//!   order, doing at most `max_work` units (one per slot reached, one per timer expired
+//!   or moved, plus what the callback reports); what is left carries over to the next
+//!   call. `elapsed` never exceeds `now`. Once the wheel is empty, its slab is given back
+//!   in bounded slices (part of the same work budget).
 //! - The order in which timers expire depends only on the sequence of calls, so replicas
 //!   that make the same calls behave the same.
 

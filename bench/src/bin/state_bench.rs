@@ -414,25 +414,36 @@ fn main() {
     let mut reclaimed = 0;
     let mut max_tick = Duration::ZERO;
     let mut max_tick_cpu = Duration::ZERO;
+    let mut tick_cpu: Vec<Duration> = Vec::new();
     loop {
         let (tt, tc) = (Instant::now(), thread_cpu_time());
         let r = s.tick(1000, shoal::state::DEFAULT_TICK_WORK);
         max_tick = max_tick.max(tt.elapsed());
-        max_tick_cpu = max_tick_cpu.max(thread_cpu_time() - tc);
+        let c = thread_cpu_time() - tc;
+        max_tick_cpu = max_tick_cpu.max(c);
+        tick_cpu.push(c);
         reclaimed += r.reclaimed;
         if r.complete {
             break;
         }
     }
     let reclaim_s = t.elapsed();
+    tick_cpu.sort();
+    let tick_p999 = tick_cpu[tick_cpu.len() * 999 / 1000];
+    let ticks_over_1ms = tick_cpu
+        .iter()
+        .filter(|&&c| c > Duration::from_millis(1))
+        .count();
     assert_eq!(reclaimed, n);
     assert_eq!(s.memory().total_bytes(), 0);
     println!(
-        "state TTL reclaim: {:.2} M keys/s, longest tick {:.0} us wall / {:.0} us CPU ({} units per tick)",
+        "state TTL reclaim: {:.2} M keys/s, longest tick {:.0} us wall / {:.0} us CPU ({} units per tick; {} ticks, {ticks_over_1ms} over 1 ms CPU, p99.9 CPU {:.0} us)",
         per_sec(n, reclaim_s) / 1e6,
         max_tick.as_secs_f64() * 1e6,
         max_tick_cpu.as_secs_f64() * 1e6,
-        shoal::state::DEFAULT_TICK_WORK
+        shoal::state::DEFAULT_TICK_WORK,
+        tick_cpu.len(),
+        tick_p999.as_secs_f64() * 1e6,
     );
 
     println!(
