@@ -89,11 +89,12 @@ fn a_big_empty_slab_is_released_in_bounded_slices() {
     // Still usable afterwards.
     w.insert(5, 1);
     let mut fired = 0;
-    while !w.advance(10, 1, |_| {
-        fired += 1;
-        0
-    })
-    .complete
+    while !w
+        .advance(10, 1, |_| {
+            fired += 1;
+            0
+        })
+        .complete
     {}
     assert_eq!(fired, 1);
 }
