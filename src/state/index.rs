@@ -79,6 +79,9 @@ pub struct Index {
     /// with `subs` (a map would rehash thousands of copies in one write when it grows,
     /// and allocating 8192 slots in `begin_cow` costs a page-faulting pause).
     frozen: Vec<Option<Vec<Entry>>>,
+    /// Copies left by an aborted snapshot, released a slice at a time.
+    garbage: Vec<Vec<Entry>>,
+    garbage_bytes: usize,
 }
 
 impl Default for Index {
@@ -99,6 +102,8 @@ impl Index {
             table_bytes: 0,
             cow: None,
             frozen: Vec::new(),
+            garbage: Vec::new(),
+            garbage_bytes: 0,
         }
     }
 
@@ -121,7 +126,9 @@ impl Index {
 
     /// (keys, key bytes, value bytes, entry overhead, table bytes, snapshot copy bytes).
     pub fn figures(&self) -> (usize, usize, usize, usize, usize, usize) {
-        let frozen = self.cow.as_ref().map_or(0, |c| c.frozen_bytes);
+        let frozen = self.cow.as_ref().map_or(0, |c| c.frozen_bytes)
+            + self.garbage_bytes
+            + self.garbage.capacity() * size_of::<Vec<Entry>>();
         (
             self.keys,
             self.key_bytes,
@@ -297,11 +304,46 @@ impl Index {
         })
     }
 
-    /// Ends (or aborts) the snapshot's copy-on-write, dropping any copies left.
+    /// Ends (or aborts) the snapshot's copy-on-write. Copies left (an aborted snapshot)
+    /// are not dropped here: dropping thousands of copies is one refcount miss per entry,
+    /// a long stall; they move to `garbage` (a move per slot, no entry touched) and
+    /// `release_garbage` drops them a bounded slice at a time.
     pub fn end_cow(&mut self) {
-        if self.cow.take().is_some_and(|c| c.frozen_count > 0) {
-            self.frozen.iter_mut().for_each(|f| *f = None);
+        let Some(cow) = self.cow.take() else {
+            return;
+        };
+        if cow.frozen_count > 0 {
+            for slot in &mut self.frozen {
+                if let Some(copy) = slot.take() {
+                    self.garbage.push(copy);
+                }
+            }
         }
+        self.garbage_bytes += cow.frozen_bytes;
+    }
+
+    /// Drops left-over snapshot copies, about `max_entries` entry handles at most (one
+    /// copy at least); returns the entries released.
+    pub fn release_garbage(&mut self, max_entries: usize) -> usize {
+        let mut released = 0;
+        while released < max_entries.max(1) {
+            let Some(copy) = self.garbage.pop() else {
+                self.garbage = Vec::new();
+                self.garbage_bytes = 0;
+                break;
+            };
+            released += copy.len();
+            self.garbage_bytes -= copy.capacity() * size_of::<Entry>();
+        }
+        if self.garbage.is_empty() {
+            self.garbage = Vec::new();
+        }
+        released
+    }
+
+    /// True while aborted-snapshot copies wait for `release_garbage`.
+    pub fn has_garbage(&self) -> bool {
+        !self.garbage.is_empty()
     }
 }
 

@@ -245,8 +245,17 @@ impl State {
 
     /// Reclaims keys expired at `now_ms`, doing at most about `max_work` units of work
     /// (one per key reclaimed or timer moved, plus one per entry rehashed when a
-    /// sub-table shrinks); the rest carries over to the next call.
+    /// sub-table shrinks, or one per entry handle of an aborted snapshot released); the
+    /// rest carries over to the next call.
     pub fn tick(&mut self, now_ms: u64, max_work: usize) -> TickReport {
+        if self.index.has_garbage() {
+            // Copies left by an aborted snapshot go first, within the same budget.
+            self.index.release_garbage(max_work);
+            return TickReport {
+                reclaimed: 0,
+                complete: false,
+            };
+        }
         let index = &mut self.index;
         let r = self.wheel.advance(now_ms, max_work, |entry| {
             let rehashed = index.remove_same(&entry);
@@ -324,7 +333,9 @@ impl State {
         self.snapshot.as_ref().map(Builder::info)
     }
 
-    /// Drops the snapshot being built (and its copy-on-write copies).
+    /// Drops the snapshot being built. Its copy-on-write copies are released by the
+    /// next `tick` calls, a bounded slice at a time (until then `tick` reports
+    /// `complete: false` and `memory().snapshot_bytes` counts them).
     pub fn abort_snapshot(&mut self) {
         self.snapshot = None;
         self.index.end_cow();

@@ -186,6 +186,13 @@ fn abort_releases_and_allows_a_new_snapshot() {
     .unwrap();
     assert!(s.memory().snapshot_bytes > 0);
     s.abort_snapshot();
+    // The copies are released by ticks, a bounded slice at a time.
+    assert!(s.memory().snapshot_bytes > 0);
+    let mut ticks = 0;
+    while !s.tick(0, 1).complete {
+        ticks += 1;
+        assert!(ticks < 100_000);
+    }
     assert_eq!(s.memory().snapshot_bytes, 0);
     assert_eq!(s.snapshot_step(&mut out), Err(SnapshotError::NotStarted));
     let r = SnapshotReader::read_all(&s.snapshot_to_vec(&[]).unwrap()).unwrap();
