@@ -233,7 +233,9 @@ impl<T> TimerWheel<T> {
                 self.free_head = NIL;
                 let keep = self.nodes.capacity().saturating_sub(SHRINK_STEP_NODES);
                 self.nodes.shrink_to(keep);
-                out.work += 1;
+                // Charged like the timers it held would be (one unit per 256 nodes), so
+                // a default budget releases about one slice per call.
+                out.work += SHRINK_STEP_NODES / 256;
                 continue;
             }
             if let Some(id) = self.next_due() {
