@@ -122,7 +122,10 @@ impl Builder {
             }
         }
         let mut block = BlockV1::default();
-        while self.pos < self.current.len() && block.data.len() < fmt::BLOCK_TARGET_BYTES {
+        while self.pos < self.current.len()
+            && block.data.len() < fmt::BLOCK_TARGET_BYTES
+            && block.key_lens.len() < fmt::MAX_BLOCK_ENTRIES
+        {
             let e = &self.current[self.pos];
             self.pos += 1;
             let (k, v) = (e.key(), e.value());
