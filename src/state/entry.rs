@@ -88,11 +88,13 @@ impl Entry {
         Entry(Arc::into_thin(assume_init(arc).shareable()))
     }
 
+    #[inline]
     fn tag(&self) -> u16 {
         let s = &self.0.slice;
         u16::from_le_bytes([s[0], s[1]])
     }
 
+    #[inline]
     fn meta_len(&self) -> usize {
         if self.tag() & HAS_TTL != 0 {
             TAG_LEN + TTL_LEN
@@ -102,6 +104,7 @@ impl Entry {
     }
 
     /// The key.
+    #[inline]
     pub fn key(&self) -> &[u8] {
         let start = self.meta_len();
         let key_len = usize::from(self.tag() & !HAS_TTL);
@@ -109,6 +112,7 @@ impl Entry {
     }
 
     /// The value, borrowed.
+    #[inline]
     pub fn value(&self) -> &[u8] {
         let start = self.meta_len() + usize::from(self.tag() & !HAS_TTL);
         &self.0.slice[start..]
@@ -125,17 +129,20 @@ impl Entry {
     }
 
     /// Absolute expiry in ms, if the key has a TTL.
+    #[inline]
     pub fn expiry(&self) -> Option<u64> {
         self.ttl_field(2..10)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
     }
 
     /// The id of the timer that reclaims this entry, if it has a TTL.
+    #[inline]
     pub(crate) fn timer(&self) -> Option<TimerId> {
         self.ttl_field(10..14)
             .map(|b| TimerId(u32::from_le_bytes(b.try_into().unwrap_or([0; 4]))))
     }
 
+    #[inline]
     fn ttl_field(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
         if self.tag() & HAS_TTL == 0 {
             return None;
@@ -144,6 +151,7 @@ impl Entry {
     }
 
     /// True when the key is invisible at `now_ms` (visible exactly while now < expiry).
+    #[inline]
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.expiry().is_some_and(|at| now_ms >= at)
     }
@@ -160,6 +168,7 @@ impl Entry {
     }
 
     /// Same allocation (not merely equal bytes).
+    #[inline]
     pub(crate) fn same(&self, other: &Entry) -> bool {
         self.0.heap_ptr() == other.0.heap_ptr()
     }
