@@ -11,3 +11,4 @@ pub mod telemetry;
 pub use shoal_proto::limits;
 
 pub mod raft;
+pub mod state;
