@@ -1,0 +1,666 @@
+//! `RemoteKvClient`: the TCP client. Learns the topology from any node, sends each
+//! request straight to the leader of its key's group on the owning shard's port, keeps
+//! many requests in flight per connection, and retries transient failures.
+//!
+//! Invariants:
+//! - Arguments are checked against `shoal_proto::limits` before any network activity.
+//! - Every call is bounded by `RemoteOptions::request_timeout`, every retry, reconnect
+//!   and topology refresh included, and by `RetryPolicy::max_attempts` attempts; it
+//!   ends with the answer or with an error saying why (`Timeout` carries the last
+//!   transient failure).
+//! - Only retryable errors are retried; a write whose outcome is unknown is resent only
+//!   when `RetryPolicy::retry_uncertain_writes` allows it.
+//! - Topology refreshes are single-flight: concurrent failures trigger one fetch.
+//! - No lock is held across an await except the pool slot's and the refresh lock, which
+//!   are async locks guarding exactly the work they serialize.
+
+mod connection;
+mod multi;
+pub(crate) mod options;
+mod pool;
+pub(crate) mod retry;
+mod topology;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use shoal_proto::limits::{MAX_KEY_LEN, MAX_TTL_SECS, MAX_VALUE_LEN};
+use shoal_proto::{
+    EncodeError, LimitKind, ReadConsistency, Request, Response, Topology, encode_delete,
+    encode_get, encode_put, encode_request,
+};
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::time::Instant;
+
+pub use self::options::{RemoteOptions, RetryPolicy};
+use self::connection::Connection;
+use self::pool::Pool;
+use self::retry::Backoff;
+use self::topology::Routing;
+use crate::error::KvClientError;
+use crate::kv_client::KvClient;
+
+/// A Shoal client over TCP. Cheap to clone (clones share connections and topology).
+///
+/// Build it with [`RemoteKvClient::connect`]; use it through [`KvClient`] or the extra
+/// methods here ([`get_with`](Self::get_with), [`ping`](Self::ping),
+/// [`topology`](Self::topology)...). Connection tasks run on the tokio runtime where
+/// each connection is first used; calls work from any tokio runtime.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use shoal_client::{KvClient, ReadConsistency, RemoteKvClient, RemoteOptions};
+///
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), shoal_client::KvClientError> {
+/// let opts = RemoteOptions {
+///     request_timeout: Duration::from_secs(2),
+///     ..RemoteOptions::default()
+/// };
+/// let client = RemoteKvClient::connect(["10.0.0.1:7400", "10.0.0.2:7400"], opts).await?;
+/// client.put(b"k", b"v").await?;
+/// let fast = client.get_with(b"k", ReadConsistency::Lease).await?;
+/// assert_eq!(fast.as_deref(), Some(&b"v"[..]));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RemoteKvClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    opts: RemoteOptions,
+    seeds: Vec<String>,
+    routing: RwLock<Option<Arc<Routing>>>,
+    /// Bumped by every successful topology fetch (single-flight bookkeeping).
+    refresh_gen: AtomicU64,
+    refresh_lock: AsyncMutex<()>,
+    /// Rotates the node asked first for the topology.
+    refresh_rr: AtomicUsize,
+    topology_fetches: AtomicU64,
+    pool: Pool,
+}
+
+/// One failed attempt and what the retry loop needs to react to it.
+#[derive(Debug)]
+struct Failure {
+    err: KvClientError,
+    /// The shard the attempt targeted.
+    shard: Option<u32>,
+    /// The node that answered (its handshake id), if any.
+    node: Option<u64>,
+    /// The connection the failure came through, to evict it.
+    conn: Option<Arc<Connection>>,
+    /// Whether the request may have reached a node (its outcome is unknown).
+    sent: bool,
+    /// The topology generation the attempt routed with.
+    gen_seen: u64,
+    /// The shard count changed under a `get_multi` part: stop, the caller re-splits.
+    resplit: bool,
+}
+
+impl Failure {
+    fn before_send(err: KvClientError, gen_seen: u64) -> Failure {
+        Failure {
+            err,
+            shard: None,
+            node: None,
+            conn: None,
+            sent: false,
+            gen_seen,
+            resplit: false,
+        }
+    }
+}
+
+/// A single-key operation.
+#[derive(Debug, Clone, Copy)]
+enum KeyedOp<'a> {
+    Get(ReadConsistency),
+    Put { value: &'a [u8], ttl_ms: Option<u64> },
+    Delete,
+}
+
+impl KeyedOp<'_> {
+    fn is_write(&self) -> bool {
+        !matches!(self, KeyedOp::Get(_))
+    }
+
+    fn encode(&self, buf: &mut BytesMut, id: u64, shard: u32, key: &[u8]) -> Result<(), EncodeError> {
+        match *self {
+            KeyedOp::Get(c) => encode_get(buf, id, Some(shard), key, c),
+            KeyedOp::Put { value, ttl_ms } => encode_put(buf, id, Some(shard), key, value, ttl_ms),
+            KeyedOp::Delete => encode_delete(buf, id, Some(shard), key),
+        }
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<(), KvClientError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(KvClientError::too_large(LimitKind::Key, MAX_KEY_LEN, key.len()));
+    }
+    Ok(())
+}
+
+fn check_value(value: &[u8]) -> Result<(), KvClientError> {
+    if value.len() > MAX_VALUE_LEN {
+        return Err(KvClientError::too_large(LimitKind::Value, MAX_VALUE_LEN, value.len()));
+    }
+    Ok(())
+}
+
+/// `ttl_secs` in `1..=MAX_TTL_SECS`, converted to the wire's milliseconds.
+fn ttl_ms(ttl_secs: u64) -> Result<u64, KvClientError> {
+    if ttl_secs == 0 || ttl_secs > MAX_TTL_SECS {
+        return Err(KvClientError::InvalidArgument {
+            reason: format!("ttl_secs must be in 1..={MAX_TTL_SECS}, got {ttl_secs}"),
+        });
+    }
+    // MAX_TTL_SECS * 1000 fits in u64 (it is MAX_TTL_MS).
+    Ok(ttl_secs * 1000)
+}
+
+fn unexpected(conn: &Connection, what: &str, r: &Response) -> KvClientError {
+    KvClientError::Protocol {
+        addr: conn.addr().to_string(),
+        reason: format!("expected a {what} answer, got {r:?}"),
+    }
+}
+
+impl RemoteKvClient {
+    /// Builds a client from node addresses (`host:port`, any node's client address;
+    /// one reachable node is enough) and fetches the topology, retrying within
+    /// `opts.request_timeout`.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad options or an empty address list; `Timeout` when no
+    /// node answered in time (its `last_error` says why); `WrongCluster`,
+    /// `IncompatibleVersion` as documented on [`KvClientError`].
+    pub async fn connect<I, A>(addrs: I, opts: RemoteOptions) -> Result<RemoteKvClient, KvClientError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        opts.validate()?;
+        let seeds: Vec<String> = addrs.into_iter().map(Into::into).collect();
+        if seeds.is_empty() {
+            return Err(KvClientError::InvalidArgument {
+                reason: "no node address given".into(),
+            });
+        }
+        let pool = Pool::new(
+            opts.connections_per_shard,
+            opts.connect_timeout,
+            opts.max_in_flight_per_connection,
+        );
+        let client = RemoteKvClient {
+            inner: Arc::new(Inner {
+                opts,
+                seeds,
+                routing: RwLock::new(None),
+                refresh_gen: AtomicU64::new(0),
+                refresh_lock: AsyncMutex::new(()),
+                refresh_rr: AtomicUsize::new(0),
+                topology_fetches: AtomicU64::new(0),
+                pool,
+            }),
+        };
+        client.topology().await?;
+        Ok(client)
+    }
+
+    /// The options this client was built with.
+    pub fn options(&self) -> &RemoteOptions {
+        &self.inner.opts
+    }
+
+    /// `get` with an explicit read consistency: `Linearizable` (the default of
+    /// [`KvClient::get`]), `Lease` (no quorum round; linearizable unless clocks drift
+    /// beyond the lease margin) or `Stale` (may miss recent writes). All are sent to the
+    /// group leader.
+    pub async fn get_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        consistency: ReadConsistency,
+    ) -> Result<Option<Bytes>, KvClientError> {
+        let key = key.as_ref();
+        check_key(key)?;
+        let op = KeyedOp::Get(consistency);
+        self.keyed(key, op, |conn, r| match r {
+            Response::Get(v) => Ok(v),
+            other => Err(unexpected(conn, "Get", &other)),
+        })
+        .await
+    }
+
+    /// `get_multi` with an explicit read consistency (see [`get_with`](Self::get_with)).
+    pub async fn get_multi_with(
+        &self,
+        keys: &[Bytes],
+        consistency: ReadConsistency,
+    ) -> Result<Vec<Option<Bytes>>, KvClientError> {
+        self.multi_get(keys, consistency).await
+    }
+
+    /// `delete` that also says whether the key existed (unexpired) when it applied.
+    /// After a retried delete whose first attempt applied, this is `false`.
+    pub async fn delete_existed(&self, key: impl AsRef<[u8]>) -> Result<bool, KvClientError> {
+        let key = key.as_ref();
+        check_key(key)?;
+        self.keyed(key, KeyedOp::Delete, |conn, r| match r {
+            Response::Delete { existed } => Ok(existed),
+            other => Err(unexpected(conn, "Delete", &other)),
+        })
+        .await
+    }
+
+    /// One `Ping` round trip to a node (the first that answers, in topology order);
+    /// returns the round-trip time. Does not touch Raft.
+    pub async fn ping(&self) -> Result<Duration, KvClientError> {
+        let deadline = self.deadline();
+        self.with_retries(deadline, false, || async {
+            let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
+            let addr = self
+                .candidates()
+                .into_iter()
+                .next()
+                .ok_or_else(|| Failure::before_send(no_nodes(), gen_seen))?;
+            let conn = self
+                .inner
+                .pool
+                .get(&addr, self.cluster_id())
+                .await
+                .map_err(|e| Failure::before_send(e, gen_seen))?;
+            let start = Instant::now();
+            match conn.call(|b, id| encode_request(b, id, &Request::Ping)).await {
+                Ok(Response::Pong) => Ok(start.elapsed()),
+                Ok(Response::Error(e)) => Err(Failure::before_send(
+                    KvClientError::from_error_response(e),
+                    gen_seen,
+                )),
+                Ok(other) => Err(Failure::before_send(unexpected(&conn, "Pong", &other), gen_seen)),
+                Err(e) => Err(Failure {
+                    conn: Some(conn),
+                    ..Failure::before_send(e, gen_seen)
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Fetches the topology from a node now (retrying within the request timeout),
+    /// installs it for routing, and returns it.
+    pub async fn topology(&self) -> Result<Topology, KvClientError> {
+        let deadline = self.deadline();
+        self.with_retries(deadline, false, || async {
+            let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
+            self.refresh(gen_seen)
+                .await
+                .map_err(|e| Failure::before_send(e, gen_seen))?;
+            self.current()
+                .map(|r| r.to_topology())
+                .ok_or_else(|| Failure::before_send(no_nodes(), gen_seen))
+        })
+        .await
+    }
+
+    /// The topology this client currently routes with (leader hints included), without
+    /// any network activity; `None` before the first successful fetch.
+    pub fn cached_topology(&self) -> Option<Topology> {
+        self.current().map(|r| r.to_topology())
+    }
+
+    /// Connections opened so far (all nodes and shards), for diagnostics.
+    pub fn connections_opened(&self) -> usize {
+        self.inner.pool.opened()
+    }
+
+    /// Topology fetches so far (the initial one included), for diagnostics.
+    pub fn topology_fetches(&self) -> u64 {
+        self.inner.topology_fetches.load(Ordering::Relaxed)
+    }
+
+    // --- internals ------------------------------------------------------------------
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.inner.opts.request_timeout
+    }
+
+    fn current(&self) -> Option<Arc<Routing>> {
+        self.inner
+            .routing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn install(&self, r: Routing) {
+        *self.inner.routing.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
+    }
+
+    /// Applies `f` to the current routing (copy-on-write).
+    fn update(&self, f: impl FnOnce(&Routing) -> Routing) {
+        let mut g = self.inner.routing.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = g.as_ref() {
+            *g = Some(Arc::new(f(r)));
+        }
+    }
+
+    fn cluster_id(&self) -> Option<u64> {
+        self.current().map(|r| r.cluster_id)
+    }
+
+    /// Addresses to ask for the topology: known nodes (rotated) then the seeds.
+    fn candidates(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.current().map(|r| r.node_addrs()).unwrap_or_default();
+        if !out.is_empty() {
+            let k = self.inner.refresh_rr.fetch_add(1, Ordering::Relaxed) % out.len();
+            out.rotate_left(k);
+        }
+        for s in &self.inner.seeds {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    /// The routing table, fetching it first if there is none yet.
+    async fn routing(&self) -> Result<(Arc<Routing>, u64), KvClientError> {
+        let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
+        if let Some(r) = self.current() {
+            return Ok((r, gen_seen));
+        }
+        self.refresh(gen_seen).await?;
+        let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
+        self.current().map(|r| (r, gen_seen)).ok_or_else(no_nodes)
+    }
+
+    /// Fetches the topology from the first node that answers, unless another task did
+    /// so since generation `gen_seen`.
+    async fn refresh(&self, gen_seen: u64) -> Result<(), KvClientError> {
+        let _single_flight = self.inner.refresh_lock.lock().await;
+        if self.inner.refresh_gen.load(Ordering::Acquire) != gen_seen && self.current().is_some() {
+            return Ok(());
+        }
+        let mut last = None;
+        for addr in self.candidates() {
+            match self.fetch_topology(&addr).await {
+                Ok(fresh) => {
+                    let merged = match self.current() {
+                        Some(old) => old.merged_with(fresh),
+                        None => fresh,
+                    };
+                    tracing::debug!(%addr, shards = merged.shard_count, nodes = merged.nodes.len(), "topology installed");
+                    self.install(merged);
+                    self.inner.refresh_gen.fetch_add(1, Ordering::AcqRel);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, %e, "topology fetch failed");
+                    if !e.is_retryable() && matches!(e, KvClientError::IncompatibleVersion { .. }) {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(no_nodes))
+    }
+
+    async fn fetch_topology(&self, addr: &str) -> Result<Routing, KvClientError> {
+        self.inner.topology_fetches.fetch_add(1, Ordering::Relaxed);
+        let expected = self.cluster_id();
+        let conn = self.inner.pool.get(addr, expected).await?;
+        let resp = conn
+            .call(|b, id| encode_request(b, id, &Request::Topology))
+            .await;
+        let t = match resp {
+            Ok(Response::Topology(t)) => t,
+            Ok(Response::Error(e)) => return Err(KvClientError::from_error_response(e)),
+            Ok(other) => return Err(unexpected(&conn, "Topology", &other)),
+            Err(e) => {
+                self.inner.pool.evict(&conn);
+                return Err(e);
+            }
+        };
+        if let Some(expected) = expected {
+            if t.cluster_id != expected {
+                return Err(KvClientError::WrongCluster {
+                    addr: addr.to_string(),
+                    expected,
+                    found: t.cluster_id,
+                });
+            }
+        }
+        if t.nodes.is_empty() {
+            return Err(KvClientError::Protocol {
+                addr: addr.to_string(),
+                reason: "topology lists no node".into(),
+            });
+        }
+        Ok(Routing::from_topology(t))
+    }
+
+    /// Runs a single-key operation with routing and retries; `parse` turns a success
+    /// answer into the result.
+    async fn keyed<T>(
+        &self,
+        key: &[u8],
+        op: KeyedOp<'_>,
+        parse: impl Fn(&Connection, Response) -> Result<T, KvClientError> + Sync,
+    ) -> Result<T, KvClientError> {
+        let deadline = self.deadline();
+        let parse = &parse;
+        self.with_retries(deadline, op.is_write(), || async move {
+            let (routing, gen_seen) = self
+                .routing()
+                .await
+                .map_err(|e| Failure::before_send(e, gen_seen_now(self)))?;
+            let shard = routing.shard_of(key);
+            let (conn, node) = self.connect_shard(&routing, shard, gen_seen).await?;
+            let fail = |err, sent| Failure {
+                err,
+                shard: Some(shard),
+                node: Some(node),
+                conn: Some(conn.clone()),
+                sent,
+                gen_seen,
+                resplit: false,
+            };
+            match conn.call(|b, id| op.encode(b, id, shard, key)).await {
+                Ok(Response::Error(e)) => Err(fail(KvClientError::from_error_response(e), true)),
+                Ok(r) => parse(&conn, r).map_err(|e| fail(e, true)),
+                Err(e) => Err(fail(e, true)),
+            }
+        })
+        .await
+    }
+
+    /// A connection to the node believed to lead `shard`, on that shard's address.
+    async fn connect_shard(
+        &self,
+        routing: &Routing,
+        shard: u32,
+        gen_seen: u64,
+    ) -> Result<(Arc<Connection>, u64), Failure> {
+        let target = routing.target(shard).ok_or_else(|| Failure {
+            shard: Some(shard),
+            ..Failure::before_send(no_nodes(), gen_seen)
+        })?;
+        match self.inner.pool.get(&target.addr, Some(routing.cluster_id)).await {
+            Ok(conn) => {
+                let node = conn.hello().node_id;
+                Ok((conn, node))
+            }
+            Err(err) => Err(Failure {
+                err,
+                shard: Some(shard),
+                node: target.leader,
+                ..Failure::before_send(no_nodes(), gen_seen)
+            }),
+        }
+    }
+
+    /// The retry loop shared by every operation: runs `attempt` until it succeeds, fails
+    /// for good, the budget of attempts is spent, or `deadline` passes.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        is_write: bool,
+        mut attempt: F,
+    ) -> Result<T, KvClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let policy = &self.inner.opts.retry;
+        let start = Instant::now();
+        let mut backoff = Backoff::new(policy);
+        let mut attempts = 0u32;
+        let mut last: Option<KvClientError> = None;
+        let timed_out = |attempts: u32, last: Option<KvClientError>, why: &str| {
+            KvClientError::Timeout {
+                detail: format!(
+                    "{why} after {} ms and {attempts} attempt(s)",
+                    start.elapsed().as_millis()
+                ),
+                last_error: last.map(Box::new),
+            }
+        };
+        loop {
+            attempts += 1;
+            let failure = match tokio::time::timeout_at(deadline, attempt()).await {
+                Err(_) => return Err(timed_out(attempts, last, "request timeout")),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(f)) => f,
+            };
+            let uncertain = failure.sent && !failure.err.certainly_not_applied();
+            let may_retry = failure.err.is_retryable()
+                && !failure.resplit
+                && !(is_write && uncertain && !policy.retry_uncertain_writes);
+            if !may_retry {
+                return Err(failure.err);
+            }
+            tracing::debug!(attempt = attempts, err = %failure.err, "retrying");
+            let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff)).await {
+                Ok(d) => d,
+                Err(_) => return Err(timed_out(attempts, Some(failure.err), "request timeout")),
+            };
+            last = Some(failure.err);
+            if attempts >= policy.max_attempts {
+                return Err(timed_out(attempts, last, "retry budget spent"));
+            }
+            if Instant::now() + delay >= deadline {
+                return Err(timed_out(attempts, last, "request timeout"));
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// Updates routing after a failed attempt and returns how long to wait.
+    async fn react(&self, f: &Failure, backoff: &mut Backoff) -> Duration {
+        match (&f.err, f.shard) {
+            (KvClientError::NotLeader { leader: Some(hint) }, Some(shard))
+                if Some(hint.node_id) != f.node =>
+            {
+                // Fresh news of the leader: go there at once.
+                let info = shoal_proto::NodeInfo::from(hint);
+                self.update(|r| r.with_leader_hint(shard, info));
+                Duration::ZERO
+            }
+            (KvClientError::NotLeader { .. } | KvClientError::Unavailable { .. }, shard) => {
+                if let Some(shard) = shard {
+                    self.update(|r| r.without_leader(shard));
+                }
+                let d = backoff.next_delay();
+                let _ = self.refresh(f.gen_seen).await;
+                d
+            }
+            (KvClientError::WrongShard { .. }, _) => {
+                let _ = self.refresh(f.gen_seen).await;
+                Duration::ZERO
+            }
+            (KvClientError::Busy { retry_after_ms }, _) => {
+                backoff.next_delay().max(Duration::from_millis(u64::from(*retry_after_ms)))
+            }
+            (KvClientError::Connection { .. } | KvClientError::ChannelClosed { .. }, _) => {
+                if let Some(c) = &f.conn {
+                    self.inner.pool.evict(c);
+                }
+                let d = backoff.next_delay();
+                let _ = self.refresh(f.gen_seen).await;
+                d
+            }
+            _ => backoff.next_delay(),
+        }
+    }
+}
+
+fn gen_seen_now(c: &RemoteKvClient) -> u64 {
+    c.inner.refresh_gen.load(Ordering::Acquire)
+}
+
+fn no_nodes() -> KvClientError {
+    KvClientError::Unavailable {
+        reason: "no node address known".into(),
+    }
+}
+
+#[async_trait]
+impl KvClient for RemoteKvClient {
+    async fn put(
+        &self,
+        key: impl AsRef<[u8]> + Send,
+        value: impl AsRef<[u8]> + Send,
+    ) -> Result<(), KvClientError> {
+        self.put_impl(key.as_ref(), value.as_ref(), None).await
+    }
+
+    async fn put_with_ttl(
+        &self,
+        key: impl AsRef<[u8]> + Send,
+        value: impl AsRef<[u8]> + Send,
+        ttl_secs: u64,
+    ) -> Result<(), KvClientError> {
+        let ttl = ttl_ms(ttl_secs)?;
+        self.put_impl(key.as_ref(), value.as_ref(), Some(ttl)).await
+    }
+
+    async fn get(&self, key: impl AsRef<[u8]> + Send) -> Result<Option<Bytes>, KvClientError> {
+        self.get_with(key, ReadConsistency::Linearizable).await
+    }
+
+    async fn get_multi(&self, keys: &[Bytes]) -> Result<Vec<Option<Bytes>>, KvClientError> {
+        self.multi_get(keys, ReadConsistency::Linearizable).await
+    }
+
+    async fn delete(&self, key: impl AsRef<[u8]> + Send) -> Result<(), KvClientError> {
+        self.delete_existed(key).await.map(|_| ())
+    }
+}
+
+impl RemoteKvClient {
+    async fn put_impl(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl_ms: Option<u64>,
+    ) -> Result<(), KvClientError> {
+        check_key(key)?;
+        check_value(value)?;
+        self.keyed(key, KeyedOp::Put { value, ttl_ms }, |conn, r| match r {
+            Response::Put | Response::PutWithTtl => Ok(()),
+            other => Err(unexpected(conn, "Put", &other)),
+        })
+        .await
+    }
+}
