@@ -21,9 +21,9 @@ pub mod conformance;
 pub use error::{KvClientError, LeaderHint};
 pub use kv_client::KvClient;
 pub use remote::{RemoteKvClient, RemoteOptions, RetryPolicy};
+/// Which limit a [`KvClientError::TooLarge`] names.
+pub use shoal_proto::LimitKind;
 /// How fresh a read must be (`get_with` / `get_multi_with`); the default is linearizable.
 pub use shoal_proto::ReadConsistency;
 /// The protocol's limits (key, value, batch, TTL...), re-exported for callers.
 pub use shoal_proto::limits;
-/// Which limit a [`KvClientError::TooLarge`] names.
-pub use shoal_proto::LimitKind;

@@ -125,15 +125,14 @@ impl Connection {
             addr: addr.to_string(),
             reason,
         };
-        let (stream, hello, leftover) =
-            match tokio::time::timeout(timeout, handshake(addr)).await {
-                Ok(r) => r?,
-                Err(_) => {
-                    return Err(conn_err(format!(
-                        "connect and handshake timed out after {timeout:?}"
-                    )));
-                }
-            };
+        let (stream, hello, leftover) = match tokio::time::timeout(timeout, handshake(addr)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(conn_err(format!(
+                    "connect and handshake timed out after {timeout:?}"
+                )));
+            }
+        };
         let (rd, wr) = stream.into_split();
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
@@ -261,7 +260,12 @@ async fn handshake(addr: &str) -> Result<(TcpStream, HelloOk, BytesMut), KvClien
             Ok(None) => {}
             Err(e) => return Err(protocol(e.to_string())),
         }
-        buf.reserve(decoder.bytes_needed(&buf).saturating_sub(buf.len()).max(512));
+        buf.reserve(
+            decoder
+                .bytes_needed(&buf)
+                .saturating_sub(buf.len())
+                .max(512),
+        );
         let n = stream.read_buf(&mut buf).await.map_err(io)?;
         if n == 0 {
             return Err(KvClientError::Connection {
@@ -322,7 +326,11 @@ async fn read_loop(shared: Arc<Shared>, mut rd: OwnedReadHalf, mut buf: BytesMut
     shared.close(err);
 }
 
-async fn write_loop(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Bytes>) {
+async fn write_loop(
+    shared: Arc<Shared>,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+) {
     let mut batch = BytesMut::new();
     while let Some(first) = rx.recv().await {
         // Coalesce whatever else is queued into one write: fewer syscalls under load.

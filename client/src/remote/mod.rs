@@ -36,8 +36,8 @@ use shoal_proto::{
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
-pub use self::options::{RemoteOptions, RetryPolicy};
 use self::connection::Connection;
+pub use self::options::{RemoteOptions, RetryPolicy};
 use self::pool::Pool;
 use self::retry::Backoff;
 use self::topology::Routing;
@@ -123,7 +123,10 @@ impl Failure {
 #[derive(Debug, Clone, Copy)]
 enum KeyedOp<'a> {
     Get(ReadConsistency),
-    Put { value: &'a [u8], ttl_ms: Option<u64> },
+    Put {
+        value: &'a [u8],
+        ttl_ms: Option<u64>,
+    },
     Delete,
 }
 
@@ -132,7 +135,13 @@ impl KeyedOp<'_> {
         !matches!(self, KeyedOp::Get(_))
     }
 
-    fn encode(&self, buf: &mut BytesMut, id: u64, shard: u32, key: &[u8]) -> Result<(), EncodeError> {
+    fn encode(
+        &self,
+        buf: &mut BytesMut,
+        id: u64,
+        shard: u32,
+        key: &[u8],
+    ) -> Result<(), EncodeError> {
         match *self {
             KeyedOp::Get(c) => encode_get(buf, id, Some(shard), key, c),
             KeyedOp::Put { value, ttl_ms } => encode_put(buf, id, Some(shard), key, value, ttl_ms),
@@ -143,14 +152,22 @@ impl KeyedOp<'_> {
 
 fn check_key(key: &[u8]) -> Result<(), KvClientError> {
     if key.len() > MAX_KEY_LEN {
-        return Err(KvClientError::too_large(LimitKind::Key, MAX_KEY_LEN, key.len()));
+        return Err(KvClientError::too_large(
+            LimitKind::Key,
+            MAX_KEY_LEN,
+            key.len(),
+        ));
     }
     Ok(())
 }
 
 fn check_value(value: &[u8]) -> Result<(), KvClientError> {
     if value.len() > MAX_VALUE_LEN {
-        return Err(KvClientError::too_large(LimitKind::Value, MAX_VALUE_LEN, value.len()));
+        return Err(KvClientError::too_large(
+            LimitKind::Value,
+            MAX_VALUE_LEN,
+            value.len(),
+        ));
     }
     Ok(())
 }
@@ -182,7 +199,10 @@ impl RemoteKvClient {
     /// `InvalidArgument` for bad options or an empty address list; `Timeout` when no
     /// node answered in time (its `last_error` says why); `WrongCluster`,
     /// `IncompatibleVersion` as documented on [`KvClientError`].
-    pub async fn connect<I, A>(addrs: I, opts: RemoteOptions) -> Result<RemoteKvClient, KvClientError>
+    pub async fn connect<I, A>(
+        addrs: I,
+        opts: RemoteOptions,
+    ) -> Result<RemoteKvClient, KvClientError>
     where
         I: IntoIterator<Item = A>,
         A: Into<String>,
@@ -278,13 +298,19 @@ impl RemoteKvClient {
                 .await
                 .map_err(|e| Failure::before_send(e, gen_seen))?;
             let start = Instant::now();
-            match conn.call(|b, id| encode_request(b, id, &Request::Ping)).await {
+            match conn
+                .call(|b, id| encode_request(b, id, &Request::Ping))
+                .await
+            {
                 Ok(Response::Pong) => Ok(start.elapsed()),
                 Ok(Response::Error(e)) => Err(Failure::before_send(
                     KvClientError::from_error_response(e),
                     gen_seen,
                 )),
-                Ok(other) => Err(Failure::before_send(unexpected(&conn, "Pong", &other), gen_seen)),
+                Ok(other) => Err(Failure::before_send(
+                    unexpected(&conn, "Pong", &other),
+                    gen_seen,
+                )),
                 Err(e) => Err(Failure {
                     conn: Some(conn),
                     ..Failure::before_send(e, gen_seen)
@@ -341,12 +367,20 @@ impl RemoteKvClient {
     }
 
     fn install(&self, r: Routing) {
-        *self.inner.routing.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
+        *self
+            .inner
+            .routing
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
     }
 
     /// Applies `f` to the current routing (copy-on-write).
     fn update(&self, f: impl FnOnce(&Routing) -> Routing) {
-        let mut g = self.inner.routing.write().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .inner
+            .routing
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(r) = g.as_ref() {
             *g = Some(Arc::new(f(r)));
         }
@@ -494,7 +528,12 @@ impl RemoteKvClient {
             shard: Some(shard),
             ..Failure::before_send(no_nodes(), gen_seen)
         })?;
-        match self.inner.pool.get(&target.addr, Some(routing.cluster_id)).await {
+        match self
+            .inner
+            .pool
+            .get(&target.addr, Some(routing.cluster_id))
+            .await
+        {
             Ok(conn) => {
                 let node = conn.hello().node_id;
                 Ok((conn, node))
@@ -525,15 +564,14 @@ impl RemoteKvClient {
         let mut backoff = Backoff::new(policy);
         let mut attempts = 0u32;
         let mut last: Option<KvClientError> = None;
-        let timed_out = |attempts: u32, last: Option<KvClientError>, why: &str| {
-            KvClientError::Timeout {
+        let timed_out =
+            |attempts: u32, last: Option<KvClientError>, why: &str| KvClientError::Timeout {
                 detail: format!(
                     "{why} after {} ms and {attempts} attempt(s)",
                     start.elapsed().as_millis()
                 ),
                 last_error: last.map(Box::new),
-            }
-        };
+            };
         loop {
             attempts += 1;
             let failure = match tokio::time::timeout_at(deadline, attempt()).await {
@@ -549,7 +587,9 @@ impl RemoteKvClient {
                 return Err(failure.err);
             }
             tracing::debug!(attempt = attempts, err = %failure.err, "retrying");
-            let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff)).await {
+            let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff))
+                .await
+            {
                 Ok(d) => d,
                 Err(_) => return Err(timed_out(attempts, Some(failure.err), "request timeout")),
             };
@@ -589,9 +629,9 @@ impl RemoteKvClient {
                 let _ = self.refresh(f.gen_seen).await;
                 Duration::ZERO
             }
-            (KvClientError::Busy { retry_after_ms }, _) => {
-                backoff.next_delay().max(Duration::from_millis(u64::from(*retry_after_ms)))
-            }
+            (KvClientError::Busy { retry_after_ms }, _) => backoff
+                .next_delay()
+                .max(Duration::from_millis(u64::from(*retry_after_ms))),
             (KvClientError::Connection { .. } | KvClientError::ChannelClosed { .. }, _) => {
                 if let Some(c) = &f.conn {
                     self.inner.pool.evict(c);

@@ -125,7 +125,10 @@ impl RemoteKvClient {
         deadline: Instant,
     ) -> PartFuture<'_> {
         Box::pin(async move {
-            match self.fetch_part_once(&part, shard_count, consistency, deadline).await {
+            match self
+                .fetch_part_once(&part, shard_count, consistency, deadline)
+                .await
+            {
                 Err(KvClientError::TooLarge {
                     limit: LimitKind::Response,
                     ..
