@@ -290,7 +290,8 @@ mod tests {
     #[test]
     fn every_status_maps_to_its_variant() {
         use KvClientError as E;
-        let cases: Vec<(ErrorDetail, fn(&E) -> bool, bool)> = vec![
+        type Case = (ErrorDetail, fn(&E) -> bool, bool);
+        let cases: Vec<Case> = vec![
             (
                 ErrorDetail::NotLeader { leader: None },
                 |e| matches!(e, E::NotLeader { leader: None }),

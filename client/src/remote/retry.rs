@@ -24,7 +24,7 @@ pub(crate) struct Backoff {
 impl Backoff {
     pub(crate) fn new(policy: &RetryPolicy) -> Backoff {
         let mut h = RandomState::new().build_hasher();
-        h.write_u64(0x5103_A1);
+        h.write_u64(0x0051_03A1);
         Backoff {
             initial: policy.initial_backoff,
             max: policy.max_backoff,

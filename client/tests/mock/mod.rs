@@ -24,7 +24,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-pub const CLUSTER_ID: u64 = 0x5403_A1;
+pub const CLUSTER_ID: u64 = 0x0054_03A1;
 
 /// Per-node counters.
 #[derive(Debug, Default, Clone)]
