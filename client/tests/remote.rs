@@ -178,6 +178,42 @@ async fn not_leader_hint_is_followed_transparently() {
     assert!(m.stats(1).not_leader >= 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_run_is_followed_transparently() {
+    let m = Arc::new(MockCluster::start(3, 2).await);
+    m.with(|s| s.leaders = vec![0, 0]);
+    let c = client(&m).await;
+    let mut killed = false;
+    for i in 0..60 {
+        if i == 20 {
+            // Node 1 dies; the survivors still name it leader until an "election" ends.
+            m.kill(0);
+            killed = true;
+            let m2 = m.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                m2.with(|s| {
+                    s.leaders = vec![1, 2];
+                    s.term = 2;
+                });
+            });
+        }
+        let k = format!("lk{i}");
+        c.put(&k, &k)
+            .await
+            .unwrap_or_else(|e| panic!("put {i} (killed: {killed}): {e}"));
+        assert_eq!(c.get(&k).await.unwrap().as_deref(), Some(k.as_bytes()));
+    }
+    let leaders: Vec<_> = c
+        .cached_topology()
+        .unwrap()
+        .leaders
+        .iter()
+        .map(|l| l.leader)
+        .collect();
+    assert_eq!(leaders, vec![Some(2), Some(3)]);
+}
+
 #[tokio::test]
 async fn wrong_shard_refreshes_topology() {
     // The cluster really has 4 shards but first announces 1: the client routes every

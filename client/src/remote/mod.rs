@@ -21,9 +21,10 @@ mod pool;
 pub(crate) mod retry;
 mod topology;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,7 +86,12 @@ struct Inner {
     refresh_rr: AtomicUsize,
     topology_fetches: AtomicU64,
     pool: Pool,
+    /// Nodes that recently failed to connect or dropped a connection, until when.
+    suspects: Mutex<HashMap<u64, Instant>>,
 }
+
+/// How long a node that failed is avoided when another node can answer instead.
+const SUSPECT_FOR: Duration = Duration::from_secs(1);
 
 /// One failed attempt and what the retry loop needs to react to it.
 #[derive(Debug)]
@@ -133,6 +139,11 @@ enum KeyedOp<'a> {
 impl KeyedOp<'_> {
     fn is_write(&self) -> bool {
         !matches!(self, KeyedOp::Get(_))
+    }
+
+    /// Whether only the group leader may serve it (so a success names the leader).
+    fn needs_leader(&self) -> bool {
+        !matches!(self, KeyedOp::Get(ReadConsistency::Stale))
     }
 
     fn encode(
@@ -229,6 +240,7 @@ impl RemoteKvClient {
                 refresh_rr: AtomicUsize::new(0),
                 topology_fetches: AtomicU64::new(0),
                 pool,
+                suspects: Mutex::new(HashMap::new()),
             }),
         };
         client.topology().await?;
@@ -386,6 +398,39 @@ impl RemoteKvClient {
         }
     }
 
+    /// A node that is not the routed leader served a leader-only request: it leads now.
+    fn learned_leader(&self, shard: u32, node: u64) {
+        self.update(|r| match r.nodes.get(&node) {
+            Some(info) => r.with_leader_hint(shard, info.clone()),
+            None => r.clone(),
+        });
+    }
+
+    fn suspects(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+        self.inner
+            .suspects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_suspect(&self, node: u64) -> bool {
+        self.suspects()
+            .get(&node)
+            .is_some_and(|until| Instant::now() < *until)
+    }
+
+    fn mark_suspect(&self, node: u64) {
+        tracing::debug!(node, "node suspected down");
+        self.suspects().insert(node, Instant::now() + SUSPECT_FOR);
+    }
+
+    fn clear_suspect(&self, node: u64) {
+        let mut s = self.suspects();
+        if !s.is_empty() {
+            s.remove(&node);
+        }
+    }
+
     fn cluster_id(&self) -> Option<u64> {
         self.current().map(|r| r.cluster_id)
     }
@@ -498,7 +543,7 @@ impl RemoteKvClient {
                 .await
                 .map_err(|e| Failure::before_send(e, gen_seen_now(self)))?;
             let shard = routing.shard_of(key);
-            let (conn, node) = self.connect_shard(&routing, shard, gen_seen).await?;
+            let (conn, node, is_leader) = self.connect_shard(&routing, shard, gen_seen).await?;
             let fail = |err, sent| Failure {
                 err,
                 shard: Some(shard),
@@ -510,7 +555,13 @@ impl RemoteKvClient {
             };
             match conn.call(|b, id| op.encode(b, id, shard, key)).await {
                 Ok(Response::Error(e)) => Err(fail(KvClientError::from_error_response(e), true)),
-                Ok(r) => parse(&conn, r).map_err(|e| fail(e, true)),
+                Ok(r) => {
+                    let v = parse(&conn, r).map_err(|e| fail(e, true))?;
+                    if !is_leader && op.needs_leader() {
+                        self.learned_leader(shard, node);
+                    }
+                    Ok(v)
+                }
                 Err(e) => Err(fail(e, true)),
             }
         })
@@ -523,11 +574,13 @@ impl RemoteKvClient {
         routing: &Routing,
         shard: u32,
         gen_seen: u64,
-    ) -> Result<(Arc<Connection>, u64), Failure> {
-        let target = routing.target(shard).ok_or_else(|| Failure {
-            shard: Some(shard),
-            ..Failure::before_send(no_nodes(), gen_seen)
-        })?;
+    ) -> Result<(Arc<Connection>, u64, bool), Failure> {
+        let target = routing
+            .target(shard, |n| self.is_suspect(n))
+            .ok_or_else(|| Failure {
+                shard: Some(shard),
+                ..Failure::before_send(no_nodes(), gen_seen)
+            })?;
         match self
             .inner
             .pool
@@ -535,15 +588,21 @@ impl RemoteKvClient {
             .await
         {
             Ok(conn) => {
+                self.clear_suspect(target.node);
                 let node = conn.hello().node_id;
-                Ok((conn, node))
+                Ok((conn, node, target.is_leader))
             }
-            Err(err) => Err(Failure {
-                err,
-                shard: Some(shard),
-                node: target.leader,
-                ..Failure::before_send(no_nodes(), gen_seen)
-            }),
+            Err(err) => {
+                if matches!(err, KvClientError::Connection { .. }) {
+                    self.mark_suspect(target.node);
+                }
+                Err(Failure {
+                    err,
+                    shard: Some(shard),
+                    node: Some(target.node),
+                    ..Failure::before_send(no_nodes(), gen_seen)
+                })
+            }
         }
     }
 
@@ -610,7 +669,7 @@ impl RemoteKvClient {
     async fn react(&self, f: &Failure, backoff: &mut Backoff) -> Duration {
         match (&f.err, f.shard) {
             (KvClientError::NotLeader { leader: Some(hint) }, Some(shard))
-                if Some(hint.node_id) != f.node =>
+                if Some(hint.node_id) != f.node && !self.is_suspect(hint.node_id) =>
             {
                 // Fresh news of the leader: go there at once.
                 let info = shoal_proto::NodeInfo::from(hint);
@@ -635,6 +694,9 @@ impl RemoteKvClient {
             (KvClientError::Connection { .. } | KvClientError::ChannelClosed { .. }, _) => {
                 if let Some(c) = &f.conn {
                     self.inner.pool.evict(c);
+                }
+                if let Some(node) = f.node {
+                    self.mark_suspect(node);
                 }
                 let d = backoff.next_delay();
                 let _ = self.refresh(f.gen_seen).await;

@@ -180,7 +180,7 @@ impl RemoteKvClient {
                         )
                     });
                 }
-                let (conn, node) = self.connect_shard(&routing, shard, gen_seen).await?;
+                let (conn, node, is_leader) = self.connect_shard(&routing, shard, gen_seen).await?;
                 let fail = |err, sent| Failure {
                     err,
                     shard: Some(shard),
@@ -191,7 +191,12 @@ impl RemoteKvClient {
                     resplit: false,
                 };
                 match conn.call(|b, id| encode_request(b, id, request)).await {
-                    Ok(Response::GetMulti(vs)) if vs.len() == part.keys.len() => Ok(vs),
+                    Ok(Response::GetMulti(vs)) if vs.len() == part.keys.len() => {
+                        if !is_leader && consistency != ReadConsistency::Stale {
+                            self.learned_leader(shard, node);
+                        }
+                        Ok(vs)
+                    }
                     Ok(Response::Error(e)) => {
                         Err(fail(KvClientError::from_error_response(e), true))
                     }

@@ -29,7 +29,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            max_attempts: 10,
+            max_attempts: 16,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
             retry_uncertain_writes: true,

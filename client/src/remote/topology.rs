@@ -16,8 +16,10 @@ use shoal_proto::{GroupLeader, NodeInfo, Topology, shard_for_key};
 pub(crate) struct Target {
     /// The client address to connect to (the shard's own port when the node lists one).
     pub(crate) addr: String,
-    /// The node believed to lead the group, if known.
-    pub(crate) leader: Option<u64>,
+    /// The node behind `addr`.
+    pub(crate) node: u64,
+    /// Whether the topology names `node` as the group's leader.
+    pub(crate) is_leader: bool,
 }
 
 /// A snapshot of the cluster's layout as this client knows it.
@@ -81,24 +83,37 @@ impl Routing {
             .unwrap_or_else(|| node.addr.clone())
     }
 
-    /// Where to send a request for `shard`: its group leader when known, else some node
-    /// (chosen by shard, to spread the load), which will answer `NotLeader` with a hint.
-    /// `None` only if the topology lists no node at all.
-    pub(crate) fn target(&self, shard: u32) -> Option<Target> {
+    /// Where to send a request for `shard`: its group leader when known and not
+    /// `suspect` (recently unreachable), else another node that is not suspect (chosen
+    /// by shard, to spread the load), which answers `NotLeader` with a hint; when every
+    /// node is suspect, the leader (or some node) anyway. `None` only if the topology
+    /// lists no node at all.
+    pub(crate) fn target(&self, shard: u32, suspect: impl Fn(u64) -> bool) -> Option<Target> {
         assert!(shard < self.shard_count, "shard {shard} out of range");
-        let leader = self.leaders[shard as usize].leader;
-        if let Some(node) = leader.and_then(|id| self.nodes.get(&id)) {
-            return Some(Target {
-                addr: Self::addr_of(node, shard),
-                leader,
-            });
+        let leader = self.leaders[shard as usize]
+            .leader
+            .and_then(|id| self.nodes.get(&id));
+        let to = |node: &NodeInfo| Target {
+            addr: Self::addr_of(node, shard),
+            node: node.node_id,
+            is_leader: leader.is_some_and(|l| l.node_id == node.node_id),
+        };
+        if let Some(l) = leader.filter(|l| !suspect(l.node_id)) {
+            return Some(to(l));
+        }
+        let healthy: Vec<&NodeInfo> = self
+            .nodes
+            .values()
+            .filter(|n| !suspect(n.node_id) && Some(n.node_id) != leader.map(|l| l.node_id))
+            .collect();
+        if !healthy.is_empty() {
+            return Some(to(healthy[shard as usize % healthy.len()]));
+        }
+        if let Some(l) = leader {
+            return Some(to(l));
         }
         let n = self.nodes.len();
-        let node = self.nodes.values().nth(shard as usize % n.max(1))?;
-        Some(Target {
-            addr: Self::addr_of(node, shard),
-            leader: None,
-        })
+        self.nodes.values().nth(shard as usize % n.max(1)).map(to)
     }
 
     /// A copy where `hint` leads `shard`'s group (the node is added if unknown).
@@ -161,15 +176,30 @@ mod tests {
     #[test]
     fn routes_to_leader_shard_port() {
         let r = topo(&[Some(1), Some(2)], 1);
-        assert_eq!(r.target(0).map(|t| t.addr), Some("n1:7400".into()));
-        assert_eq!(r.target(1).map(|t| t.addr), Some("n2:7401".into()));
+        assert_eq!(
+            r.target(0, |_| false).map(|t| t.addr),
+            Some("n1:7400".into())
+        );
+        assert_eq!(
+            r.target(1, |_| false).map(|t| t.addr),
+            Some("n2:7401".into())
+        );
+        // A suspected leader is bypassed while another node is healthy, used otherwise.
+        assert_eq!(
+            r.target(0, |n| n == 1).map(|t| t.addr),
+            Some("n2:7400".into())
+        );
+        assert_eq!(
+            r.target(0, |_| true).map(|t| t.addr),
+            Some("n1:7400".into())
+        );
     }
 
     #[test]
     fn unknown_leader_falls_back_to_some_node_on_the_shard_port() {
         let r = topo(&[None, None], 1);
-        let t = r.target(1).unwrap();
-        assert_eq!(t.leader, None);
+        let t = r.target(1, |_| false).unwrap();
+        assert!(!t.is_leader);
         assert!(t.addr.ends_with(":7401"), "{t:?}");
     }
 
@@ -185,7 +215,10 @@ mod tests {
             },
         );
         // The hint carried no shard list: the known one is kept.
-        assert_eq!(hinted.target(1).map(|t| t.addr), Some("n2:7401".into()));
+        assert_eq!(
+            hinted.target(1, |_| false).map(|t| t.addr),
+            Some("n2:7401".into())
+        );
         let stale = topo(&[Some(2), Some(2)], 4);
         let merged = r.merged_with(stale);
         assert_eq!(merged.leaders[0].leader, Some(1));

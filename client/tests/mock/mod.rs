@@ -65,6 +65,8 @@ pub struct State {
     /// Answer `ShuttingDown` to every data request, then close.
     pub shutting_down: bool,
     pub stats: Vec<NodeStats>,
+    /// Per node: its listener and connection tasks (aborted by `kill`).
+    pub node_tasks: Vec<Vec<tokio::task::AbortHandle>>,
 }
 
 pub struct MockCluster {
@@ -78,6 +80,13 @@ impl Drop for MockCluster {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        if let Ok(mut s) = self.state.lock() {
+            for node in s.node_tasks.iter_mut() {
+                for t in node.drain(..) {
+                    t.abort();
+                }
+            }
         }
     }
 }
@@ -106,6 +115,7 @@ impl MockCluster {
             max_multi_answer: usize::MAX,
             shutting_down: false,
             stats: vec![NodeStats::default(); nodes],
+            node_tasks: vec![Vec::new(); nodes],
         }));
         let mut addrs = Vec::new();
         let mut listeners = Vec::new();
@@ -121,18 +131,22 @@ impl MockCluster {
         let addrs_shared = Arc::new(addrs.clone());
         let mut tasks = Vec::new();
         for (n, s, l) in listeners {
-            let state = state.clone();
+            let st = state.clone();
             let addrs = addrs_shared.clone();
-            tasks.push(tokio::spawn(async move {
+            let listener = tokio::spawn(async move {
                 loop {
                     let Ok((sock, _)) = l.accept().await else {
                         return;
                     };
                     let _ = sock.set_nodelay(true);
-                    state.lock().unwrap().stats[n].connections += 1;
-                    tokio::spawn(serve(sock, n, s, state.clone(), addrs.clone()));
+                    let conn = tokio::spawn(serve(sock, n, s, st.clone(), addrs.clone()));
+                    let mut g = st.lock().unwrap();
+                    g.stats[n].connections += 1;
+                    g.node_tasks[n].push(conn.abort_handle());
                 }
-            }));
+            });
+            state.lock().unwrap().node_tasks[n].push(listener.abort_handle());
+            tasks.push(listener);
         }
         MockCluster {
             state,
@@ -152,6 +166,15 @@ impl MockCluster {
 
     pub fn stats(&self, node: usize) -> NodeStats {
         self.with(|s| s.stats[node].clone())
+    }
+
+    /// Kills node `n`: its listeners stop and its connections close (like SIGKILL).
+    pub fn kill(&self, n: usize) {
+        self.with(|s| {
+            for t in s.node_tasks[n].drain(..) {
+                t.abort();
+            }
+        });
     }
 
     pub fn total_data_requests(&self) -> usize {
