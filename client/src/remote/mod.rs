@@ -766,3 +766,9 @@ impl RemoteKvClient {
         .await
     }
 }
+
+// The client is shared across tasks and threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<RemoteKvClient>();
+};
