@@ -27,3 +27,8 @@ pub use shoal_proto::LimitKind;
 pub use shoal_proto::ReadConsistency;
 /// The protocol's limits (key, value, batch, TTL...), re-exported for callers.
 pub use shoal_proto::limits;
+
+/// Compiles the README's examples as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
