@@ -13,8 +13,14 @@
 //! - Topology refreshes are single-flight: concurrent failures trigger one fetch.
 //! - No lock is held across an await except the pool slot's and the refresh lock, which
 //!   are async locks guarding exactly the work they serialize.
+//!
+//! Submodules: `options` (knobs), `connection` (one pipelined connection), `pool`
+//! (connections per (node, shard) address), `topology` (the pure routing table),
+//! `discovery` (fetching/refreshing it, leader hints, suspects), `retry` (the retry
+//! loop and backoff), `multi` (`get_multi` fan-out).
 
 mod connection;
+mod discovery;
 mod multi;
 pub(crate) mod options;
 mod pool;
@@ -22,7 +28,6 @@ pub(crate) mod retry;
 mod topology;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -40,7 +45,6 @@ use tokio::time::Instant;
 use self::connection::Connection;
 pub use self::options::{RemoteOptions, RetryPolicy};
 use self::pool::Pool;
-use self::retry::Backoff;
 use self::topology::Routing;
 use crate::error::KvClientError;
 use crate::kv_client::KvClient;
@@ -370,163 +374,6 @@ impl RemoteKvClient {
         Instant::now() + self.inner.opts.request_timeout
     }
 
-    fn current(&self) -> Option<Arc<Routing>> {
-        self.inner
-            .routing
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn install(&self, r: Routing) {
-        *self
-            .inner
-            .routing
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(r));
-    }
-
-    /// Applies `f` to the current routing (copy-on-write).
-    fn update(&self, f: impl FnOnce(&Routing) -> Routing) {
-        let mut g = self
-            .inner
-            .routing
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = g.as_ref() {
-            *g = Some(Arc::new(f(r)));
-        }
-    }
-
-    /// A node that is not the routed leader served a leader-only request: it leads now.
-    fn learned_leader(&self, shard: u32, node: u64) {
-        self.update(|r| match r.nodes.get(&node) {
-            Some(info) => r.with_leader_hint(shard, info.clone()),
-            None => r.clone(),
-        });
-    }
-
-    fn suspects(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
-        self.inner
-            .suspects
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_suspect(&self, node: u64) -> bool {
-        self.suspects()
-            .get(&node)
-            .is_some_and(|until| Instant::now() < *until)
-    }
-
-    fn mark_suspect(&self, node: u64) {
-        tracing::debug!(node, "node suspected down");
-        self.suspects().insert(node, Instant::now() + SUSPECT_FOR);
-    }
-
-    fn clear_suspect(&self, node: u64) {
-        let mut s = self.suspects();
-        if !s.is_empty() {
-            s.remove(&node);
-        }
-    }
-
-    fn cluster_id(&self) -> Option<u64> {
-        self.current().map(|r| r.cluster_id)
-    }
-
-    /// Addresses to ask for the topology: known nodes (rotated) then the seeds.
-    fn candidates(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.current().map(|r| r.node_addrs()).unwrap_or_default();
-        if !out.is_empty() {
-            let k = self.inner.refresh_rr.fetch_add(1, Ordering::Relaxed) % out.len();
-            out.rotate_left(k);
-        }
-        for s in &self.inner.seeds {
-            if !out.contains(s) {
-                out.push(s.clone());
-            }
-        }
-        out
-    }
-
-    /// The routing table, fetching it first if there is none yet.
-    async fn routing(&self) -> Result<(Arc<Routing>, u64), KvClientError> {
-        let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
-        if let Some(r) = self.current() {
-            return Ok((r, gen_seen));
-        }
-        self.refresh(gen_seen).await?;
-        let gen_seen = self.inner.refresh_gen.load(Ordering::Acquire);
-        self.current().map(|r| (r, gen_seen)).ok_or_else(no_nodes)
-    }
-
-    /// Fetches the topology from the first node that answers, unless another task did
-    /// so since generation `gen_seen`.
-    async fn refresh(&self, gen_seen: u64) -> Result<(), KvClientError> {
-        let _single_flight = self.inner.refresh_lock.lock().await;
-        if self.inner.refresh_gen.load(Ordering::Acquire) != gen_seen && self.current().is_some() {
-            return Ok(());
-        }
-        let mut last = None;
-        for addr in self.candidates() {
-            match self.fetch_topology(&addr).await {
-                Ok(fresh) => {
-                    let merged = match self.current() {
-                        Some(old) => old.merged_with(fresh),
-                        None => fresh,
-                    };
-                    tracing::debug!(%addr, shards = merged.shard_count, nodes = merged.nodes.len(), "topology installed");
-                    self.install(merged);
-                    self.inner.refresh_gen.fetch_add(1, Ordering::AcqRel);
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::debug!(%addr, %e, "topology fetch failed");
-                    if !e.is_retryable() && matches!(e, KvClientError::IncompatibleVersion { .. }) {
-                        return Err(e);
-                    }
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(no_nodes))
-    }
-
-    async fn fetch_topology(&self, addr: &str) -> Result<Routing, KvClientError> {
-        self.inner.topology_fetches.fetch_add(1, Ordering::Relaxed);
-        let expected = self.cluster_id();
-        let conn = self.inner.pool.get(addr, expected).await?;
-        let resp = conn
-            .call(|b, id| encode_request(b, id, &Request::Topology))
-            .await;
-        let t = match resp {
-            Ok(Response::Topology(t)) => t,
-            Ok(Response::Error(e)) => return Err(KvClientError::from_error_response(e)),
-            Ok(other) => return Err(unexpected(&conn, "Topology", &other)),
-            Err(e) => {
-                self.inner.pool.evict(&conn);
-                return Err(e);
-            }
-        };
-        if let Some(expected) = expected {
-            if t.cluster_id != expected {
-                return Err(KvClientError::WrongCluster {
-                    addr: addr.to_string(),
-                    expected,
-                    found: t.cluster_id,
-                });
-            }
-        }
-        if t.nodes.is_empty() {
-            return Err(KvClientError::Protocol {
-                addr: addr.to_string(),
-                reason: "topology lists no node".into(),
-            });
-        }
-        Ok(Routing::from_topology(t))
-    }
-
     /// Runs a single-key operation with routing and retries; `parse` turns a success
     /// answer into the result.
     async fn keyed<T>(
@@ -603,106 +450,6 @@ impl RemoteKvClient {
                     ..Failure::before_send(no_nodes(), gen_seen)
                 })
             }
-        }
-    }
-
-    /// The retry loop shared by every operation: runs `attempt` until it succeeds, fails
-    /// for good, the budget of attempts is spent, or `deadline` passes.
-    async fn with_retries<T, F, Fut>(
-        &self,
-        deadline: Instant,
-        is_write: bool,
-        mut attempt: F,
-    ) -> Result<T, KvClientError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, Failure>>,
-    {
-        let policy = &self.inner.opts.retry;
-        let start = Instant::now();
-        let mut backoff = Backoff::new(policy);
-        let mut attempts = 0u32;
-        let mut last: Option<KvClientError> = None;
-        let timed_out =
-            |attempts: u32, last: Option<KvClientError>, why: &str| KvClientError::Timeout {
-                detail: format!(
-                    "{why} after {} ms and {attempts} attempt(s)",
-                    start.elapsed().as_millis()
-                ),
-                last_error: last.map(Box::new),
-            };
-        loop {
-            attempts += 1;
-            let failure = match tokio::time::timeout_at(deadline, attempt()).await {
-                Err(_) => return Err(timed_out(attempts, last, "request timeout")),
-                Ok(Ok(v)) => return Ok(v),
-                Ok(Err(f)) => f,
-            };
-            let uncertain = failure.sent && !failure.err.certainly_not_applied();
-            let may_retry = failure.err.is_retryable()
-                && !failure.resplit
-                && !(is_write && uncertain && !policy.retry_uncertain_writes);
-            if !may_retry {
-                return Err(failure.err);
-            }
-            tracing::debug!(attempt = attempts, err = %failure.err, "retrying");
-            let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff))
-                .await
-            {
-                Ok(d) => d,
-                Err(_) => return Err(timed_out(attempts, Some(failure.err), "request timeout")),
-            };
-            last = Some(failure.err);
-            if attempts >= policy.max_attempts {
-                return Err(timed_out(attempts, last, "retry budget spent"));
-            }
-            if Instant::now() + delay >= deadline {
-                return Err(timed_out(attempts, last, "request timeout"));
-            }
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-
-    /// Updates routing after a failed attempt and returns how long to wait.
-    async fn react(&self, f: &Failure, backoff: &mut Backoff) -> Duration {
-        match (&f.err, f.shard) {
-            (KvClientError::NotLeader { leader: Some(hint) }, Some(shard))
-                if Some(hint.node_id) != f.node && !self.is_suspect(hint.node_id) =>
-            {
-                // Fresh news of the leader: go there at once.
-                let info = shoal_proto::NodeInfo::from(hint);
-                self.update(|r| r.with_leader_hint(shard, info));
-                Duration::ZERO
-            }
-            (KvClientError::NotLeader { .. } | KvClientError::Unavailable { .. }, shard) => {
-                if let Some(shard) = shard {
-                    self.update(|r| r.without_leader(shard));
-                }
-                let d = backoff.next_delay();
-                let _ = self.refresh(f.gen_seen).await;
-                d
-            }
-            (KvClientError::WrongShard { .. }, _) => {
-                let _ = self.refresh(f.gen_seen).await;
-                Duration::ZERO
-            }
-            (KvClientError::Busy { retry_after_ms }, _) => backoff
-                .next_delay()
-                .max(Duration::from_millis(u64::from(*retry_after_ms))),
-            (KvClientError::Connection { .. } | KvClientError::ChannelClosed { .. }, _) => {
-                if let Some(c) = &f.conn {
-                    self.inner.pool.evict(c);
-                }
-                if let Some(node) = f.node {
-                    self.mark_suspect(node);
-                }
-                let d = backoff.next_delay();
-                let _ = self.refresh(f.gen_seen).await;
-                d
-            }
-            _ => backoff.next_delay(),
         }
     }
 }

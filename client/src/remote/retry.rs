@@ -1,6 +1,8 @@
-//! Backoff for retries: exponential growth with jitter, bounded.
+//! Retries: the loop every `RemoteKvClient` operation runs in, how it reacts to each
+//! failure, and the backoff (exponential growth with jitter, bounded).
 //!
-//! Invariants: every delay is at most `max_backoff`; delays are drawn from `[d/2, d]`
+//! Invariants: a call ends within its deadline and `max_attempts` attempts; only
+//! retryable failures are retried, and uncertain writes only when the policy allows it. every delay is at most `max_backoff`; delays are drawn from `[d/2, d]`
 //! where `d = min(initial * 2^n, max)`, so concurrent clients spread out instead of
 //! retrying in lockstep, and a delay is never below half the nominal one. The random
 //! source is a per-backoff SplitMix64 seeded from std's random hasher keys: no clock read
@@ -10,6 +12,12 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
+use std::future::Future;
+
+use tokio::time::Instant;
+
+use super::{Failure, RemoteKvClient};
+use crate::error::KvClientError;
 use crate::remote::options::RetryPolicy;
 
 /// Backoff state of one call.
@@ -56,6 +64,108 @@ impl Backoff {
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
+    }
+}
+
+impl RemoteKvClient {
+    /// The retry loop shared by every operation: runs `attempt` until it succeeds, fails
+    /// for good, the budget of attempts is spent, or `deadline` passes.
+    pub(super) async fn with_retries<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        is_write: bool,
+        mut attempt: F,
+    ) -> Result<T, KvClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let policy = &self.inner.opts.retry;
+        let start = Instant::now();
+        let mut backoff = Backoff::new(policy);
+        let mut attempts = 0u32;
+        let mut last: Option<KvClientError> = None;
+        let timed_out =
+            |attempts: u32, last: Option<KvClientError>, why: &str| KvClientError::Timeout {
+                detail: format!(
+                    "{why} after {} ms and {attempts} attempt(s)",
+                    start.elapsed().as_millis()
+                ),
+                last_error: last.map(Box::new),
+            };
+        loop {
+            attempts += 1;
+            let failure = match tokio::time::timeout_at(deadline, attempt()).await {
+                Err(_) => return Err(timed_out(attempts, last, "request timeout")),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(f)) => f,
+            };
+            let uncertain = failure.sent && !failure.err.certainly_not_applied();
+            let may_retry = failure.err.is_retryable()
+                && !failure.resplit
+                && !(is_write && uncertain && !policy.retry_uncertain_writes);
+            if !may_retry {
+                return Err(failure.err);
+            }
+            tracing::debug!(attempt = attempts, err = %failure.err, "retrying");
+            let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff))
+                .await
+            {
+                Ok(d) => d,
+                Err(_) => return Err(timed_out(attempts, Some(failure.err), "request timeout")),
+            };
+            last = Some(failure.err);
+            if attempts >= policy.max_attempts {
+                return Err(timed_out(attempts, last, "retry budget spent"));
+            }
+            if Instant::now() + delay >= deadline {
+                return Err(timed_out(attempts, last, "request timeout"));
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// Updates routing after a failed attempt and returns how long to wait.
+    pub(super) async fn react(&self, f: &Failure, backoff: &mut Backoff) -> Duration {
+        match (&f.err, f.shard) {
+            (KvClientError::NotLeader { leader: Some(hint) }, Some(shard))
+                if Some(hint.node_id) != f.node && !self.is_suspect(hint.node_id) =>
+            {
+                // Fresh news of the leader: go there at once.
+                let info = shoal_proto::NodeInfo::from(hint);
+                self.update(|r| r.with_leader_hint(shard, info));
+                Duration::ZERO
+            }
+            (KvClientError::NotLeader { .. } | KvClientError::Unavailable { .. }, shard) => {
+                if let Some(shard) = shard {
+                    self.update(|r| r.without_leader(shard));
+                }
+                let d = backoff.next_delay();
+                let _ = self.refresh(f.gen_seen).await;
+                d
+            }
+            (KvClientError::WrongShard { .. }, _) => {
+                let _ = self.refresh(f.gen_seen).await;
+                Duration::ZERO
+            }
+            (KvClientError::Busy { retry_after_ms }, _) => backoff
+                .next_delay()
+                .max(Duration::from_millis(u64::from(*retry_after_ms))),
+            (KvClientError::Connection { .. } | KvClientError::ChannelClosed { .. }, _) => {
+                if let Some(c) = &f.conn {
+                    self.inner.pool.evict(c);
+                }
+                if let Some(node) = f.node {
+                    self.mark_suspect(node);
+                }
+                let d = backoff.next_delay();
+                let _ = self.refresh(f.gen_seen).await;
+                d
+            }
+            _ => backoff.next_delay(),
+        }
     }
 }
 
