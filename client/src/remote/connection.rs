@@ -34,6 +34,14 @@ use crate::error::KvClientError;
 
 type Reply = Result<Response, KvClientError>;
 
+/// A failed call, and whether its request may have reached the node.
+#[derive(Debug)]
+pub(crate) struct CallFailed {
+    pub(crate) err: KvClientError,
+    /// False when the request certainly never left this client.
+    pub(crate) sent: bool,
+}
+
 /// Largest batch of queued frames the writer coalesces into one `write_all`.
 const WRITE_COALESCE_BYTES: usize = 256 * 1024;
 /// Read buffer growth step.
@@ -177,19 +185,29 @@ impl Connection {
         &self,
         encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), EncodeError>,
     ) -> Result<Response, KvClientError> {
+        self.call_tracked(encode).await.map_err(|f| f.err)
+    }
+
+    /// Like [`call`](Self::call), and on failure says whether the request was handed to
+    /// the socket (then its outcome is unknown) or certainly never left this client.
+    pub(crate) async fn call_tracked(
+        &self,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), EncodeError>,
+    ) -> Result<Response, CallFailed> {
+        let unsent = |err| CallFailed { err, sent: false };
         let mut buf = BytesMut::new();
-        encode(&mut buf, 0)?;
+        encode(&mut buf, 0).map_err(|e| unsent(e.into()))?;
         let body_len = buf.len() - HEADER_LEN;
         if body_len > self.max_frame_len {
-            return Err(KvClientError::too_large(
+            return Err(unsent(KvClientError::too_large(
                 shoal_proto::LimitKind::Frame,
                 self.max_frame_len,
                 body_len,
-            ));
+            )));
         }
         let _permit: OwnedSemaphorePermit = match self.permits.clone().acquire_owned().await {
             Ok(p) => p,
-            Err(_) => return Err(self.closed_error()),
+            Err(_) => return Err(unsent(self.closed_error())),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         // The id sits at a fixed header offset: patch it instead of re-encoding.
@@ -198,7 +216,7 @@ impl Connection {
         {
             let mut st = self.shared.lock();
             if let Some(e) = &st.closed {
-                return Err(e.clone());
+                return Err(unsent(e.clone()));
             }
             let prev = st.waiters.insert(id, tx);
             assert!(prev.is_none(), "request id {id} reused while in flight");
@@ -208,13 +226,14 @@ impl Connection {
             id,
         };
         if self.outbox.send(buf.freeze()).is_err() {
-            return Err(self.closed_error());
+            return Err(unsent(self.closed_error()));
         }
         let reply = rx.await;
         drop(guard);
+        let sent = |err| CallFailed { err, sent: true };
         match reply {
-            Ok(r) => r,
-            Err(_) => Err(self.closed_error()),
+            Ok(r) => r.map_err(sent),
+            Err(_) => Err(sent(self.closed_error())),
         }
     }
 

@@ -400,7 +400,10 @@ impl RemoteKvClient {
                 gen_seen,
                 resplit: false,
             };
-            match conn.call(|b, id| op.encode(b, id, shard, key)).await {
+            match conn
+                .call_tracked(|b, id| op.encode(b, id, shard, key))
+                .await
+            {
                 Ok(Response::Error(e)) => Err(fail(KvClientError::from_error_response(e), true)),
                 Ok(r) => {
                     let v = parse(&conn, r).map_err(|e| fail(e, true))?;
@@ -409,7 +412,7 @@ impl RemoteKvClient {
                     }
                     Ok(v)
                 }
-                Err(e) => Err(fail(e, true)),
+                Err(f) => Err(fail(f.err, f.sent)),
             }
         })
         .await

@@ -190,7 +190,10 @@ impl RemoteKvClient {
                     gen_seen,
                     resplit: false,
                 };
-                match conn.call(|b, id| encode_request(b, id, request)).await {
+                match conn
+                    .call_tracked(|b, id| encode_request(b, id, request))
+                    .await
+                {
                     Ok(Response::GetMulti(vs)) if vs.len() == part.keys.len() => {
                         if !is_leader && consistency != ReadConsistency::Stale {
                             self.learned_leader(shard, node);
@@ -201,7 +204,7 @@ impl RemoteKvClient {
                         Err(fail(KvClientError::from_error_response(e), true))
                     }
                     Ok(other) => Err(fail(unexpected(&conn, "GetMulti", &other), true)),
-                    Err(e) => Err(fail(e, true)),
+                    Err(f) => Err(fail(f.err, f.sent)),
                 }
             })
             .await?;
