@@ -431,3 +431,51 @@ where
     check("get_multi", r.map(|r| r.map(|_| ())))?;
     check("delete", timeout(within, c.delete(b"k")).await.ok())
 }
+
+/// Availability through a disruption (a leader killed, a node restarted...): writes
+/// and reads `total` keys one after the other, runs `disrupt` after `disrupt_after` of
+/// them, and requires every operation to succeed (the client must hide the failover
+/// within its request timeout) and every key to read back at the end.
+pub async fn check_continuity_through<C, F, Fut>(
+    c: &C,
+    opts: &SuiteOptions,
+    total: usize,
+    disrupt_after: usize,
+    disrupt: F,
+) -> CheckResult
+where
+    C: KvClient,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    const N: &str = "continuity";
+    let mut disrupt = Some(disrupt);
+    let mut keys = Vec::with_capacity(total);
+    for i in 0..total {
+        if i == disrupt_after {
+            if let Some(d) = disrupt.take() {
+                d().await;
+            }
+        }
+        let k = key(opts, &format!("cont:{i}"));
+        let phase = if disrupt.is_none() { "after" } else { "before" };
+        call(
+            N,
+            &format!("put {i} ({phase} disruption)"),
+            c.put(&k, &k).await,
+        )?;
+        let v = call(N, &format!("get {i} ({phase} disruption)"), c.get(&k).await)?;
+        ensure(N, v.as_ref() == Some(&k), || {
+            format!("key {i} read back as {v:?}")
+        })?;
+        keys.push(k);
+    }
+    let all = call(N, "final get_multi", c.get_multi(&keys).await)?;
+    for (i, (k, v)) in keys.iter().zip(&all).enumerate() {
+        ensure(N, v.as_ref() == Some(k), || format!("key {i} lost: {v:?}"))?;
+    }
+    for k in &keys {
+        call(N, "cleanup", c.delete(k).await)?;
+    }
+    Ok(())
+}
