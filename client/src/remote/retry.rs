@@ -9,10 +9,10 @@
 //! and no extra dependency.
 
 use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::time::Duration;
-
 use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -107,6 +107,9 @@ impl RemoteKvClient {
             if !may_retry {
                 return Err(failure.err);
             }
+            if attempts >= policy.max_attempts {
+                return Err(timed_out(attempts, Some(failure.err), "retry budget spent"));
+            }
             tracing::debug!(attempt = attempts, err = %failure.err, "retrying");
             let delay = match tokio::time::timeout_at(deadline, self.react(&failure, &mut backoff))
                 .await
@@ -115,9 +118,6 @@ impl RemoteKvClient {
                 Err(_) => return Err(timed_out(attempts, Some(failure.err), "request timeout")),
             };
             last = Some(failure.err);
-            if attempts >= policy.max_attempts {
-                return Err(timed_out(attempts, last, "retry budget spent"));
-            }
             if Instant::now() + delay >= deadline {
                 return Err(timed_out(attempts, last, "request timeout"));
             }
@@ -147,8 +147,14 @@ impl RemoteKvClient {
                 d
             }
             (KvClientError::WrongShard { .. }, _) => {
+                // A fresh topology fixes the routing at once; if nothing new was learned
+                // (the nodes disagree among themselves), back off instead of spinning.
                 let _ = self.refresh(f.gen_seen).await;
-                Duration::ZERO
+                if self.inner.refresh_gen.load(Ordering::Acquire) != f.gen_seen {
+                    Duration::ZERO
+                } else {
+                    backoff.next_delay()
+                }
             }
             (KvClientError::Busy { retry_after_ms }, _) => backoff
                 .next_delay()
