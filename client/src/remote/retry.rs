@@ -3,8 +3,9 @@
 //!
 //! Invariants: a call ends within its deadline and `max_attempts` attempts; only
 //! retryable failures are retried, and uncertain writes only when the policy allows it.
-//! Every delay is at most `max_backoff`; delays are drawn from `[d/2, d]` where `d = min(initial * 2^n, max)`, so concurrent clients spread out instead of
-//! retrying in lockstep, and a delay is never below half the nominal one. The random
+//! Every delay is at most `max_backoff`; delays are drawn from `[d/2, d]` where
+//! `d = min(initial * 2^n, max)`, so concurrent clients spread out instead of retrying
+//! in lockstep, and a delay is never below half the nominal one. The random
 //! source is a per-backoff SplitMix64 seeded from std's random hasher keys: no clock read
 //! and no extra dependency.
 
