@@ -258,7 +258,14 @@ pub async fn check_key_limits<C: KvClient>(c: &C, opts: &SuiteOptions) -> CheckR
     call(N, "delete largest key", c.delete(&k).await)?;
     let mut too_long = k.clone();
     too_long.push(b'k');
-    let is_key_limit = |r: &Result<_, KvClientError>| matches!(r, Err(KvClientError::TooLarge { limit: LimitKind::Key, max, .. }) if *max == MAX_KEY_LEN as u64);
+    let is_key_limit = |r: &Result<_, KvClientError>| match r {
+        Err(KvClientError::TooLarge {
+            limit: LimitKind::Key,
+            max,
+            ..
+        }) => *max == MAX_KEY_LEN as u64,
+        _ => false,
+    };
     let r = c.put(&too_long, b"v").await;
     ensure(N, is_key_limit(&r), || format!("put: {r:?}"))?;
     let r = c.get(&too_long).await;

@@ -63,7 +63,7 @@ pub enum KvClientError {
     /// every retry) ran out, the retry budget was spent on transient failures (the
     /// last one is in `last_error`), or a node answered status `Timeout`. A write may
     /// or may not have been applied. Retryable: puts and deletes are idempotent.
-    #[error("timed out: {detail}{}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
+    #[error("timed out: {detail}{}", last_error_suffix(last_error))]
     Timeout {
         /// What timed out (elapsed time and attempts for client-side timeouts).
         detail: String,
@@ -82,7 +82,7 @@ pub enum KvClientError {
     /// The node does not lead the key's group (status `NotLeader`). `RemoteKvClient`
     /// follows the hint itself; callers only see it from clients that cannot (or when
     /// the retry budget is spent). Retryable, against `leader` when known.
-    #[error("not leader{}", leader.as_ref().map(|l| format!(" (leader: node {} at {})", l.node_id, l.addr)).unwrap_or_default())]
+    #[error("not leader{}", leader_suffix(leader))]
     NotLeader {
         /// Where the leader is, when the node knows.
         leader: Option<LeaderHint>,
@@ -178,6 +178,18 @@ pub enum KvClientError {
         /// The node's cluster.
         found: u64,
     },
+}
+
+fn last_error_suffix(e: &Option<Box<KvClientError>>) -> String {
+    e.as_ref()
+        .map(|e| format!("; last error: {e}"))
+        .unwrap_or_default()
+}
+
+fn leader_suffix(l: &Option<LeaderHint>) -> String {
+    l.as_ref()
+        .map(|l| format!(" (leader: node {} at {})", l.node_id, l.addr))
+        .unwrap_or_default()
 }
 
 impl KvClientError {

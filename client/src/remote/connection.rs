@@ -76,7 +76,8 @@ impl Shared {
             std::mem::take(&mut st.waiters)
         };
         if !waiters.is_empty() {
-            tracing::debug!(addr = %self.addr, n = waiters.len(), %err, "connection closed with requests in flight");
+            let n = waiters.len();
+            tracing::debug!(addr = %self.addr, n, %err, "closed with requests in flight");
         }
         for (_, w) in waiters {
             let _ = w.send(Err(err.clone()));
@@ -150,7 +151,8 @@ impl Connection {
         let reader = tokio::spawn(read_loop(shared.clone(), rd, leftover));
         let writer = tokio::spawn(write_loop(shared.clone(), wr, rx));
         let limit = max_in_flight.min(hello.max_in_flight.max(1) as usize);
-        tracing::debug!(%addr, node = hello.node_id, shard = ?hello.connection_shard, limit, "connected");
+        let (node, shard) = (hello.node_id, hello.connection_shard);
+        tracing::debug!(%addr, node, ?shard, limit, "connected");
         Ok(Connection {
             shared,
             hello,

@@ -124,7 +124,8 @@ impl RemoteKvClient {
                         Some(old) => old.merged_with(fresh),
                         None => fresh,
                     };
-                    tracing::debug!(%addr, shards = merged.shard_count, nodes = merged.nodes.len(), "topology installed");
+                    let (shards, nodes) = (merged.shard_count, merged.nodes.len());
+                    tracing::debug!(%addr, shards, nodes, "topology installed");
                     self.install(merged);
                     self.inner.refresh_gen.fetch_add(1, Ordering::AcqRel);
                     return Ok(());
