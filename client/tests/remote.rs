@@ -492,3 +492,50 @@ async fn bad_options_are_refused() {
         "{r:?}"
     );
 }
+
+#[tokio::test]
+async fn undecodable_answer_fails_with_a_protocol_error_and_the_client_recovers() {
+    let m = MockCluster::start(1, 1).await;
+    let c = client(&m).await;
+    c.put(b"k", b"v").await.unwrap();
+    m.with(|s| s.garbage_next = 1);
+    let r = c.get(b"k").await;
+    assert!(matches!(r, Err(KvClientError::Protocol { .. })), "{r:?}");
+    assert!(!r.unwrap_err().is_retryable());
+    // The broken connection was closed; the next call uses a new one.
+    assert_eq!(c.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+#[tokio::test]
+async fn incompatible_version_is_reported_not_retried() {
+    let m = MockCluster::start(1, 1).await;
+    m.with(|s| s.refuse_version = true);
+    let r = RemoteKvClient::connect(m.seeds(), opts(2000)).await;
+    assert_eq!(
+        r.unwrap_err(),
+        KvClientError::IncompatibleVersion {
+            min_version: 7,
+            max_version: 9
+        }
+    );
+    assert_eq!(m.stats(0).connections, 1, "not retried");
+}
+
+#[tokio::test]
+async fn requests_spread_over_several_connections_per_shard() {
+    let m = MockCluster::start(1, 1).await;
+    let c = RemoteKvClient::connect(
+        m.seeds(),
+        RemoteOptions {
+            connections_per_shard: 3,
+            ..opts(5000)
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..30 {
+        c.put(format!("k{i}"), b"v").await.unwrap();
+    }
+    assert_eq!(m.stats(0).connections, 3);
+    assert_eq!(c.connections_opened(), 3);
+}

@@ -64,6 +64,10 @@ pub struct State {
     pub max_multi_answer: usize,
     /// Answer `ShuttingDown` to every data request, then close.
     pub shutting_down: bool,
+    /// Answer the next N data requests with an undecodable frame (unknown opcode).
+    pub garbage_next: usize,
+    /// Refuse handshakes with `IncompatibleVersion`.
+    pub refuse_version: bool,
     pub stats: Vec<NodeStats>,
     /// Per node: its listener and connection tasks (aborted by `kill`).
     pub node_tasks: Vec<Vec<tokio::task::AbortHandle>>,
@@ -114,6 +118,8 @@ impl MockCluster {
             busy_next: 0,
             max_multi_answer: usize::MAX,
             shutting_down: false,
+            garbage_next: 0,
+            refuse_version: false,
             stats: vec![NodeStats::default(); nodes],
             node_tasks: vec![Vec::new(); nodes],
         }));
@@ -192,6 +198,7 @@ fn node_info(addrs: &[Vec<String>], n: usize, shards: u32) -> NodeInfo {
 
 enum Action {
     Answer(Response),
+    Garbage,
     Close,
     Ignore,
 }
@@ -250,6 +257,10 @@ fn handle(
     }
     if st.silent {
         return Action::Ignore;
+    }
+    if st.garbage_next > 0 {
+        st.garbage_next -= 1;
+        return Action::Garbage;
     }
     if st.drop_next > 0 {
         st.drop_next -= 1;
@@ -348,7 +359,22 @@ async fn serve(
                     return;
                 };
                 hello_done = true;
-                let s_count = state.lock().unwrap().shard_count;
+                let (s_count, refuse) = {
+                    let st = state.lock().unwrap();
+                    (st.shard_count, st.refuse_version)
+                };
+                if refuse {
+                    let e = ErrorResponse::new(
+                        ErrorDetail::IncompatibleVersion {
+                            min_version: 7,
+                            max_version: 9,
+                        },
+                        "mock speaks 7..=9",
+                    );
+                    encode_error(&mut out, frame.request_id, &e).unwrap();
+                    let _ = sock.write_all(&out).await;
+                    return;
+                }
                 let ok = HelloOk {
                     version: 1,
                     cluster_id: CLUSTER_ID,
@@ -378,6 +404,14 @@ async fn serve(
                     } else {
                         encode(&mut out, frame.request_id, &r);
                     }
+                }
+                Action::Garbage => {
+                    // A response header with an opcode no version defines.
+                    let mut h = [0u8; 16];
+                    h[0] = 1;
+                    h[1] = 0x9F;
+                    h[4..12].copy_from_slice(&frame.request_id.to_le_bytes());
+                    out.extend_from_slice(&h);
                 }
                 Action::Close => return,
                 Action::Ignore => {}
