@@ -268,7 +268,8 @@ impl KvClientError {
         }
     }
 
-    pub(crate) fn too_large(limit: LimitKind, max: usize, actual: usize) -> KvClientError {
+    /// A `TooLarge` for `limit` (sizes in bytes or counts).
+    pub fn too_large(limit: LimitKind, max: usize, actual: usize) -> KvClientError {
         KvClientError::TooLarge {
             limit,
             max: max as u64,

@@ -8,9 +8,11 @@
 //! embedded node with this same trait and error type.
 //!
 //! Module map: [`kv_client`] (the trait), [`error`] (the error and its retry semantics),
+//! [`args`] (the argument checks every implementation applies before doing anything),
 //! [`remote`] (the TCP client: options, pipelined connections, topology, retry policy),
 //! `conformance` (feature `testing`: a reusable test suite for any `KvClient`).
 
+pub mod args;
 pub mod error;
 pub mod kv_client;
 pub mod remote;

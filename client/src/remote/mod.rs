@@ -34,10 +34,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use shoal_proto::limits::{MAX_KEY_LEN, MAX_TTL_SECS, MAX_VALUE_LEN};
 use shoal_proto::{
-    EncodeError, LimitKind, ReadConsistency, Request, Response, Topology, encode_delete,
-    encode_get, encode_put, encode_request,
+    EncodeError, ReadConsistency, Request, Response, Topology, encode_delete, encode_get,
+    encode_put, encode_request,
 };
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
@@ -46,6 +45,7 @@ use self::connection::Connection;
 pub use self::options::{RemoteOptions, RetryPolicy};
 use self::pool::Pool;
 use self::topology::Routing;
+use crate::args::{check_key, check_value, ttl_ms};
 use crate::error::KvClientError;
 use crate::kv_client::KvClient;
 
@@ -163,39 +163,6 @@ impl KeyedOp<'_> {
             KeyedOp::Delete => encode_delete(buf, id, Some(shard), key),
         }
     }
-}
-
-fn check_key(key: &[u8]) -> Result<(), KvClientError> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(KvClientError::too_large(
-            LimitKind::Key,
-            MAX_KEY_LEN,
-            key.len(),
-        ));
-    }
-    Ok(())
-}
-
-fn check_value(value: &[u8]) -> Result<(), KvClientError> {
-    if value.len() > MAX_VALUE_LEN {
-        return Err(KvClientError::too_large(
-            LimitKind::Value,
-            MAX_VALUE_LEN,
-            value.len(),
-        ));
-    }
-    Ok(())
-}
-
-/// `ttl_secs` in `1..=MAX_TTL_SECS`, converted to the wire's milliseconds.
-fn ttl_ms(ttl_secs: u64) -> Result<u64, KvClientError> {
-    if ttl_secs == 0 || ttl_secs > MAX_TTL_SECS {
-        return Err(KvClientError::InvalidArgument {
-            reason: format!("ttl_secs must be in 1..={MAX_TTL_SECS}, got {ttl_secs}"),
-        });
-    }
-    // MAX_TTL_SECS * 1000 fits in u64 (it is MAX_TTL_MS).
-    Ok(ttl_secs * 1000)
 }
 
 fn unexpected(conn: &Connection, what: &str, r: &Response) -> KvClientError {

@@ -16,7 +16,8 @@ use shoal_proto::limits::{MAX_BATCH_KEYS, MAX_FRAME_LEN};
 use shoal_proto::{GetMulti, LimitKind, ReadConsistency, Request, Response, encode_request};
 use tokio::time::Instant;
 
-use super::{Failure, RemoteKvClient, check_key, gen_seen_now, unexpected};
+use super::{Failure, RemoteKvClient, gen_seen_now, unexpected};
+use crate::args::check_key;
 use crate::error::KvClientError;
 
 /// Room left in a frame for the GetMulti fields around the keys.
