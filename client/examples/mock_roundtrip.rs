@@ -53,7 +53,7 @@ async fn loopback_floor(secs: f64) {
     report("loopback round trip (floor)", &h, start.elapsed());
 }
 
-async fn client_case(c: &RemoteKvClient, in_flight: usize, secs: f64, put: bool) {
+async fn client_case(c: &RemoteKvClient, in_flight: usize, secs: f64, put: bool, conns: usize) {
     let value = vec![7u8; 100];
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -81,11 +81,8 @@ async fn client_case(c: &RemoteKvClient, in_flight: usize, secs: f64, put: bool)
         all.add(t.await.unwrap()).unwrap();
     }
     let op = if put { "put" } else { "get" };
-    report(
-        &format!("client {op}, {in_flight} in flight"),
-        &all,
-        start.elapsed(),
-    );
+    let name = format!("client {op}, {in_flight} in flight, {conns} conn");
+    report(&name, &all, start.elapsed());
 }
 
 fn main() {
@@ -102,11 +99,20 @@ fn main() {
         println!("RemoteKvClient against the mock node (100-byte values), {secs} s per case");
         loopback_floor(secs).await;
         let m = Arc::new(mock::MockCluster::start(1, 1).await);
-        let c = RemoteKvClient::connect(m.seeds(), RemoteOptions::default())
-            .await
-            .unwrap();
-        for (in_flight, put) in [(1, false), (64, false), (1, true), (64, true)] {
-            client_case(&c, in_flight, secs, put).await;
+        for conns in [1, 2, 4] {
+            let opts = RemoteOptions {
+                connections_per_shard: conns,
+                ..RemoteOptions::default()
+            };
+            let c = RemoteKvClient::connect(m.seeds(), opts).await.unwrap();
+            let cases: &[(usize, bool)] = if conns == 1 {
+                &[(1, false), (64, false), (1, true), (64, true)]
+            } else {
+                &[(64, false), (64, true)]
+            };
+            for &(in_flight, put) in cases {
+                client_case(&c, in_flight, secs, put, conns).await;
+            }
         }
     });
 }
