@@ -83,13 +83,25 @@ impl RemoteKvClient {
         self.current().map(|r| r.cluster_id)
     }
 
-    /// Addresses to ask for the topology: known nodes (rotated) then the seeds.
+    /// Addresses to ask for the topology: known nodes (rotated, so successive refreshes
+    /// ask different nodes; suspected-down nodes last), then the seeds.
     pub(super) fn candidates(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.current().map(|r| r.node_addrs()).unwrap_or_default();
-        if !out.is_empty() {
-            let k = self.inner.refresh_rr.fetch_add(1, Ordering::Relaxed) % out.len();
-            out.rotate_left(k);
+        let mut known: Vec<(u64, String)> = self
+            .current()
+            .map(|r| {
+                r.nodes
+                    .values()
+                    .map(|n| (n.node_id, n.addr.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !known.is_empty() {
+            let k = self.inner.refresh_rr.fetch_add(1, Ordering::Relaxed) % known.len();
+            known.rotate_left(k);
         }
+        // Stable: keeps the rotation among healthy and among suspected nodes.
+        known.sort_by_key(|(id, _)| self.is_suspect(*id));
+        let mut out: Vec<String> = known.into_iter().map(|(_, a)| a).collect();
         for s in &self.inner.seeds {
             if !out.contains(s) {
                 out.push(s.clone());

@@ -142,11 +142,6 @@ impl Routing {
         out.leaders[shard as usize].leader = None;
         out
     }
-
-    /// Every client address worth asking for the topology, main addresses first.
-    pub(crate) fn node_addrs(&self) -> Vec<String> {
-        self.nodes.values().map(|n| n.addr.clone()).collect()
-    }
 }
 
 #[cfg(test)]
