@@ -462,7 +462,9 @@ async fn shutting_down_cluster_fails_every_method_without_hanging() {
 #[tokio::test]
 async fn ping_and_topology() {
     let m = MockCluster::start(3, 2).await;
-    let c = client(&m).await;
+    // Socket addresses work as well as strings.
+    let addr: std::net::SocketAddr = m.seeds()[2].parse().unwrap();
+    let c = RemoteKvClient::connect([addr], opts(5000)).await.unwrap();
     let rtt = c.ping().await.unwrap();
     assert!(rtt < Duration::from_secs(5));
     let t = c.topology().await.unwrap();

@@ -173,8 +173,8 @@ fn unexpected(conn: &Connection, what: &str, r: &Response) -> KvClientError {
 }
 
 impl RemoteKvClient {
-    /// Builds a client from node addresses (`host:port`, any node's client address;
-    /// one reachable node is enough) and fetches the topology, retrying within
+    /// Builds a client from node addresses (`"host:port"` strings or `SocketAddr`s, any
+    /// node's client address; one reachable node is enough) and fetches the topology, retrying within
     /// `opts.request_timeout`.
     ///
     /// # Errors
@@ -187,10 +187,10 @@ impl RemoteKvClient {
     ) -> Result<RemoteKvClient, KvClientError>
     where
         I: IntoIterator<Item = A>,
-        A: Into<String>,
+        A: ToString,
     {
         opts.validate()?;
-        let seeds: Vec<String> = addrs.into_iter().map(Into::into).collect();
+        let seeds: Vec<String> = addrs.into_iter().map(|a| a.to_string()).collect();
         if seeds.is_empty() {
             return Err(KvClientError::InvalidArgument {
                 reason: "no node address given".into(),
