@@ -541,3 +541,22 @@ async fn requests_spread_over_several_connections_per_shard() {
     assert_eq!(m.stats(0).connections, 3);
     assert_eq!(c.connections_opened(), 3);
 }
+
+#[tokio::test]
+async fn read_consistency_reaches_the_node() {
+    let m = MockCluster::start(1, 1).await;
+    let c = client(&m).await;
+    let keys = [Bytes::from("a")];
+    c.get(b"a").await.unwrap();
+    c.get_with(b"a", ReadConsistency::Lease).await.unwrap();
+    c.get_with(b"a", ReadConsistency::Stale).await.unwrap();
+    c.get_multi(&keys).await.unwrap();
+    c.get_multi_with(&keys, ReadConsistency::Lease)
+        .await
+        .unwrap();
+    use ReadConsistency::*;
+    assert_eq!(
+        m.with(|s| s.consistencies.clone()),
+        vec![Linearizable, Lease, Stale, Linearizable, Lease]
+    );
+}

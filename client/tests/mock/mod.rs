@@ -68,6 +68,8 @@ pub struct State {
     pub garbage_next: usize,
     /// Refuse handshakes with `IncompatibleVersion`.
     pub refuse_version: bool,
+    /// Read consistency of every Get/GetMulti received, in order.
+    pub consistencies: Vec<ReadConsistency>,
     pub stats: Vec<NodeStats>,
     /// Per node: its listener and connection tasks (aborted by `kill`).
     pub node_tasks: Vec<Vec<tokio::task::AbortHandle>>,
@@ -120,6 +122,7 @@ impl MockCluster {
             shutting_down: false,
             garbage_next: 0,
             refuse_version: false,
+            consistencies: Vec::new(),
             stats: vec![NodeStats::default(); nodes],
             node_tasks: vec![Vec::new(); nodes],
         }));
@@ -252,6 +255,11 @@ fn handle(
         _ => return err(ErrorDetail::InvalidRequest),
     };
     st.stats[n].data_requests += 1;
+    match &req {
+        Request::Get(g) => st.consistencies.push(g.consistency),
+        Request::GetMulti(g) => st.consistencies.push(g.consistency),
+        _ => {}
+    }
     if st.shutting_down {
         return err(ErrorDetail::ShuttingDown);
     }
