@@ -1,0 +1,9 @@
+//! Deterministic simulation of Shoal Raft groups.
+//!
+//! One thread, one seed: a [`runtime::SimRuntime`] (openraft's `AsyncRuntime` with a
+//! virtual clock and seeded randomness) runs whole 3- and 5-node openraft groups with a
+//! simulated network and a simulated disk, under a seeded fault schedule, while
+//! invariants are checked at every event. See `README.md`.
+
+pub mod runtime;
+pub mod trace;
