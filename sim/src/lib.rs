@@ -7,3 +7,15 @@
 
 pub mod runtime;
 pub mod trace;
+pub mod cluster;
+pub mod history;
+pub mod invariants;
+pub mod nemesis;
+pub mod network;
+pub mod storage;
+pub mod types;
+pub mod workload;
+
+pub use cluster::RunReport;
+pub use cluster::SimParams;
+pub use cluster::run;

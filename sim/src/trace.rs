@@ -26,6 +26,10 @@ pub enum Kind {
     Spawn = 3,
     /// A harness event described by text.
     Note = 4,
+    /// A message's fate on a link (delay, or lost).
+    Net = 5,
+    /// A disk sync or crash.
+    Disk = 6,
 }
 
 fn mix(h: u64, x: u64) -> u64 {

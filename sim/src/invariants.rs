@@ -1,0 +1,349 @@
+//! The Raft safety invariants, checked at every storage event and at every monitor tick.
+//!
+//! Checked at the event itself (from the storage hooks):
+//! - **Election safety**: a vote is saved as committed (a leader established) for at most
+//!   one node per term. Also checked from metrics: at most one node is ever seen `Leader`
+//!   in a term.
+//! - **Log matching**: an entry appended anywhere with log id L has the same payload and
+//!   the same predecessor log id as every other entry ever appended with log id L
+//!   (inductively: two logs that hold L agree on their whole prefix up to L).
+//! - **No committed entry is ever truncated** on any node.
+//! - **State machine safety**: every node applies, at each index, the same log id and the
+//!   same payload; **monotonic apply**: within one incarnation a node applies index i+1
+//!   right after i (or after the snapshot it installed).
+//!
+//! Checked at every monitor tick (from metrics and the storage's durable image):
+//! - **Committed ⇒ durable on a quorum** when first observed committed, and never lost: every
+//!   node that becomes leader holds the highest committed entry seen so far.
+//! - **Monotonic commit**: within one incarnation a node's committed id never goes back;
+//!   after a restart it is never below what the node had durably saved before its crash.
+//! - Two different log ids are never both observed committed at the same index.
+//!
+//! Any violation is recorded (with the virtual time) and ends the run.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use openraft::RaftMetrics;
+use openraft::ServerState;
+use shoal::raft::types::NodeId;
+
+use crate::storage::StorageModel;
+use crate::types::LogId;
+use crate::types::SimConfig;
+use crate::types::Vote;
+
+#[derive(Debug, Default)]
+struct NodeTrack {
+    /// Last applied in this incarnation (None right after a restart).
+    applied: Option<LogId>,
+    /// Highest committed seen in this incarnation.
+    committed: Option<LogId>,
+    /// Committed id the node had saved durably before its last crash.
+    committed_floor: Option<LogId>,
+    /// Whether the floor was checked since the restart.
+    floor_checked: bool,
+    /// Whether the node was leader at the last tick (to check on becoming leader).
+    was_leader: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    voters: usize,
+    violations: Vec<String>,
+    /// term -> node with a committed vote (leader) in that term.
+    leaders: BTreeMap<u64, NodeId>,
+    /// log id -> (payload digest, predecessor log id) of every entry ever appended.
+    entries: BTreeMap<LogId, (u64, Option<LogId>)>,
+    /// index -> log id observed committed.
+    committed: BTreeMap<u64, LogId>,
+    /// Highest log id observed committed.
+    max_committed: Option<LogId>,
+    /// Highest committed log id already checked for quorum durability.
+    durable_checked: Option<LogId>,
+    /// index -> (log id, digest) applied anywhere.
+    applied: BTreeMap<u64, (LogId, u64)>,
+    /// index -> command bytes of every applied normal entry.
+    commands: BTreeMap<u64, Bytes>,
+    nodes: BTreeMap<NodeId, NodeTrack>,
+    /// Counters.
+    applies: u64,
+    appends: u64,
+}
+
+/// The invariant checker of a run; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Checker {
+    inner: Rc<RefCell<Inner>>,
+}
+
+fn t() -> String {
+    crate::runtime::context::try_with(|sim| {
+        format!("{:.3} ms", sim.clock.now().as_nanos() as f64 / 1e6)
+    })
+    .unwrap_or_default()
+}
+
+impl Checker {
+    /// A checker for a group of `voters` voters.
+    pub fn new(voters: usize) -> Self {
+        let c = Checker::default();
+        c.inner.borrow_mut().voters = voters;
+        c
+    }
+
+    fn violation(&self, msg: String) {
+        let msg = format!("[{}] {msg}", t());
+        crate::runtime::context::try_with(|_| crate::runtime::note(format!("VIOLATION {msg}")));
+        self.inner.borrow_mut().violations.push(msg);
+    }
+
+    /// Violations so far.
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.borrow().violations.clone()
+    }
+
+    /// Whether any invariant was violated.
+    pub fn failed(&self) -> bool {
+        !self.inner.borrow().violations.is_empty()
+    }
+
+    /// Record a violation found outside the checker (history, liveness, panics).
+    pub fn report(&self, msg: String) {
+        self.violation(msg);
+    }
+
+    /// (entries appended, entries applied) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        let i = self.inner.borrow();
+        (i.appends, i.applies)
+    }
+
+    /// Highest log id observed committed.
+    pub fn max_committed(&self) -> Option<LogId> {
+        self.inner.borrow().max_committed
+    }
+
+    /// Every applied index with its log id and payload digest.
+    pub fn applied(&self) -> BTreeMap<u64, (LogId, u64)> {
+        self.inner.borrow().applied.clone()
+    }
+
+    /// Every applied normal entry's command, by index.
+    pub fn commands(&self) -> BTreeMap<u64, Bytes> {
+        self.inner.borrow().commands.clone()
+    }
+
+    /// Storage hook: `node` saved `vote`.
+    pub fn on_vote_saved(&self, node: NodeId, vote: &Vote) {
+        if !vote.committed {
+            return;
+        }
+        let (term, leader) = (vote.leader_id.term, vote.leader_id.node_id);
+        let prev = *self.inner.borrow_mut().leaders.entry(term).or_insert(leader);
+        if prev != leader {
+            self.violation(format!(
+                "election safety: term {term} has two leaders, {prev} and {leader} (vote saved by node {node})"
+            ));
+        }
+    }
+
+    /// Storage hook: `node` appended `log_id` (payload `digest`) after `prev`.
+    pub fn on_append(&self, node: NodeId, log_id: LogId, digest: u64, prev: Option<LogId>) {
+        let seen = {
+            let mut i = self.inner.borrow_mut();
+            i.appends += 1;
+            *i.entries.entry(log_id).or_insert((digest, prev))
+        };
+        if seen.0 != digest {
+            self.violation(format!(
+                "log matching: node {node} appended {log_id} with a different payload than another node"
+            ));
+        }
+        if seen.1 != prev {
+            self.violation(format!(
+                "log matching: node {node} holds {log_id} after {prev:?}, another log holds it after {:?}",
+                seen.1
+            ));
+        }
+    }
+
+    /// Storage hook: `node` removed `removed` from the tail of its log.
+    pub fn on_truncate(&self, node: NodeId, removed: &[LogId]) {
+        let hits: Vec<LogId> = {
+            let i = self.inner.borrow();
+            removed
+                .iter()
+                .filter(|id| i.committed.get(&id.index) == Some(*id))
+                .copied()
+                .collect()
+        };
+        for id in hits {
+            self.violation(format!("node {node} truncated committed entry {id}"));
+        }
+    }
+
+    /// State machine hook: `node` applied `log_id`.
+    pub fn on_apply(&self, node: NodeId, log_id: LogId, digest: u64, command: Option<Bytes>) {
+        let (prev_node, prev_global) = {
+            let mut i = self.inner.borrow_mut();
+            i.applies += 1;
+            if let Some(c) = command {
+                i.commands.entry(log_id.index).or_insert(c);
+            }
+            let track = i.nodes.entry(node).or_default();
+            let prev = track.applied.replace(log_id);
+            let global = *i.applied.entry(log_id.index).or_insert((log_id, digest));
+            (prev, global)
+        };
+        if prev_global != (log_id, digest) {
+            self.violation(format!(
+                "state machine safety: node {node} applied {log_id} at index {}, another node applied {}",
+                log_id.index, prev_global.0
+            ));
+        }
+        let expected = prev_node.map(|p| p.index + 1);
+        if expected.is_some_and(|e| e != log_id.index) {
+            self.violation(format!(
+                "monotonic apply: node {node} applied {log_id} right after {prev_node:?}"
+            ));
+        }
+    }
+
+    /// State machine hook: `node` installed a snapshot ending at `last`.
+    pub fn on_snapshot_installed(&self, node: NodeId, last: Option<LogId>) {
+        let mut i = self.inner.borrow_mut();
+        let track = i.nodes.entry(node).or_default();
+        if let (Some(a), Some(l)) = (track.applied, last) {
+            if l.index < a.index {
+                drop(i);
+                self.violation(format!(
+                    "monotonic apply: node {node} installed snapshot {l} below applied {a}"
+                ));
+                return;
+            }
+        }
+        track.applied = last;
+    }
+
+    /// State machine hook: a new incarnation of `node` starts with an empty state machine.
+    pub fn on_sm_restart(&self, node: NodeId) {
+        self.inner.borrow_mut().nodes.entry(node).or_default().applied = None;
+    }
+
+    /// Harness hook: `node` crashed; `durable_committed` is what it had saved.
+    pub fn on_crash(&self, node: NodeId, durable_committed: Option<LogId>) {
+        let mut i = self.inner.borrow_mut();
+        let track = i.nodes.entry(node).or_default();
+        track.committed = None;
+        track.committed_floor = durable_committed;
+        track.floor_checked = false;
+        track.was_leader = false;
+    }
+
+    fn observe_committed(&self, node: NodeId, id: LogId) {
+        let prev = {
+            let mut i = self.inner.borrow_mut();
+            if i.max_committed.is_none_or(|m| id > m) {
+                i.max_committed = Some(id);
+            }
+            *i.committed.entry(id.index).or_insert(id)
+        };
+        if prev != id {
+            self.violation(format!(
+                "two log ids committed at index {}: {prev} and {id} (seen on node {node})",
+                id.index
+            ));
+        }
+    }
+
+    /// Monitor tick: check what node `node`'s metrics show. `log_has` answers whether the
+    /// node's current log (or snapshot) holds a log id.
+    pub fn observe_metrics(
+        &self,
+        node: NodeId,
+        m: &RaftMetrics<SimConfig>,
+        log_has: impl Fn(&LogId) -> bool,
+    ) {
+        for id in [m.local_committed, m.cluster_committed].into_iter().flatten() {
+            self.observe_committed(node, id);
+        }
+        let is_leader = m.state == ServerState::Leader;
+        let (went_back, floor_broken, newly_leader, leader_clash) = {
+            let mut i = self.inner.borrow_mut();
+            let leader_clash = if is_leader {
+                let term = m.vote.leader_id.term;
+                let prev = *i.leaders.entry(term).or_insert(node);
+                (prev != node).then_some((term, prev))
+            } else {
+                None
+            };
+            let track = i.nodes.entry(node).or_default();
+            let went_back = match (track.committed, m.local_committed) {
+                (Some(a), b) if b.is_none_or(|b| b < a) => Some((a, b)),
+                _ => None,
+            };
+            if m.local_committed > track.committed {
+                track.committed = m.local_committed;
+            }
+            let mut floor_broken = None;
+            if !track.floor_checked && m.local_committed.is_some() {
+                track.floor_checked = true;
+                if m.local_committed < track.committed_floor {
+                    floor_broken = Some((track.committed_floor, m.local_committed));
+                }
+            }
+            let newly_leader = is_leader && !track.was_leader;
+            track.was_leader = is_leader;
+            (went_back, floor_broken, newly_leader, leader_clash)
+        };
+        if let Some((term, prev)) = leader_clash {
+            self.violation(format!(
+                "election safety: nodes {prev} and {node} both seen leader in term {term}"
+            ));
+        }
+        if let Some((a, b)) = went_back {
+            self.violation(format!("monotonic commit: node {node} went from {a} back to {b:?}"));
+        }
+        if let Some((floor, now)) = floor_broken {
+            self.violation(format!(
+                "monotonic commit across restart: node {node} restarted with committed {now:?} below its saved {floor:?}"
+            ));
+        }
+        if newly_leader {
+            if let Some(c) = self.max_committed() {
+                if !log_has(&c) {
+                    self.violation(format!(
+                        "committed entry lost: node {node} became leader (term {}) without committed {c}",
+                        m.vote.leader_id.term
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Monitor tick: the highest committed entry must be durable on a quorum of voters.
+    pub fn check_durable_quorum<S: StorageModel>(&self, storage: &S, voters: &[NodeId]) {
+        let (max, checked, need) = {
+            let i = self.inner.borrow();
+            (i.max_committed, i.durable_checked, i.voters / 2 + 1)
+        };
+        let Some(max) = max else { return };
+        if checked == Some(max) {
+            return;
+        }
+        let holders = voters
+            .iter()
+            .filter(|n| storage.durable_has(**n, &max))
+            .count();
+        if holders < need {
+            self.violation(format!(
+                "committed entry {max} is durable on {holders} nodes, fewer than a quorum of {need}"
+            ));
+        }
+        self.inner.borrow_mut().durable_checked = Some(max);
+    }
+}
