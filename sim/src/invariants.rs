@@ -13,8 +13,9 @@
 //!   right after i (or after the snapshot it installed).
 //!
 //! Checked at every monitor tick (from metrics and the storage's durable image):
-//! - **Committed ⇒ durable on a quorum** when first observed committed, and never lost: every
-//!   node that becomes leader holds the highest committed entry seen so far.
+//! - **Committed ⇒ durable on a quorum** when first observed committed, and never lost
+//!   (leader completeness): every node that becomes leader in a term above the one that
+//!   committed the highest committed entry seen so far holds that entry.
 //! - **Monotonic commit**: within one incarnation a node's committed id never goes back;
 //!   after a restart it is never below what the node had durably saved before its crash.
 //! - Two different log ids are never both observed committed at the same index.
@@ -62,6 +63,11 @@ struct Inner {
     committed: BTreeMap<u64, LogId>,
     /// Highest log id observed committed.
     max_committed: Option<LogId>,
+    /// Highest term any node was seen in when `max_committed` was first observed: an upper
+    /// bound on the term of the leader that committed it.
+    max_committed_term_bound: u64,
+    /// Highest term seen in any node's metrics so far.
+    max_term_seen: u64,
     /// Highest committed log id already checked for quorum durability.
     durable_checked: Option<LogId>,
     /// index -> (log id, digest) applied anywhere.
@@ -249,6 +255,7 @@ impl Checker {
             let mut i = self.inner.borrow_mut();
             if i.max_committed.is_none_or(|m| id > m) {
                 i.max_committed = Some(id);
+                i.max_committed_term_bound = i.max_term_seen;
             }
             *i.committed.entry(id.index).or_insert(id)
         };
@@ -268,6 +275,10 @@ impl Checker {
         m: &RaftMetrics<SimConfig>,
         log_has: impl Fn(&LogId) -> bool,
     ) {
+        {
+            let mut i = self.inner.borrow_mut();
+            i.max_term_seen = i.max_term_seen.max(m.vote.leader_id.term);
+        }
         for id in [m.local_committed, m.cluster_committed].into_iter().flatten() {
             self.observe_committed(node, id);
         }
@@ -314,7 +325,15 @@ impl Checker {
             ));
         }
         if newly_leader {
-            if let Some(c) = self.max_committed() {
+            let (max, bound) = {
+                let i = self.inner.borrow();
+                (i.max_committed, i.max_committed_term_bound)
+            };
+            // Leader completeness: a leader of a term above the one that committed an entry
+            // holds it. (A restarted leader restored in its old, lower term need not: openraft
+            // restores leadership at startup by default, `Config::enable_leader_restore`.)
+            let term = m.vote.leader_id.term;
+            if let Some(c) = max.filter(|_| term > bound) {
                 if !log_has(&c) {
                     self.violation(format!(
                         "committed entry lost: node {node} became leader (term {}) without committed {c}",

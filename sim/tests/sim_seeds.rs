@@ -50,3 +50,18 @@ fn replay_one_seed() {
     eprintln!("{}", summary(&r));
     assert!(r.violations.is_empty(), "{}", r.failure());
 }
+
+#[test]
+fn time_a_few_seeds() {
+    for seed in 0..6 {
+        #[allow(clippy::disallowed_methods)]
+        let t = std::time::Instant::now();
+        let r = shoal_sim::run(&SimParams::for_seed(seed));
+        eprintln!("{} wall={:?} viol={}", summary(&r), t.elapsed(), r.violations.len());
+        let mut p = SimParams::for_seed(seed);
+        p.ack_before_sync = true;
+        let r = shoal_sim::run(&p);
+        eprintln!("NEG seed={seed} violations={:?}", r.violations.iter().take(2).collect::<Vec<_>>());
+    }
+    let _ = run_seeds(0, 0);
+}
