@@ -74,6 +74,9 @@ pub struct SimParams {
     /// Check that every committed entry is durable on a quorum (switched off only to show
     /// that the other checks catch lost entries end to end).
     pub check_durable_quorum: bool,
+    /// Set openraft's `Config::enable_leader_restore` (default here: false; openraft's own
+    /// default is true, which this simulation shows to be unsafe with a lossy log tail).
+    pub leader_restore: bool,
     /// Print every trace event to stderr.
     pub echo: bool,
 }
@@ -91,6 +94,7 @@ impl SimParams {
             shuffle: seed % 2 == 1,
             ack_before_sync: false,
             check_durable_quorum: true,
+            leader_restore: false,
             echo: false,
         }
     }
@@ -172,7 +176,7 @@ pub fn node_addr(id: NodeId) -> ShoalNode {
     }
 }
 
-fn raft_config() -> Result<Arc<Config>, String> {
+fn raft_config(leader_restore: bool) -> Result<Arc<Config>, String> {
     let config = Config {
         cluster_name: "shoal-sim".to_string(),
         heartbeat_interval: 50,
@@ -183,6 +187,10 @@ fn raft_config() -> Result<Arc<Config>, String> {
         max_in_snapshot_log_to_keep: 8,
         max_payload_entries: 16,
         replication_lag_threshold: 60,
+        // openraft's default (None = true) restores a restarted leader in its old term; with a
+        // log whose unsynced tail was lost at the crash it then reuses log ids that followers
+        // already hold for other entries (log matching broken: found by this simulation).
+        enable_leader_restore: Some(leader_restore),
         ..Default::default()
     };
     config.validate().map(Arc::new).map_err(|e| e.to_string())
@@ -190,14 +198,15 @@ fn raft_config() -> Result<Arc<Config>, String> {
 
 impl<S: StorageModel> Cluster<S> {
     /// A group of `n` voters over `storage`; no node started yet.
-    pub fn new(n: u64, storage: S, check_durable_quorum: bool) -> Result<Rc<Self>, String> {
+    pub fn new(params: &SimParams, storage: S) -> Result<Rc<Self>, String> {
+        let (n, check_durable_quorum) = (params.nodes, params.check_durable_quorum);
         let voters: Vec<NodeId> = (1..=n).collect();
         Ok(Rc::new(Cluster {
             storage: Rc::new(storage),
             checker: Checker::new(voters.len()),
             net: SimNet::default(),
             voters,
-            config: raft_config()?,
+            config: raft_config(params.leader_restore)?,
             up: RefCell::new(BTreeSet::new()),
             check_durable_quorum,
             faults: RefCell::new(FaultStats::default()),
@@ -338,7 +347,7 @@ pub fn run_with<S: StorageModel>(params: &SimParams, storage: S) -> RunReport {
             seed: params.seed,
             ..Default::default()
         };
-        match Cluster::new(params.nodes, storage, params.check_durable_quorum) {
+        match Cluster::new(&params, storage) {
             Ok(cluster) => drive(&params, &cluster, &mut report).await,
             Err(e) => report.violations.push(format!("setup: {e}")),
         }

@@ -51,6 +51,7 @@ fn replay_one_seed() {
     let seed = env_u64("SHOAL_SIM_SEED").unwrap_or(7);
     let mut params = SimParams::for_seed(seed);
     params.echo = std::env::var("SHOAL_SIM_ECHO").is_ok();
+    params.leader_restore = std::env::var("SHOAL_SIM_LEADER_RESTORE").is_ok();
     let r = shoal_sim::run(&params);
     eprintln!("{}", summary(&r));
     assert!(r.violations.is_empty(), "{}", r.failure());
@@ -123,6 +124,23 @@ fn negative_control_ack_before_sync_is_caught_without_the_durability_check() {
         failed.first().map(|r| &r.violations)
     );
     assert!(!failed.is_empty(), "lost acknowledged entries went unnoticed end to end");
+}
+
+/// Found by this simulation: openraft's default `enable_leader_restore = true` lets a leader
+/// that crashed with an unsynced (but already replicated) log tail come back as leader of
+/// the same term and reuse those log ids for different entries. Seed 39 shows it; this test
+/// pins that the simulation keeps catching it (Shoal must set the option to false).
+#[test]
+fn openraft_leader_restore_with_a_lost_tail_is_caught() {
+    let mut params = SimParams::for_seed(39);
+    params.leader_restore = true;
+    let r = shoal_sim::run(&params);
+    eprintln!("leader restore, seed 39: {:?}", r.violations);
+    assert!(
+        r.violations.iter().any(|v| v.contains("log matching")),
+        "expected a log matching violation: {:?}",
+        r.violations
+    );
 }
 
 /// Soak: `SHOAL_SIM_SEEDS=<count>` seeds from `SHOAL_SIM_FIRST_SEED` (default 1000).
