@@ -228,7 +228,11 @@ impl<S: StorageModel> Cluster<S> {
         if self.up.borrow().contains(&id) {
             return Ok(());
         }
-        let (storage, checker, config) = (self.storage.clone(), self.checker.clone(), self.config.clone());
+        let (storage, checker, config) = (
+            self.storage.clone(),
+            self.checker.clone(),
+            self.config.clone(),
+        );
         let net = self.net.clone();
         // Every task Raft::new spawns inherits the node's tag.
         let raft = spawn_tagged(id, async move {
@@ -256,26 +260,34 @@ impl<S: StorageModel> Cluster<S> {
         let lost = self.storage.crash(id);
         let saved = self.storage.durable_committed(id);
         self.checker.on_crash(id, saved);
-        note(format!("node {id} CRASHED ({killed} tasks killed, {lost} unsynced writes lost)"));
+        note(format!(
+            "node {id} CRASHED ({killed} tasks killed, {lost} unsynced writes lost)"
+        ));
     }
 
     /// One monitor tick: check every up node and the quorum durability of commits.
     pub fn check(&self) {
         for id in self.up_nodes() {
-            let Some(raft) = self.net.get(id) else { continue };
+            let Some(raft) = self.net.get(id) else {
+                continue;
+            };
             let m = raft.metrics().borrow_watched().clone();
             if let Err(fatal) = &m.running_state {
-                self.checker.report(format!("node {id} stopped with a fatal error: {fatal}"));
+                self.checker
+                    .report(format!("node {id} stopped with a fatal error: {fatal}"));
             }
             let storage = self.storage.clone();
-            self.checker.observe_metrics(id, &m, |lid| storage.log_has(id, lid));
+            self.checker
+                .observe_metrics(id, &m, |lid| storage.log_has(id, lid));
         }
         if self.check_durable_quorum {
-            self.checker.check_durable_quorum(&*self.storage, &self.voters);
+            self.checker
+                .check_durable_quorum(&*self.storage, &self.voters);
         }
         let panics = task_panics();
         if !panics.is_empty() {
-            self.checker.report(format!("a task panicked: {}", panics.join("; ")));
+            self.checker
+                .report(format!("a task panicked: {}", panics.join("; ")));
         }
     }
 
@@ -319,7 +331,9 @@ impl<S: StorageModel> Cluster<S> {
             .filter(|m| m.state == openraft::ServerState::Leader)
             .map(|m| m.id)
             .collect();
-        let [leader] = leaders.as_slice() else { return None };
+        let [leader] = leaders.as_slice() else {
+            return None;
+        };
         let lm = &metrics[leader];
         let committed = lm.local_committed?;
         if lm.last_log_index != Some(committed.index) || lm.last_quorum_acked.is_none() {
@@ -359,7 +373,11 @@ pub fn run_with<S: StorageModel>(params: &SimParams, storage: S) -> RunReport {
     report
 }
 
-async fn drive<S: StorageModel>(params: &SimParams, cluster: &Rc<Cluster<S>>, report: &mut RunReport) {
+async fn drive<S: StorageModel>(
+    params: &SimParams,
+    cluster: &Rc<Cluster<S>>,
+    report: &mut RunReport,
+) {
     let history: History = Rc::new(RefCell::new(Vec::new()));
     if let Err(e) = phases(params, cluster, &history).await {
         cluster.checker.report(e);
@@ -388,8 +406,11 @@ async fn phases<S: StorageModel>(
         cluster.start(id).await?;
     }
     let first = cluster.raft(1).ok_or("node 1 is not up")?;
-    let members: BTreeMap<NodeId, ShoalNode> =
-        cluster.voters.iter().map(|id| (*id, node_addr(*id))).collect();
+    let members: BTreeMap<NodeId, ShoalNode> = cluster
+        .voters
+        .iter()
+        .map(|id| (*id, node_addr(*id)))
+        .collect();
     first
         .initialize(members)
         .await
@@ -407,7 +428,10 @@ async fn phases<S: StorageModel>(
         clients.push(spawn_tagged(0, env.clone().run_client(c, params.duration)));
     }
     if params.faults {
-        drop(spawn_tagged(0, crate::nemesis::run(cluster.clone(), params.duration)));
+        drop(spawn_tagged(
+            0,
+            crate::nemesis::run(cluster.clone(), params.duration),
+        ));
     }
     // Monitor until the fault phase ends (or the first violation).
     while now().since_start() < params.duration && !cluster.checker.failed() {
@@ -426,7 +450,9 @@ async fn phases<S: StorageModel>(
     // Final reads of every key, then the history check.
     let env_final = env.clone();
     for k in 0..params.keys {
-        env_final.read(u64::MAX, leader, crate::workload::key(k)).await;
+        env_final
+            .read(u64::MAX, leader, crate::workload::key(k))
+            .await;
     }
     cluster.check();
     let digests: BTreeSet<Option<u64>> = cluster
@@ -435,9 +461,9 @@ async fn phases<S: StorageModel>(
         .map(|id| cluster.storage.state_digest(*id))
         .collect();
     if digests.len() != 1 {
-        cluster
-            .checker
-            .report(format!("replicas diverged after convergence: state digests {digests:?}"));
+        cluster.checker.report(format!(
+            "replicas diverged after convergence: state digests {digests:?}"
+        ));
     }
     let log: BTreeMap<u64, Command> = cluster
         .checker

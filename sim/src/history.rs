@@ -135,8 +135,7 @@ pub fn check(ops: &[Op], log: &BTreeMap<u64, Command>) -> Vec<String> {
     // with), for the read-after-read bound.
     let mut observed: Vec<u64> = Vec::with_capacity(reads.len());
     for r in &reads {
-        let (OpKind::Read(key), Outcome::Ok(OkValue::Read(value))) = (&r.kind, &r.outcome)
-        else {
+        let (OpKind::Read(key), Outcome::Ok(OkValue::Read(value))) = (&r.kind, &r.outcome) else {
             continue;
         };
         let seq = per_key.get(key).map(Vec::as_slice).unwrap_or(&[]);

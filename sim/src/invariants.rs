@@ -149,7 +149,12 @@ impl Checker {
             return;
         }
         let (term, leader) = (vote.leader_id.term, vote.leader_id.node_id);
-        let prev = *self.inner.borrow_mut().leaders.entry(term).or_insert(leader);
+        let prev = *self
+            .inner
+            .borrow_mut()
+            .leaders
+            .entry(term)
+            .or_insert(leader);
         if prev != leader {
             self.violation(format!(
                 "election safety: term {term} has two leaders, {prev} and {leader} (vote saved by node {node})"
@@ -237,7 +242,12 @@ impl Checker {
 
     /// State machine hook: a new incarnation of `node` starts with an empty state machine.
     pub fn on_sm_restart(&self, node: NodeId) {
-        self.inner.borrow_mut().nodes.entry(node).or_default().applied = None;
+        self.inner
+            .borrow_mut()
+            .nodes
+            .entry(node)
+            .or_default()
+            .applied = None;
     }
 
     /// Harness hook: `node` crashed; `durable_committed` is what it had saved.
@@ -279,7 +289,10 @@ impl Checker {
             let mut i = self.inner.borrow_mut();
             i.max_term_seen = i.max_term_seen.max(m.vote.leader_id.term);
         }
-        for id in [m.local_committed, m.cluster_committed].into_iter().flatten() {
+        for id in [m.local_committed, m.cluster_committed]
+            .into_iter()
+            .flatten()
+        {
             self.observe_committed(node, id);
         }
         let is_leader = m.state == ServerState::Leader;
@@ -317,7 +330,9 @@ impl Checker {
             ));
         }
         if let Some((a, b)) = went_back {
-            self.violation(format!("monotonic commit: node {node} went from {a} back to {b:?}"));
+            self.violation(format!(
+                "monotonic commit: node {node} went from {a} back to {b:?}"
+            ));
         }
         if let Some((floor, now)) = floor_broken {
             self.violation(format!(

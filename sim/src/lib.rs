@@ -5,14 +5,14 @@
 //! simulated network and a simulated disk, under a seeded fault schedule, while
 //! invariants are checked at every event. See `README.md`.
 
-pub mod runtime;
-pub mod trace;
 pub mod cluster;
 pub mod history;
 pub mod invariants;
 pub mod nemesis;
 pub mod network;
+pub mod runtime;
 pub mod storage;
+pub mod trace;
 pub mod types;
 pub mod workload;
 

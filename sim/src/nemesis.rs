@@ -109,7 +109,8 @@ fn crash<S: StorageModel>(c: &Rc<Cluster<S>>, id: Option<NodeId>, leader: bool) 
     drop(spawn_tagged(0, async move {
         SimRuntime::sleep(down_for).await;
         if let Err(e) = c2.start(id).await {
-            c2.checker.report(format!("restart of node {id} failed: {e}"));
+            c2.checker
+                .report(format!("restart of node {id} failed: {e}"));
         }
     }));
 }
@@ -128,7 +129,10 @@ fn isolate<S: StorageModel>(c: &Rc<Cluster<S>>, id: Option<NodeId>, leader: bool
     c.faults.borrow_mut().isolations += 1;
     let others: Vec<NodeId> = c.voters.iter().copied().filter(|x| *x != id).collect();
     c.net.partition(&[id], &others);
-    note(format!("partition: node {id} isolated{}", if leader { " (leader)" } else { "" }));
+    note(format!(
+        "partition: node {id} isolated{}",
+        if leader { " (leader)" } else { "" }
+    ));
     heal_later(c, ms(100, 2000));
 }
 
@@ -177,13 +181,15 @@ fn lossy<S: StorageModel>(c: &Rc<Cluster<S>>) {
 }
 
 fn bad_link<S: StorageModel>(c: &Rc<Cluster<S>>) {
-    let (Some(from), Some(to)) = (pick(&c.voters), pick(&c.voters)) else { return };
+    let (Some(from), Some(to)) = (pick(&c.voters), pick(&c.voters)) else {
+        return;
+    };
     if from == to {
         return;
     }
     c.faults.borrow_mut().bad_links += 1;
     let mut f = faults();
-    f.drop = 0.5 + f.drop;
+    f.drop += 0.5;
     c.net.set_link_faults(from, to, f);
     note(format!("network: link {from}->{to} {f:?}"));
     let (c2, after) = (c.clone(), ms(200, 2000));

@@ -213,9 +213,12 @@ impl<SM: RaftStateMachine<SimConfig> + 'static> SimNet<SM> {
     /// Decide one message's fate on `from → to`: `Some(delay)` or lost.
     fn fate(&self, from: NodeId, to: NodeId) -> Option<Duration> {
         let fate = self.decide(from, to);
-        let code = fate.map_or(u64::MAX, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let code = fate.map_or(u64::MAX, |d| {
+            u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+        });
         crate::runtime::context::with(|sim| {
-            sim.trace.record(crate::trace::Kind::Net, (from << 32) | to, code);
+            sim.trace
+                .record(crate::trace::Kind::Net, (from << 32) | to, code);
         });
         fate
     }
@@ -354,9 +357,9 @@ impl<SM: RaftStateMachine<SimConfig> + 'static> SimNetwork<SM> {
         };
         match SimRuntime::timeout_at(deadline, rx).await {
             Ok(Ok(Outcome::Reply(r))) => Ok(r),
-            Ok(Ok(Outcome::Refused)) => Err(Err(Unreachable::from_string(format!(
-                "node {to} is down"
-            )))),
+            Ok(Ok(Outcome::Refused)) => {
+                Err(Err(Unreachable::from_string(format!("node {to} is down"))))
+            }
             Ok(Ok(Outcome::Lost)) | Ok(Err(_)) => {
                 // Lost on the way: the caller only finds out at its deadline.
                 SimRuntime::sleep_until(deadline).await;

@@ -57,7 +57,9 @@ pub struct ClientEnv<S: StorageModel> {
 
 impl<S: StorageModel> std::fmt::Debug for ClientEnv<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientEnv").field("voters", &self.voters).finish()
+        f.debug_struct("ClientEnv")
+            .field("voters", &self.voters)
+            .finish()
     }
 }
 
@@ -84,7 +86,9 @@ impl<S: StorageModel> ClientEnv<S> {
         let start = rng::below(Stream::Workload, self.voters.len() as u64);
         for i in 0..self.voters.len() as u64 {
             let id = self.voters[usize::try_from((start + i) % self.voters.len() as u64).ok()?];
-            let Some(raft) = self.net.get(id) else { continue };
+            let Some(raft) = self.net.get(id) else {
+                continue;
+            };
             let leader = raft.metrics().borrow_watched().current_leader;
             if let Some(l) = leader {
                 if self.net.get(l).is_some() {
@@ -128,11 +132,8 @@ impl<S: StorageModel> ClientEnv<S> {
         let Some(raft) = self.net.get(leader) else {
             return;
         };
-        let r = SimRuntime::timeout(
-            OP_TIMEOUT,
-            raft.ensure_linearizable(ReadPolicy::ReadIndex),
-        )
-        .await;
+        let r =
+            SimRuntime::timeout(OP_TIMEOUT, raft.ensure_linearizable(ReadPolicy::ReadIndex)).await;
         let outcome = match r {
             // Read right away, in the same poll: the state machine has applied up to the
             // read log id and nothing can run in between.
@@ -161,10 +162,12 @@ impl<S: StorageModel> ClientEnv<S> {
             seq += 1;
             if dice < 45 {
                 let value = Bytes::from(format!("c{client}-{seq}"));
-                self.write(client, leader, Command::Put { key: k, value }).await;
+                self.write(client, leader, Command::Put { key: k, value })
+                    .await;
             } else if dice < 55 {
                 let token = Bytes::from(format!("c{client}-{seq}"));
-                self.write(client, leader, Command::Delete { key: k, token }).await;
+                self.write(client, leader, Command::Delete { key: k, token })
+                    .await;
             } else {
                 self.read(client, leader, k).await;
             }

@@ -32,7 +32,11 @@ fn thread_rng_is_seeded() {
     use rand::RngExt;
     let draw = |seed| {
         let mut rt = SimRuntime::with_seed(seed, false);
-        rt.block_on(async { (0..4).map(|_| SimRuntime::thread_rng().random::<u64>()).collect::<Vec<_>>() })
+        rt.block_on(async {
+            (0..4)
+                .map(|_| SimRuntime::thread_rng().random::<u64>())
+                .collect::<Vec<_>>()
+        })
     };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
@@ -53,7 +57,10 @@ fn killing_a_node_drops_its_tasks_and_cancels_their_handles() {
         SimRuntime::sleep(Duration::from_millis(1)).await;
         assert_eq!(shoal_sim::runtime::kill_node(3), 2);
         let r = h.await;
-        assert!(matches!(r, Err(shoal_sim::runtime::SimJoinError::Cancelled)));
+        assert!(matches!(
+            r,
+            Err(shoal_sim::runtime::SimJoinError::Cancelled)
+        ));
     });
 }
 

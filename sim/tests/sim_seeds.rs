@@ -15,7 +15,15 @@ fn env_u64(name: &str) -> Option<u64> {
 fn summary(r: &RunReport) -> String {
     format!(
         "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?}",
-        r.seed, r.trace_hash, r.events, r.virtual_time, r.ops, r.appends, r.applies, r.faults, r.net
+        r.seed,
+        r.trace_hash,
+        r.events,
+        r.virtual_time,
+        r.ops,
+        r.appends,
+        r.applies,
+        r.faults,
+        r.net
     )
 }
 
@@ -57,7 +65,6 @@ fn replay_one_seed() {
     assert!(r.violations.is_empty(), "{}", r.failure());
 }
 
-
 fn sweep(first: u64, count: u64) {
     let failed = run_seeds(first, count, |_| {});
     assert!(
@@ -85,14 +92,20 @@ fn one_seed_run_twice_gives_the_same_trace() {
         // Seed 3: FIFO scheduling, 3 nodes; 4: shuffled; 5: 5 nodes, shuffled.
         let a = shoal_sim::run(&SimParams::for_seed(seed));
         let b = shoal_sim::run(&SimParams::for_seed(seed));
-        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed} did not replay exactly");
+        assert_eq!(
+            a.trace_hash, b.trace_hash,
+            "seed {seed} did not replay exactly"
+        );
         assert_eq!(a.events, b.events);
         assert_eq!(a.ops, b.ops);
         assert_eq!(a.recent, b.recent);
     }
     let a = shoal_sim::run(&SimParams::for_seed(10));
     let b = shoal_sim::run(&SimParams::for_seed(11));
-    assert_ne!(a.trace_hash, b.trace_hash, "different seeds must explore different runs");
+    assert_ne!(
+        a.trace_hash, b.trace_hash,
+        "different seeds must explore different runs"
+    );
 }
 
 /// NEGATIVE CONTROL: a storage that acknowledges appends before they are synced must be
@@ -105,7 +118,10 @@ fn negative_control_ack_before_sync_is_caught() {
         failed.len(),
         failed.first().map(|r| &r.violations)
     );
-    assert!(!failed.is_empty(), "acknowledging unsynced appends went unnoticed");
+    assert!(
+        !failed.is_empty(),
+        "acknowledging unsynced appends went unnoticed"
+    );
 }
 
 /// NEGATIVE CONTROL, end to end: with the direct quorum-durability check switched off, the
@@ -123,7 +139,10 @@ fn negative_control_ack_before_sync_is_caught_without_the_durability_check() {
         failed.iter().map(|r| r.seed).collect::<Vec<_>>(),
         failed.first().map(|r| &r.violations)
     );
-    assert!(!failed.is_empty(), "lost acknowledged entries went unnoticed end to end");
+    assert!(
+        !failed.is_empty(),
+        "lost acknowledged entries went unnoticed end to end"
+    );
 }
 
 /// Found by this simulation: openraft's default `enable_leader_restore = true` lets a leader

@@ -245,7 +245,8 @@ impl AsyncRuntime for SimRuntime {
     {
         context::with(|sim| {
             let (id, handle) = sim.executor.spawn(future);
-            sim.trace.record(Kind::Spawn, id, sim.executor.current_tag());
+            sim.trace
+                .record(Kind::Spawn, id, sim.executor.current_tag());
             handle
         })
     }

@@ -83,7 +83,9 @@ impl<SD: 'static> SimLogStore<SD> {
             checker,
         };
         let flusher = store.clone();
-        drop(SimRuntime::spawn(async move { flusher.run_flusher().await }));
+        drop(SimRuntime::spawn(
+            async move { flusher.run_flusher().await },
+        ));
         store
     }
 
@@ -99,6 +101,10 @@ impl<SD: 'static> SimLogStore<SD> {
         let callbacks = {
             let mut disk = self.disk.borrow_mut();
             disk.check_incarnation(self.incarnation);
+            let units = disk.pending_units() as u64;
+            crate::runtime::context::with(|sim| {
+                sim.trace.record(crate::trace::Kind::Disk, self.node, units);
+            });
             disk.sync()
         };
         for cb in callbacks {
@@ -204,7 +210,12 @@ impl<SD: 'static> RaftLogStorage<SimConfig> for SimLogStore<SD> {
             let mut disk = self.disk.borrow_mut();
             disk.check_incarnation(self.incarnation);
             let from = last_log_id.map_or(0, |id| id.index + 1);
-            let removed = disk.mem.entries.range(from..).map(|(_, e)| e.log_id).collect();
+            let removed = disk
+                .mem
+                .entries
+                .range(from..)
+                .map(|(_, e)| e.log_id)
+                .collect();
             disk.submit(Op::Truncate(last_log_id), None);
             removed
         };

@@ -128,8 +128,11 @@ impl StorageModel for MemStorage {
         let keep = if units == 0 {
             0
         } else {
-            usize::try_from(rng::below(Stream::Disk, u64::try_from(units + 1).unwrap_or(1)))
-                .unwrap_or(0)
+            usize::try_from(rng::below(
+                Stream::Disk,
+                u64::try_from(units + 1).unwrap_or(1),
+            ))
+            .unwrap_or(0)
         };
         let lost = disk.crash(keep);
         if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
@@ -166,7 +169,12 @@ impl StorageModel for MemStorage {
         let state = state.borrow();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for (k, v) in &state.kv {
-            for b in k.iter().chain([0xffu8].iter()).chain(v.iter()).chain([0xfeu8].iter()) {
+            for b in k
+                .iter()
+                .chain([0xffu8].iter())
+                .chain(v.iter())
+                .chain([0xfeu8].iter())
+            {
                 h ^= u64::from(*b);
                 h = h.wrapping_mul(0x0100_0000_01b3);
             }
@@ -181,14 +189,12 @@ impl StorageModel for MemStorage {
     fn read(&self, node: u64, key: &[u8]) -> Option<Bytes> {
         let nodes = self.nodes.borrow();
         let state = nodes.get(&node)?.state.as_ref()?.clone();
-        let v = state.borrow().kv.get(key).cloned();
-        v
+        state.borrow().kv.get(key).cloned()
     }
 
     fn last_applied(&self, node: u64) -> Option<LogId> {
         let nodes = self.nodes.borrow();
         let state = nodes.get(&node)?.state.as_ref()?.clone();
-        let v = state.borrow().last_applied;
-        v
+        state.borrow().last_applied
     }
 }

@@ -167,8 +167,12 @@ impl RaftStateMachine<SimConfig> for SimStateMachine {
                 EntryPayload::Normal(req) => Some(req.command.clone()),
                 _ => None,
             };
-            self.checker
-                .on_apply(self.node, entry.log_id, payload_digest(&entry.payload), command);
+            self.checker.on_apply(
+                self.node,
+                entry.log_id,
+                payload_digest(&entry.payload),
+                command,
+            );
             let reply = {
                 let mut state = self.state.borrow_mut();
                 state.last_applied = Some(entry.log_id);
@@ -212,7 +216,8 @@ impl RaftStateMachine<SimConfig> for SimStateMachine {
             meta.last_log_id, snapshot.last_applied,
             "snapshot meta and data disagree"
         );
-        self.checker.on_snapshot_installed(self.node, meta.last_log_id);
+        self.checker
+            .on_snapshot_installed(self.node, meta.last_log_id);
         *self.state.borrow_mut() = snapshot.clone();
         self.disk.borrow_mut().snapshot = Some(Snapshot {
             meta: meta.clone(),
