@@ -379,7 +379,9 @@ async fn drive<S: StorageModel>(
     report: &mut RunReport,
 ) {
     let history: History = Rc::new(RefCell::new(Vec::new()));
-    if let Err(e) = phases(params, cluster, &history).await {
+    let result = phases(params, cluster, &history).await;
+    crate::runtime::set_step_hook(None);
+    if let Err(e) = result {
         cluster.checker.report(e);
     }
     let ops = history.borrow();
@@ -405,6 +407,13 @@ async fn phases<S: StorageModel>(
     for id in cluster.voters.clone() {
         cluster.start(id).await?;
     }
+    // Invariants after every step (every poll of any task).
+    let weak = Rc::downgrade(cluster);
+    crate::runtime::set_step_hook(Some(Rc::new(move || {
+        if let Some(c) = weak.upgrade() {
+            c.check();
+        }
+    })));
     let first = cluster.raft(1).ok_or("node 1 is not up")?;
     let members: BTreeMap<NodeId, ShoalNode> = cluster
         .voters

@@ -51,7 +51,6 @@ use crate::trace::Trace;
 pub const LIVELOCK_POLLS: u64 = 5_000_000;
 
 /// Everything a running simulation owns.
-#[derive(Debug)]
 pub struct Sim {
     /// Tasks and scheduling.
     pub executor: executor::Executor,
@@ -65,6 +64,18 @@ pub struct Sim {
     pub shuffle: bool,
     /// The seed.
     pub seed: u64,
+    /// Called after every poll (the invariant checks of the harness).
+    pub step_hook: std::cell::RefCell<Option<Rc<dyn Fn()>>>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("seed", &self.seed)
+            .field("now", &self.clock.now())
+            .field("executor", &self.executor)
+            .finish()
+    }
 }
 
 /// Access to the simulation running on this thread.
@@ -134,6 +145,12 @@ pub fn kill_node(tag: Tag) -> usize {
     context::with(|sim| sim.executor.kill_tag(tag))
 }
 
+/// Run `hook` after every poll of the running simulation (`None` removes it). The hook
+/// must not spawn, wake or await: it observes.
+pub fn set_step_hook(hook: Option<Rc<dyn Fn()>>) {
+    context::with(|sim| *sim.step_hook.borrow_mut() = hook);
+}
+
 /// Panics caught in tasks so far.
 pub fn task_panics() -> Vec<String> {
     context::with(|sim| sim.executor.panics())
@@ -157,6 +174,7 @@ impl SimRuntime {
                 trace: Trace::default(),
                 shuffle,
                 seed,
+                step_hook: std::cell::RefCell::new(None),
             }),
         }
     }
@@ -195,6 +213,10 @@ impl SimRuntime {
                 } else {
                     sim.executor.poll_task(id);
                 }
+                let hook = sim.step_hook.borrow().clone();
+                if let Some(hook) = hook {
+                    hook();
+                }
                 continue;
             }
             match sim.clock.advance() {
@@ -222,6 +244,7 @@ impl Drop for Installed {
 
 impl Drop for SimRuntime {
     fn drop(&mut self) {
+        self.sim.step_hook.borrow_mut().take();
         // Drop the remaining tasks while the context is installed: their destructors may
         // disarm timers or wake other tasks.
         let _installed = Installed(context::install(self.sim.clone()));
