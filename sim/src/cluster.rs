@@ -74,6 +74,8 @@ pub struct SimParams {
     /// Check that every committed entry is durable on a quorum (switched off only to show
     /// that the other checks catch lost entries end to end).
     pub check_durable_quorum: bool,
+    /// NEGATIVE CONTROL: clients read any node's state machine without ReadIndex.
+    pub stale_reads: bool,
     /// Set openraft's `Config::enable_leader_restore` (default here: false; openraft's own
     /// default is true, which this simulation shows to be unsafe with a lossy log tail).
     pub leader_restore: bool,
@@ -95,6 +97,7 @@ impl SimParams {
             ack_before_sync: false,
             check_durable_quorum: true,
             leader_restore: false,
+            stale_reads: false,
             echo: false,
         }
     }
@@ -431,6 +434,7 @@ async fn phases<S: StorageModel>(
         voters: cluster.voters.clone(),
         history: history.clone(),
         keys: params.keys,
+        stale_reads: params.stale_reads,
     };
     let mut clients = Vec::new();
     for c in 0..params.clients {
@@ -457,7 +461,8 @@ async fn phases<S: StorageModel>(
     cluster.heal_all().await?;
     let leader = cluster.converge().await?;
     // Final reads of every key, then the history check.
-    let env_final = env.clone();
+    let mut env_final = env.clone();
+    env_final.stale_reads = false;
     for k in 0..params.keys {
         env_final
             .read(u64::MAX, leader, crate::workload::key(k))

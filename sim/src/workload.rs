@@ -53,6 +53,8 @@ pub struct ClientEnv<S: StorageModel> {
     pub history: History,
     /// Number of keys.
     pub keys: u64,
+    /// NEGATIVE CONTROL: serve reads from any up node's state machine, without ReadIndex.
+    pub stale_reads: bool,
 }
 
 impl<S: StorageModel> std::fmt::Debug for ClientEnv<S> {
@@ -71,6 +73,7 @@ impl<S: StorageModel> Clone for ClientEnv<S> {
             voters: self.voters.clone(),
             history: self.history.clone(),
             keys: self.keys,
+            stale_reads: self.stale_reads,
         }
     }
 }
@@ -129,6 +132,27 @@ impl<S: StorageModel> ClientEnv<S> {
     /// Read `k` linearizably through `leader`.
     pub async fn read(&self, client: u64, leader: NodeId, k: Bytes) {
         let invoke = now().as_nanos();
+        if self.stale_reads {
+            // Negative control: whatever some node has applied, no leadership check.
+            let ups: Vec<NodeId> = self
+                .voters
+                .iter()
+                .copied()
+                .filter(|id| self.net.get(*id).is_some())
+                .collect();
+            if let Some(&node) = ups.get(
+                usize::try_from(rng::below(Stream::Workload, ups.len().max(1) as u64)).unwrap_or(0),
+            ) {
+                let value = self.storage.read(node, &k);
+                self.record(
+                    client,
+                    OpKind::Read(k),
+                    invoke,
+                    Outcome::Ok(OkValue::Read(value)),
+                );
+            }
+            return;
+        }
         let Some(raft) = self.net.get(leader) else {
             return;
         };

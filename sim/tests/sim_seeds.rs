@@ -145,6 +145,27 @@ fn negative_control_ack_before_sync_is_caught_without_the_durability_check() {
     );
 }
 
+/// NEGATIVE CONTROL for the history checker: reads served from any node without ReadIndex
+/// must be reported as non-linearizable.
+#[test]
+fn negative_control_stale_reads_are_caught() {
+    let failed = run_seeds(0, 20, |p| p.stale_reads = true);
+    let caught: Vec<u64> = failed
+        .iter()
+        .filter(|r| {
+            r.violations
+                .iter()
+                .any(|v| v.contains("non-linearizable read"))
+        })
+        .map(|r| r.seed)
+        .collect();
+    eprintln!(
+        "negative control (stale reads): {} of 20 seeds caught: {caught:?}",
+        caught.len()
+    );
+    assert!(!caught.is_empty(), "stale reads went unnoticed");
+}
+
 /// Found by this simulation: openraft's default `enable_leader_restore = true` lets a leader
 /// that crashed with an unsynced (but already replicated) log tail come back as leader of
 /// the same term and reuse those log ids for different entries. Seed 39 shows it; this test
