@@ -6,9 +6,9 @@
 //! - A node's tasks all carry its tag; a crash drops them all at once (nothing of the old
 //!   incarnation runs again), takes the node off the network and makes its storage lose
 //!   what was not durable. A restart opens storage from the durable image only.
-//! - The monitor ticks every [`MONITOR_TICK`] of virtual time and checks every up node;
-//!   storage events are checked as they happen (see `invariants`). The first violation
-//!   ends the run.
+//! - Every up node is checked after every poll of any task (the executor's step hook) and
+//!   every [`MONITOR_TICK`] of virtual time; storage events are checked as they happen (see
+//!   `invariants`). The first violation ends the run.
 //! - After the fault phase every fault is healed and every node restarted; the group must
 //!   then converge (one leader, everything committed applied everywhere, identical state
 //!   machines) within [`CONVERGE_WITHIN`]: otherwise it is a liveness violation.

@@ -1,4 +1,4 @@
-//! The Raft safety invariants, checked at every storage event and at every monitor tick.
+//! The Raft safety invariants, checked at every storage event and after every executor step.
 //!
 //! Checked at the event itself (from the storage hooks):
 //! - **Election safety**: a vote is saved as committed (a leader established) for at most
@@ -12,7 +12,8 @@
 //!   same payload; **monotonic apply**: within one incarnation a node applies index i+1
 //!   right after i (or after the snapshot it installed).
 //!
-//! Checked at every monitor tick (from metrics and the storage's durable image):
+//! Checked after every poll of any task (the harness's step hook, from metrics and the
+//! storage's durable image):
 //! - **Committed ⇒ durable on a quorum** when first observed committed, and never lost
 //!   (leader completeness): every node that becomes leader in a term above the one that
 //!   committed the highest committed entry seen so far holds that entry.
