@@ -193,3 +193,30 @@ fn soak() {
     eprintln!("soak: {count} seeds from {first}, {} failed", failed.len());
     assert!(failed.is_empty(), "{}", failed[0].failure());
 }
+
+/// The trace hash of a seed is the same in another process (no per-process randomness such
+/// as std's `RandomState` leaks into a run): the test binary replays the seed in a child.
+#[test]
+fn a_seed_replays_exactly_in_another_process() {
+    let seed = 5;
+    let here = shoal_sim::run(&SimParams::for_seed(seed));
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "replay_one_seed",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SHOAL_SIM_SEED", seed.to_string())
+        .env_remove("SHOAL_SIM_ECHO")
+        .env_remove("SHOAL_SIM_LEADER_RESTORE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let expected = format!("seed={seed} hash={:#018x} ", here.trace_hash);
+    assert!(out.status.success(), "child replay failed:\n{text}");
+    assert!(
+        text.contains(&expected),
+        "child printed a different trace: expected {expected:?} in\n{text}"
+    );
+}
