@@ -106,10 +106,16 @@ pub fn check(ops: &[Op], log: &BTreeMap<u64, Command>) -> Vec<String> {
             writes.push((op, p));
         }
     }
+    // A write that was not acknowledged may have taken effect at any time after its
+    // invocation, even after its client gave up: it completed "never".
+    let done = |op: &Op| match op.outcome {
+        Outcome::Ok(_) => op.complete,
+        Outcome::Fail | Outcome::Unknown => u64::MAX,
+    };
     // 2. Real-time order of writes.
     for (a, pa) in &writes {
         for (b, pb) in &writes {
-            if a.complete < b.invoke && pa > pb {
+            if done(a) < b.invoke && pa > pb {
                 out.push(format!(
                     "real-time order: {:?} completed before {:?} was invoked but is committed after it ({pa} > {pb})",
                     a.kind, b.kind
@@ -141,7 +147,7 @@ pub fn check(ops: &[Op], log: &BTreeMap<u64, Command>) -> Vec<String> {
         let seq = per_key.get(key).map(Vec::as_slice).unwrap_or(&[]);
         let mut lower = 0u64;
         for (w, p) in &writes {
-            if w.complete < r.invoke && key_of_write(w) == Some(key) {
+            if done(w) < r.invoke && key_of_write(w) == Some(key) {
                 lower = lower.max(*p);
             }
         }
@@ -190,5 +196,125 @@ fn key_of_write(op: &Op) -> Option<&Bytes> {
     match &op.kind {
         OpKind::Write(c) => Some(key_of(c)),
         OpKind::Read(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &str, v: &str) -> Command {
+        Command::Put {
+            key: Bytes::from(k.to_string()),
+            value: Bytes::from(v.to_string()),
+        }
+    }
+
+    fn w(c: Command, invoke: u64, complete: u64, outcome: Outcome) -> Op {
+        Op {
+            client: 0,
+            kind: OpKind::Write(c),
+            invoke,
+            complete,
+            outcome,
+        }
+    }
+
+    fn r(k: &str, v: Option<&str>, invoke: u64, complete: u64) -> Op {
+        Op {
+            client: 1,
+            kind: OpKind::Read(Bytes::from(k.to_string())),
+            invoke,
+            complete,
+            outcome: Outcome::Ok(OkValue::Read(v.map(|v| Bytes::from(v.to_string())))),
+        }
+    }
+
+    fn ok(i: u64) -> Outcome {
+        Outcome::Ok(OkValue::Written(i))
+    }
+
+    fn log(entries: &[(u64, Command)]) -> BTreeMap<u64, Command> {
+        entries.iter().cloned().collect()
+    }
+
+    #[test]
+    fn a_linearizable_history_passes() {
+        let l = log(&[(1, put("a", "1")), (2, put("a", "2"))]);
+        let ops = vec![
+            r("a", None, 0, 5),
+            w(put("a", "1"), 1, 10, ok(1)),
+            r("a", Some("1"), 11, 12),
+            // Concurrent with the second write: old or new value.
+            r("a", Some("1"), 13, 30),
+            w(put("a", "2"), 14, 20, ok(2)),
+            r("a", Some("2"), 21, 22),
+        ];
+        assert_eq!(check(&ops, &l), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_stale_read_is_reported() {
+        let l = log(&[(1, put("a", "1")), (2, put("a", "2"))]);
+        let ops = vec![
+            w(put("a", "1"), 1, 10, ok(1)),
+            w(put("a", "2"), 11, 20, ok(2)),
+            r("a", Some("1"), 21, 22),
+        ];
+        let v = check(&ops, &l);
+        assert!(
+            v.iter().any(|e| e.contains("non-linearizable read")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_read_going_back_after_another_read_is_reported() {
+        let l = log(&[(1, put("a", "1")), (2, put("a", "2"))]);
+        let ops = vec![
+            w(put("a", "1"), 1, 10, ok(1)),
+            w(put("a", "2"), 11, 50, Outcome::Unknown),
+            r("a", Some("2"), 12, 13),
+            r("a", Some("1"), 14, 15),
+        ];
+        let v = check(&ops, &l);
+        assert!(
+            v.iter().any(|e| e.contains("non-linearizable read")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_is_reported() {
+        let l = log(&[(1, put("a", "1"))]);
+        let ops = vec![
+            w(put("a", "1"), 1, 10, ok(1)),
+            w(put("a", "2"), 11, 20, ok(2)),
+        ];
+        let v = check(&ops, &l);
+        assert!(
+            v.iter().any(|e| e.contains("acknowledged write lost")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_write_may_take_effect_after_its_client_gave_up() {
+        // The first write timed out at 10 but committed after the second one.
+        let l = log(&[(1, put("a", "2")), (2, put("a", "1"))]);
+        let ops = vec![
+            w(put("a", "1"), 1, 10, Outcome::Unknown),
+            w(put("a", "2"), 11, 20, ok(1)),
+            r("a", Some("1"), 30, 31),
+        ];
+        assert_eq!(check(&ops, &l), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_failed_write_that_committed_is_reported() {
+        let l = log(&[(1, put("a", "1"))]);
+        let ops = vec![w(put("a", "1"), 1, 10, Outcome::Fail)];
+        let v = check(&ops, &l);
+        assert!(v.iter().any(|e| e.contains("reported failed")), "{v:?}");
     }
 }
