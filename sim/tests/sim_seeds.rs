@@ -66,7 +66,16 @@ fn replay_one_seed() {
 }
 
 fn sweep(first: u64, count: u64) {
+    // Wall time of the test itself (outside any simulation), for the report only.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
     let failed = run_seeds(first, count, |_| {});
+    eprintln!(
+        "swept seeds {first}..{}: {} failed, {:?} wall",
+        first + count,
+        failed.len(),
+        started.elapsed()
+    );
     assert!(
         failed.is_empty(),
         "{} of {count} seeds failed: {:?}\n{}",
@@ -189,8 +198,14 @@ fn openraft_leader_restore_with_a_lost_tail_is_caught() {
 fn soak() {
     let count = env_u64("SHOAL_SIM_SEEDS").unwrap_or(5_000);
     let first = env_u64("SHOAL_SIM_FIRST_SEED").unwrap_or(1_000);
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
     let failed = run_seeds(first, count, |_| {});
-    eprintln!("soak: {count} seeds from {first}, {} failed", failed.len());
+    eprintln!(
+        "soak: {count} seeds from {first}, {} failed, {:?} wall",
+        failed.len(),
+        started.elapsed()
+    );
     assert!(failed.is_empty(), "{}", failed[0].failure());
 }
 
