@@ -192,7 +192,8 @@ fn openraft_leader_restore_with_a_lost_tail_is_caught() {
     );
 }
 
-/// Soak: `SHOAL_SIM_SEEDS=<count>` seeds from `SHOAL_SIM_FIRST_SEED` (default 1000).
+/// Soak: `SHOAL_SIM_SEEDS=<count>` seeds from `SHOAL_SIM_FIRST_SEED` (default 1000), each
+/// with `SHOAL_SIM_SECS` seconds of virtual fault phase (default 4).
 #[test]
 #[ignore]
 fn soak() {
@@ -200,7 +201,12 @@ fn soak() {
     let first = env_u64("SHOAL_SIM_FIRST_SEED").unwrap_or(1_000);
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let failed = run_seeds(first, count, |_| {});
+    let secs = env_u64("SHOAL_SIM_SECS");
+    let failed = run_seeds(first, count, |p| {
+        if let Some(secs) = secs {
+            p.duration = std::time::Duration::from_secs(secs);
+        }
+    });
     eprintln!(
         "soak: {count} seeds from {first}, {} failed, {:?} wall",
         failed.len(),
