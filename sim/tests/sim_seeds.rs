@@ -60,6 +60,9 @@ fn replay_one_seed() {
     let mut params = SimParams::for_seed(seed);
     params.echo = std::env::var("SHOAL_SIM_ECHO").is_ok();
     params.leader_restore = std::env::var("SHOAL_SIM_LEADER_RESTORE").is_ok();
+    if let Some(secs) = env_u64("SHOAL_SIM_SECS") {
+        params.duration = std::time::Duration::from_secs(secs);
+    }
     let r = shoal_sim::run(&params);
     eprintln!("{}", summary(&r));
     assert!(r.violations.is_empty(), "{}", r.failure());
