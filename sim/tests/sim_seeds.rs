@@ -32,15 +32,36 @@ const CI_SEEDS: u64 = 300;
 
 fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunReport> {
     let mut failed = Vec::new();
+    let (mut ops, mut faults, mut msgs) = ((0u64, 0u64, 0u64), Vec::new(), (0u64, 0u64, 0u64));
     for seed in first..first + count {
         let mut params = SimParams::for_seed(seed);
         tweak(&mut params);
         let r = shoal_sim::run(&params);
+        ops = (ops.0 + r.ops.0, ops.1 + r.ops.1, ops.2 + r.ops.2);
+        msgs = (
+            msgs.0 + r.net.delivered,
+            msgs.1 + r.net.dropped + r.net.cut,
+            msgs.2 + r.net.duplicated,
+        );
+        faults.push(r.faults);
         if !r.violations.is_empty() {
             eprintln!("{}", r.failure());
             failed.push(r);
         }
     }
+    let sum = |f: fn(&shoal_sim::nemesis::FaultStats) -> u64| faults.iter().map(f).sum::<u64>();
+    eprintln!(
+        "seeds {first}..{}: client ops ok/fail/unknown {ops:?}; faults: crashes {} leader crashes {} \
+         isolations {} splits {} bridges {} lossy periods {} bad links {}; messages delivered/lost/duplicated {msgs:?}",
+        first + count,
+        sum(|f| f.crashes),
+        sum(|f| f.leader_crashes),
+        sum(|f| f.isolations),
+        sum(|f| f.splits),
+        sum(|f| f.bridges),
+        sum(|f| f.lossy_periods),
+        sum(|f| f.bad_links),
+    );
     failed
 }
 
