@@ -268,18 +268,23 @@ impl<S: StorageModel> Cluster<S> {
         ));
     }
 
-    /// One monitor tick: check every up node and the quorum durability of commits.
+    /// Check every up node and the quorum durability of commits (after every poll, and at
+    /// every monitor tick). Stops checking after the first violation.
     pub fn check(&self) {
+        if self.checker.failed() {
+            return;
+        }
         for id in self.up_nodes() {
             let Some(raft) = self.net.get(id) else {
                 continue;
             };
-            let m = raft.metrics().borrow_watched().clone();
+            let rx = raft.metrics();
+            let m = rx.borrow_watched();
             if let Err(fatal) = &m.running_state {
                 self.checker
                     .report(format!("node {id} stopped with a fatal error: {fatal}"));
             }
-            let storage = self.storage.clone();
+            let storage = &self.storage;
             self.checker
                 .observe_metrics(id, &m, |lid| storage.log_has(id, lid));
         }
@@ -288,9 +293,9 @@ impl<S: StorageModel> Cluster<S> {
                 .check_durable_quorum(&*self.storage, &self.voters);
         }
         let panics = task_panics();
-        if !panics.is_empty() {
+        if let Some(first) = panics.first() {
             self.checker
-                .report(format!("a task panicked: {}", panics.join("; ")));
+                .report(format!("{} task(s) panicked, first: {first}", panics.len()));
         }
     }
 
