@@ -1,9 +1,13 @@
 //! The Raft safety invariants, checked at every storage event and after every executor step.
 //!
 //! Checked at the event itself (from the storage hooks):
-//! - **Election safety**: a vote is saved as committed (a leader established) for at most
-//!   one node per term. Also checked from metrics: at most one node is ever seen `Leader`
-//!   in a term.
+//! - **Election safety**: a leader is established (its vote saved as committed) only after a
+//!   quorum of voters durably saved that vote (granted it). Shoal's `TypeConfig` uses
+//!   openraft's default `leader_id_adv`, where a leader id is (term, node id), totally
+//!   ordered like a Paxos ballot, so two leaders may share a *term* legitimately (a later
+//!   candidate of the same term with a higher node id); the checked property is per leader
+//!   id: quorum-granted, and held by that node only. Also checked from metrics: a node seen
+//!   `Leader` holds its own committed, quorum-granted vote.
 //! - **Log matching**: an entry appended anywhere with log id L has the same payload and
 //!   the same predecessor log id as every other entry ever appended with log id L
 //!   (inductively: two logs that hold L agree on their whole prefix up to L).
@@ -25,6 +29,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -56,8 +61,8 @@ struct NodeTrack {
 struct Inner {
     voters: usize,
     violations: Vec<String>,
-    /// term -> node with a committed vote (leader) in that term.
-    leaders: BTreeMap<u64, NodeId>,
+    /// leader id (term, node) -> nodes that saved that vote (granted it, or are it).
+    granted: BTreeMap<(u64, NodeId), BTreeSet<NodeId>>,
     /// log id -> (payload digest, predecessor log id) of every entry ever appended.
     entries: BTreeMap<LogId, (u64, Option<LogId>)>,
     /// index -> log id observed committed.
@@ -144,22 +149,31 @@ impl Checker {
         self.inner.borrow().commands.clone()
     }
 
-    /// Storage hook: `node` saved `vote`.
+    /// Storage hook: `node` saved `vote` (durably: `save_vote` returns after the sync).
     pub fn on_vote_saved(&self, node: NodeId, vote: &Vote) {
-        if !vote.committed {
-            return;
-        }
-        let (term, leader) = (vote.leader_id.term, vote.leader_id.node_id);
-        let prev = *self
-            .inner
-            .borrow_mut()
-            .leaders
-            .entry(term)
-            .or_insert(leader);
-        if prev != leader {
+        let lid = (vote.leader_id.term, vote.leader_id.node_id);
+        let (granted, need) = {
+            let mut i = self.inner.borrow_mut();
+            let need = i.voters / 2 + 1;
+            let set = i.granted.entry(lid).or_default();
+            set.insert(node);
+            (set.clone(), need)
+        };
+        if vote.committed && granted.len() < need {
             self.violation(format!(
-                "election safety: term {term} has two leaders, {prev} and {leader} (vote saved by node {node})"
+                "election safety: node {node} saved committed vote T{}-N{} granted only by {granted:?} (quorum {need})",
+                lid.0, lid.1
             ));
+        }
+    }
+
+    fn quorum_granted(&self, lid: (u64, NodeId)) -> Result<(), BTreeSet<NodeId>> {
+        let i = self.inner.borrow();
+        let set = i.granted.get(&lid).cloned().unwrap_or_default();
+        if set.len() > i.voters / 2 {
+            Ok(())
+        } else {
+            Err(set)
         }
     }
 
@@ -299,13 +313,9 @@ impl Checker {
         let is_leader = m.state == ServerState::Leader;
         let (went_back, floor_broken, newly_leader, leader_clash) = {
             let mut i = self.inner.borrow_mut();
-            let leader_clash = if is_leader {
-                let term = m.vote.leader_id.term;
-                let prev = *i.leaders.entry(term).or_insert(node);
-                (prev != node).then_some((term, prev))
-            } else {
-                None
-            };
+            let leader_clash = (is_leader
+                && (!m.vote.committed || m.vote.leader_id.node_id != node))
+                .then_some(m.vote);
             let track = i.nodes.entry(node).or_default();
             let went_back = match (track.committed, m.local_committed) {
                 (Some(a), b) if b.is_none_or(|b| b < a) => Some((a, b)),
@@ -325,10 +335,19 @@ impl Checker {
             track.was_leader = is_leader;
             (went_back, floor_broken, newly_leader, leader_clash)
         };
-        if let Some((term, prev)) = leader_clash {
+        if let Some(vote) = leader_clash {
             self.violation(format!(
-                "election safety: nodes {prev} and {node} both seen leader in term {term}"
+                "election safety: node {node} is leader with vote {vote}, not its own committed vote"
             ));
+        }
+        if is_leader {
+            let lid = (m.vote.leader_id.term, m.vote.leader_id.node_id);
+            if let Err(set) = self.quorum_granted(lid) {
+                self.violation(format!(
+                    "election safety: node {node} is leader T{}-N{} but only {set:?} saved that vote",
+                    lid.0, lid.1
+                ));
+            }
         }
         if let Some((a, b)) = went_back {
             self.violation(format!(
@@ -380,5 +399,63 @@ impl Checker {
             ));
         }
         self.inner.borrow_mut().durable_checked = Some(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::vote::leader_id_adv::LeaderId;
+
+    use super::*;
+
+    fn vote(term: u64, node_id: u64, committed: bool) -> Vote {
+        Vote {
+            leader_id: LeaderId { term, node_id },
+            committed,
+        }
+    }
+
+    #[test]
+    fn a_leader_without_a_quorum_of_grants_is_reported() {
+        let c = Checker::new(3);
+        c.on_vote_saved(1, &vote(1, 1, false));
+        c.on_vote_saved(1, &vote(1, 1, true));
+        assert!(
+            c.violations()[0].contains("election safety"),
+            "{:?}",
+            c.violations()
+        );
+    }
+
+    #[test]
+    fn two_leaders_of_one_term_with_quorum_grants_are_allowed() {
+        // leader_id_adv: T2-N3 > T2-N2, node 1 may grant both.
+        let c = Checker::new(3);
+        for n in [2, 1] {
+            c.on_vote_saved(n, &vote(2, 2, false));
+        }
+        c.on_vote_saved(2, &vote(2, 2, true));
+        for n in [3, 1] {
+            c.on_vote_saved(n, &vote(2, 3, false));
+        }
+        c.on_vote_saved(3, &vote(2, 3, true));
+        assert!(!c.failed(), "{:?}", c.violations());
+    }
+
+    #[test]
+    fn same_log_id_with_another_payload_or_predecessor_is_reported() {
+        let c = Checker::new(3);
+        let id = |t, n, i| LogId {
+            leader_id: LeaderId {
+                term: t,
+                node_id: n,
+            },
+            index: i,
+        };
+        c.on_append(1, id(1, 1, 1), 10, None);
+        c.on_append(2, id(1, 1, 1), 10, None);
+        assert!(!c.failed());
+        c.on_append(3, id(1, 1, 1), 11, None);
+        assert!(c.violations()[0].contains("log matching"));
     }
 }
