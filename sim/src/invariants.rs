@@ -442,6 +442,34 @@ mod tests {
         assert!(!c.failed(), "{:?}", c.violations());
     }
 
+    fn lid(t: u64, n: u64, i: u64) -> LogId {
+        LogId {
+            leader_id: LeaderId {
+                term: t,
+                node_id: n,
+            },
+            index: i,
+        }
+    }
+
+    #[test]
+    fn different_entries_applied_at_one_index_are_reported() {
+        let c = Checker::new(3);
+        c.on_apply(1, lid(1, 1, 1), 10, None);
+        c.on_apply(2, lid(1, 1, 1), 10, None);
+        assert!(!c.failed());
+        c.on_apply(3, lid(2, 2, 1), 12, None);
+        assert!(c.violations()[0].contains("state machine safety"));
+    }
+
+    #[test]
+    fn an_apply_gap_is_reported() {
+        let c = Checker::new(3);
+        c.on_apply(1, lid(1, 1, 1), 10, None);
+        c.on_apply(1, lid(1, 1, 3), 10, None);
+        assert!(c.violations()[0].contains("monotonic apply"));
+    }
+
     #[test]
     fn same_log_id_with_another_payload_or_predecessor_is_reported() {
         let c = Checker::new(3);
