@@ -78,6 +78,11 @@ pub async fn run<S: StorageModel>(c: Rc<Cluster<S>>, until: Duration) {
     SimRuntime::sleep(Duration::from_millis(500)).await;
     while now().since_start() < until && !c.checker.failed() {
         SimRuntime::sleep(ms(50, 600)).await;
+        // The fault phase may have ended while sleeping: no fault after it (the harness is
+        // healing and checking convergence by then).
+        if now().since_start() >= until {
+            break;
+        }
         let dice = below(Stream::Nemesis, 100);
         match dice {
             0..=14 => crash(&c, pick(&c.up_nodes()), false),
