@@ -81,6 +81,10 @@ fn replay_one_seed() {
     let mut params = SimParams::for_seed(seed);
     params.echo = std::env::var("SHOAL_SIM_ECHO").is_ok();
     params.leader_restore = std::env::var("SHOAL_SIM_LEADER_RESTORE").is_ok();
+    // Replay a negative-control seed.
+    params.ack_before_sync = std::env::var("SHOAL_SIM_ACK_BEFORE_SYNC").is_ok();
+    params.check_durable_quorum = std::env::var("SHOAL_SIM_NO_DURABILITY_CHECK").is_err();
+    params.stale_reads = std::env::var("SHOAL_SIM_STALE_READS").is_ok();
     if let Some(secs) = env_u64("SHOAL_SIM_SECS") {
         params.duration = std::time::Duration::from_secs(secs);
     }
