@@ -6,9 +6,9 @@
 //! - Exactly one thread ever touches an executor. Wakers are `Send` (the `Waker` contract),
 //!   but waking one from any other thread panics: a real thread inside a simulated run
 //!   would make scheduling depend on the OS.
-//! - The ready queue is FIFO in wake order, or (when `shuffle` is on) a choice drawn from
-//!   the scheduler's seeded RNG stream; either way the same seed polls tasks in the same
-//!   order.
+//! - The ready queue is FIFO by poll (the tasks one poll woke join it in task-id order,
+//!   whatever order they were woken in), or (when `shuffle` is on) a choice drawn from the
+//!   scheduler's seeded RNG stream; either way the same seed polls tasks in the same order.
 //! - A task carries a *tag* (the simulated node it belongs to, 0 = harness and network),
 //!   inherited by every task it spawns. [`Executor::kill_tag`] drops every task of a tag
 //!   without polling it again: that is how a node crashes.
@@ -216,12 +216,20 @@ impl Executor {
         }
     }
 
-    /// Move woken task ids to the ready queue (in wake order, without duplicates).
+    /// Move the task ids woken since the last drain (one poll's worth) to the back of the
+    /// ready queue, in task-id order, without duplicates.
+    ///
+    /// Sorted, not in wake order, because the order in which one poll wakes several tasks
+    /// is not always ours to fix: `tokio::sync::watch` spreads its waiters over 8 `Notify`
+    /// slots chosen by tokio's randomly seeded thread-local RNG whenever tokio's `rt` or
+    /// `macros` feature is on (as it is in a workspace-wide build), and wakes them slot by
+    /// slot. Task ids are assigned in spawn order, which the seed fixes.
     pub fn drain_woken(&self) {
-        let woken = match self.queue.woken.lock() {
+        let mut woken = match self.queue.woken.lock() {
             Ok(mut w) => std::mem::take(&mut *w),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
+        woken.sort_unstable();
         for id in woken {
             self.enqueue(id);
         }
