@@ -4,21 +4,11 @@
 //!
 //! Invariant: only the runtime differs from `shoal::raft::TypeConfig`.
 
-use shoal::raft::types::NodeId;
-use shoal::raft::types::Request;
-use shoal::raft::types::Response;
-use shoal::raft::types::ShoalNode;
-
 use crate::runtime::SimRuntime;
 
-openraft::declare_raft_types!(
+shoal::declare_shoal_raft_types!(
     /// A Shoal group's type configuration on the simulated runtime.
-    pub SimConfig:
-        D = Request,
-        R = Response,
-        NodeId = NodeId,
-        Node = ShoalNode,
-        AsyncRuntime = SimRuntime,
+    pub SimConfig, SimRuntime
 );
 
 /// Log id of a simulated group.

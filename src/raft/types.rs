@@ -61,15 +61,30 @@ impl fmt::Display for ShoalNode {
 /// A node's id inside a cluster (the same for all its shards' groups).
 pub type NodeId = u64;
 
-openraft::declare_raft_types!(
+/// Declares a Shoal group type configuration named `$name` on the runtime `$runtime`:
+/// Shoal's [`Request`], [`Response`], [`NodeId`] and [`ShoalNode`], openraft's defaults for
+/// the rest. Production declares [`TypeConfig`] with it on glommio, and the deterministic
+/// simulation (`shoal-sim`) declares its own on a simulated runtime, so the code under test
+/// sees the same entries as a real shard and the two configurations cannot drift apart.
+#[macro_export]
+macro_rules! declare_shoal_raft_types {
+    ($(#[$meta:meta])* $vis:vis $name:ident, $runtime:ty) => {
+        ::openraft::declare_raft_types!(
+            $(#[$meta])*
+            $vis $name:
+                D = $crate::raft::types::Request,
+                R = $crate::raft::types::Response,
+                NodeId = $crate::raft::types::NodeId,
+                Node = $crate::raft::types::ShoalNode,
+                AsyncRuntime = $runtime,
+        );
+    };
+}
+
+declare_shoal_raft_types!(
     /// The openraft type configuration of every Shoal Raft group. Vote, LeaderId
     /// (`leader_id_adv`), Entry, Responder and Batch are openraft's defaults.
-    pub TypeConfig:
-        D = Request,
-        R = Response,
-        NodeId = NodeId,
-        Node = ShoalNode,
-        AsyncRuntime = GlommioRuntime,
+    pub TypeConfig, GlommioRuntime
 );
 
 /// A log id (leader id + index) of a Shoal group.
