@@ -12,3 +12,4 @@ pub use shoal_proto::limits;
 
 pub mod raft;
 pub mod state;
+pub mod node;

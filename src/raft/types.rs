@@ -105,3 +105,10 @@ pub type Snapshot<SD> = openraft::type_config::alias::SnapshotOf<TypeConfig, SD>
 /// A Raft handle of a Shoal group whose state machine is `SM` (openraft 0.10 makes the state
 /// machine a type parameter of `Raft`).
 pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
+
+/// The bytes of a whole state-machine snapshot, as the state machine, the snapshot store
+/// and the peer transport exchange them (the `SnapshotData` of the state machine and of
+/// the network). A shard's state lives in memory, so holding one encoded copy of it while
+/// building, sending or installing a snapshot is within the node's memory budget; the
+/// durable copy is a file in the shard's directory (`docs/SNAPSHOT.md`).
+pub type SnapshotData = Bytes;

@@ -1,0 +1,29 @@
+//! The seam between the server (connections, routing, forwarding) and a shard's consensus
+//! and state: [`ShardService`] executes one request on the shard that owns it.
+//!
+//! Invariants:
+//! - `execute` runs on the owning shard's executor thread (the trait is `?Send`: the
+//!   implementation holds the shard's `Raft` and state through `Rc`).
+//! - It is only given requests that belong to its shard: single-key requests whose key it
+//!   owns, `GetMulti` batches whose keys it all owns, and `Status`, `AddLearner`,
+//!   `ChangeMembership` for its own group. Routing, fan-out, `Hello`, `Ping` and `Topology`
+//!   are the server's business.
+//! - It always answers: failures are `Response::Error` with a precise status
+//!   (`NotLeader` with a leader hint, `Timeout` past the deadline, `Unavailable`,
+//!   `ShuttingDown`...), never a panic.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use shoal_proto::{Request, Response};
+
+/// Executes requests on the shard that owns them.
+#[async_trait(?Send)]
+pub trait ShardService: 'static {
+    /// The shard (= Raft group) this service runs.
+    fn shard(&self) -> u32;
+
+    /// Executes `request`, answering `Timeout` if `deadline` passes first. Writes answer
+    /// once committed and applied; reads at the requested consistency.
+    async fn execute(&self, request: Request, deadline: Instant) -> Response;
+}
