@@ -8,6 +8,7 @@
 //! Invariant: shards share no mutable state; everything crossing threads is moved
 //! through the mesh.
 
+pub mod layout;
 pub mod mesh;
 pub mod service;
 

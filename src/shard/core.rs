@@ -1,0 +1,292 @@
+//! `ShardCore`: one shard's consensus and state behind the [`ShardService`] seam: turns
+//! protocol requests into Raft proposals and reads, and Raft's answers into responses.
+//!
+//! Invariants:
+//! - A write is answered only after openraft applied it, which happens only after its entry
+//!   is fdatasync'd on a quorum of the group (`client_write` resolves after apply).
+//! - `put_with_ttl` fixes the absolute expiry from this (the leader's) wall clock when the
+//!   entry is proposed; replicas apply that same instant. openraft refuses a proposal made
+//!   on a follower, so only a leader's expiry ever reaches the log.
+//! - Linearizable reads go through `ensure_linearizable` (ReadIndex: confirm leadership with
+//!   a quorum, then wait until the state machine applied the read index) before reading
+//!   the shared state; lease reads skip the quorum round while the leader lease holds and
+//!   fall back to ReadIndex otherwise; stale reads read whatever is applied.
+//! - Every request ends by its deadline: past it the answer is `Timeout` (a write may still
+//!   commit after that; the client is told the outcome is unknown).
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use openraft::ReadPolicy;
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
+use shoal_proto::{
+    ErrorDetail, ErrorResponse, GroupStatus, RaftRole, ReadConsistency, Request, Response,
+    StatusReport,
+};
+
+use super::clock::now_ms;
+use super::errors::{fatal, read_error, write_error};
+use crate::node::ShardService;
+use crate::raft::apply_reply::ApplyReply;
+use crate::raft::state_machine::{ShardStateMachine, SharedState};
+use crate::raft::types::{NodeId, Raft, Request as RaftRequest};
+use crate::state::Command;
+
+/// One shard's Raft group and state, serving requests on the shard's executor.
+pub struct ShardCore {
+    shard: u32,
+    shard_count: u32,
+    node_id: NodeId,
+    raft: Raft<ShardStateMachine>,
+    state: SharedState,
+}
+
+impl std::fmt::Debug for ShardCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCore")
+            .field("shard", &self.shard)
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardCore {
+    /// Wraps the group of shard `shard` (of `shard_count`) on node `node_id`.
+    pub fn new(
+        shard: u32,
+        shard_count: u32,
+        node_id: NodeId,
+        raft: Raft<ShardStateMachine>,
+        state: SharedState,
+    ) -> ShardCore {
+        assert!(shard < shard_count, "shard {shard} out of {shard_count}");
+        ShardCore {
+            shard,
+            shard_count,
+            node_id,
+            raft,
+            state,
+        }
+    }
+
+    /// The Raft handle (for status lines, shutdown and the peer server).
+    pub fn raft(&self) -> &Raft<ShardStateMachine> {
+        &self.raft
+    }
+
+    /// The Raft status of this group as this node sees it.
+    pub fn group_status(&self) -> GroupStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let role = if m.running_state.is_err() {
+            RaftRole::Shutdown
+        } else {
+            match m.state {
+                ServerState::Leader => RaftRole::Leader,
+                ServerState::Follower => RaftRole::Follower,
+                ServerState::Candidate => RaftRole::Candidate,
+                ServerState::Learner => RaftRole::Learner,
+                ServerState::Shutdown => RaftRole::Shutdown,
+            }
+        };
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let learners: Vec<u64> = membership.learner_ids().collect();
+        GroupStatus {
+            group: self.shard,
+            role,
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed_index: m.cluster_committed.map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            voters,
+            learners,
+        }
+    }
+
+    async fn run(&self, request: Request, deadline: Instant) -> Response {
+        match request {
+            Request::Put(p) => {
+                self.write(Command::Put {
+                    key: p.key,
+                    value: p.value,
+                })
+                .await
+            }
+            Request::PutWithTtl(p) => self.put_with_ttl(p.key, p.value, p.ttl_ms).await,
+            Request::Delete(d) => self.write(Command::Delete { key: d.key }).await,
+            Request::Get(g) => match self.confirm_read(g.consistency, deadline).await {
+                Ok(()) => Response::Get(self.state.borrow().get(&g.key, now_ms())),
+                Err(e) => Response::Error(e),
+            },
+            Request::GetMulti(g) => match self.confirm_read(g.consistency, deadline).await {
+                Ok(()) => Response::GetMulti(self.state.borrow().get_multi(&g.keys, now_ms())),
+                Err(e) => Response::Error(e),
+            },
+            Request::Status { group } => {
+                if group.is_some_and(|g| g != self.shard) {
+                    return invalid(format!("shard {} was asked for group {group:?}", self.shard));
+                }
+                Response::Status(StatusReport {
+                    node_id: self.node_id,
+                    groups: vec![self.group_status()],
+                })
+            }
+            Request::AddLearner(_) | Request::ChangeMembership(_) => invalid(
+                "membership changes are not served by this node build (single-node groups)"
+                    .to_string(),
+            ),
+            Request::Hello(_) | Request::Ping | Request::Topology => invalid(format!(
+                "{:?} is answered by the server, not by a shard",
+                request.opcode()
+            )),
+        }
+    }
+
+    async fn put_with_ttl(&self, key: Bytes, value: Bytes, ttl_ms: u64) -> Response {
+        // The expiry comes from the clock of the node that proposes: openraft appends the
+        // entry only if this node leads the group at that moment, so an expiry computed on
+        // a follower is never used (the proposal is refused with `NotLeader`).
+        let expire_at_ms = now_ms().saturating_add(ttl_ms);
+        self.write(Command::PutWithTtl {
+            key,
+            value,
+            expire_at_ms,
+        })
+        .await
+    }
+
+    async fn write(&self, command: Command) -> Response {
+        let is_put = !matches!(command, Command::Delete { .. });
+        let is_ttl = matches!(command, Command::PutWithTtl { .. });
+        let encoded = match command.to_bytes() {
+            Ok(b) => b,
+            Err(e) => return invalid(e.to_string()),
+        };
+        // A fresh leader has no quorum ack yet and refuses writes with `LeaseExpired`
+        // (docs/RAFT.md pitfall 6): wait for the ack once, then propose again.
+        let mut waited_for_lease = false;
+        loop {
+            let result = self
+                .raft
+                .client_write(RaftRequest {
+                    command: encoded.clone(),
+                })
+                .await;
+            match result {
+                Ok(resp) => {
+                    return match ApplyReply::decode(&resp.data.reply) {
+                        Ok(ApplyReply::Written) if is_ttl => Response::PutWithTtl,
+                        Ok(ApplyReply::Written) if is_put => Response::Put,
+                        Ok(ApplyReply::Deleted { existed }) if !is_put => {
+                            Response::Delete { existed }
+                        }
+                        Ok(ApplyReply::Rejected { reason }) => invalid(reason),
+                        Ok(other) => internal(format!("unexpected apply reply {other:?}")),
+                        Err(e) => internal(format!("undecodable apply reply: {e}")),
+                    };
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired && !waited_for_lease =>
+                {
+                    waited_for_lease = true;
+                    let waited = self
+                        .raft
+                        .wait(None)
+                        .leader_with_quorum_acked(None, "leader lease for a write")
+                        .await;
+                    if waited.is_err() {
+                        return Response::Error(ErrorResponse::new(
+                            ErrorDetail::Unavailable,
+                            format!("group {}: leadership lost", self.shard),
+                        ));
+                    }
+                }
+                Err(e) => return Response::Error(write_error(self.shard, &e, self.shard_count)),
+            }
+        }
+    }
+
+    async fn confirm_read(
+        &self,
+        consistency: ReadConsistency,
+        deadline: Instant,
+    ) -> Result<(), ErrorResponse> {
+        match consistency {
+            ReadConsistency::Stale => {
+                // Any replica serves what it applied, unless its group is stopped.
+                let m = self.raft.metrics().borrow_watched().clone();
+                match m.running_state {
+                    Ok(()) => Ok(()),
+                    Err(f) => Err(fatal(self.shard, &f)),
+                }
+            }
+            ReadConsistency::Lease => {
+                match self.raft.ensure_linearizable(ReadPolicy::LeaseRead).await {
+                    Ok(_) => Ok(()),
+                    // Lease not valid now (fresh leader, slow acks): fall back to a quorum
+                    // round rather than failing a read the leader can still serve.
+                    Err(RaftError::APIError(_)) if self.raft.is_leader() => {
+                        self.read_index(deadline).await
+                    }
+                    Err(e) => Err(read_error(self.shard, &e, self.shard_count)),
+                }
+            }
+            ReadConsistency::Linearizable => self.read_index(deadline).await,
+        }
+    }
+
+    async fn read_index(&self, deadline: Instant) -> Result<(), ErrorResponse> {
+        let linearizer = self
+            .raft
+            .get_read_linearizer(ReadPolicy::ReadIndex)
+            .await
+            .map_err(|e| read_error(self.shard, &e, self.shard_count))?;
+        let budget = deadline.saturating_duration_since(Instant::now());
+        match linearizer
+            .try_await_ready(&self.raft, Some(budget.max(Duration::from_millis(1))))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(timeout(self.shard)),
+            Err(f) => Err(fatal(self.shard, &f)),
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl ShardService for ShardCore {
+    fn shard(&self) -> u32 {
+        self.shard
+    }
+
+    async fn execute(&self, request: Request, deadline: Instant) -> Response {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        if budget.is_zero() {
+            return Response::Error(timeout(self.shard));
+        }
+        let run = async { Ok(self.run(request, deadline).await) };
+        match glommio::timer::timeout(budget, run).await {
+            Ok(response) => response,
+            Err(_) => Response::Error(timeout(self.shard)),
+        }
+    }
+}
+
+fn timeout(shard: u32) -> ErrorResponse {
+    ErrorResponse::new(
+        ErrorDetail::Timeout,
+        format!("shard {shard}: request deadline passed; a write may still be applied"),
+    )
+}
+
+fn invalid(message: String) -> Response {
+    Response::Error(ErrorResponse::new(ErrorDetail::InvalidRequest, message))
+}
+
+fn internal(message: String) -> Response {
+    Response::Error(ErrorResponse::new(ErrorDetail::Internal, message))
+}

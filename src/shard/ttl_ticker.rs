@@ -1,0 +1,50 @@
+//! The shard's TTL ticker: reclaims expired keys from the state's timer wheel, a bounded
+//! slice of work at a time, so reclaiming a million keys never stalls the shard.
+//!
+//! Invariants:
+//! - Reclaiming changes nothing a client can observe (an expired key is already invisible
+//!   from its expiry on); it only returns memory. So it runs locally on every replica, off
+//!   the Raft log.
+//! - One `tick` does at most `DEFAULT_TICK_WORK` units; when work is left the ticker yields
+//!   to the executor and continues, otherwise it sleeps until the wheel's next deadline,
+//!   at most `MAX_IDLE`, so a key inserted with an earlier expiry meanwhile is reclaimed at
+//!   most that late.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::clock::now_ms;
+use crate::raft::state_machine::SharedState;
+use crate::state::DEFAULT_TICK_WORK;
+
+/// Longest sleep between two ticks.
+pub const MAX_IDLE: Duration = Duration::from_millis(50);
+
+/// Ticks `state` until `stop` turns true (or its sender is dropped).
+pub async fn run_ttl_ticker(state: SharedState, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = now_ms();
+        let report = state.borrow_mut().tick(now, DEFAULT_TICK_WORK);
+        let pause = if report.complete {
+            match state.borrow().next_tick_at() {
+                Some(at) => Duration::from_millis(at.saturating_sub(now)).min(MAX_IDLE),
+                None => MAX_IDLE,
+            }
+        } else {
+            Duration::ZERO
+        };
+        if pause.is_zero() {
+            // Work left: let requests run, then continue at once.
+            glommio::executor().yield_now().await;
+            continue;
+        }
+        futures::select_biased! {
+            _ = stop.changed() => {}
+            _ = futures::FutureExt::fuse(glommio::timer::sleep(pause)) => {}
+        }
+    }
+}
