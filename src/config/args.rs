@@ -66,6 +66,10 @@ pub struct NodeArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// TEST-ONLY: acknowledge writes before they are durable (the negative control of the
+    /// crash-durability test). Loses acknowledged writes on a crash.
+    #[arg(long, hide = true)]
+    pub unsafe_ack_before_fsync: bool,
 }
 
 impl NodeArgs {
@@ -103,6 +107,9 @@ impl NodeArgs {
         set(&mut config.wal.segment_mib, &self.wal_segment_mib);
         set(&mut config.log.level, &self.log_level);
         set(&mut config.log.format, &self.log_format);
+        if self.unsafe_ack_before_fsync {
+            config.unsafe_ack_before_fsync = true;
+        }
     }
 }
 

@@ -210,6 +210,10 @@ pub struct NodeConfig {
     pub snapshot: SnapshotConfig,
     pub wal: WalConfig,
     pub log: LogConfig,
+    /// TEST-ONLY negative control of the crash-durability test: acknowledge writes as soon
+    /// as they are appended in memory, before they are written and fdatasync'd. Loses
+    /// acknowledged writes on a crash; never set it anywhere else.
+    pub unsafe_ack_before_fsync: bool,
 }
 
 impl Default for NodeConfig {
@@ -226,6 +230,7 @@ impl Default for NodeConfig {
             snapshot: SnapshotConfig::default(),
             wal: WalConfig::default(),
             log: LogConfig::default(),
+            unsafe_ack_before_fsync: false,
         }
     }
 }

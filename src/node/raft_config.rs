@@ -1,0 +1,41 @@
+//! The openraft `Config` of every group of this node, derived from the node's settings.
+//!
+//! Invariant: `enable_leader_restore` is always off. With it on, a leader that crashed
+//! after replicating entries it had not fdatasync'd itself comes back as leader of the same
+//! term and reuses those log ids for other entries (docs/RAFT.md pitfall 14, found by the
+//! deterministic simulation).
+
+use std::sync::Arc;
+
+use openraft::{Config, SnapshotPolicy};
+
+use crate::config::NodeConfig;
+
+/// The group config of shard `shard`.
+pub fn raft_config(config: &NodeConfig, shard: usize) -> Result<Arc<Config>, openraft::ConfigError> {
+    let c = Config {
+        cluster_name: format!("shoal-group-{shard}"),
+        heartbeat_interval: config.timeouts.heartbeat_ms,
+        election_timeout_min: config.timeouts.election_min_ms,
+        election_timeout_max: config.timeouts.election_max_ms,
+        install_snapshot_timeout: config.timeouts.peer_rpc_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot.every_entries),
+        max_in_snapshot_log_to_keep: config.snapshot.keep_entries,
+        enable_leader_restore: Some(false),
+        ..Config::default()
+    };
+    Ok(Arc::new(c.validate()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_leader_restore_is_off() {
+        let c = raft_config(&NodeConfig::default(), 3).unwrap();
+        assert_eq!(c.enable_leader_restore, Some(false));
+        assert_eq!(c.cluster_name, "shoal-group-3");
+    }
+}

@@ -1,0 +1,302 @@
+//! One shard's thread: a glommio `LocalExecutor` pinned to a core that opens the shard's
+//! WAL and snapshots, starts its Raft group, serves clients and peers, ticks TTLs, and
+//! stops gracefully.
+//!
+//! Start order (each step only after the previous one succeeded):
+//! 1. WAL (recovery scan) → log store; snapshot dir → state machine (newest snapshot).
+//! 2. `Raft::new`: openraft installs the snapshot and re-applies the log up to the saved
+//!    committed index, so the state is back where it was before the stop or crash.
+//! 3. A pristine group is initialized: alone on a single node, or with every configured
+//!    member by the member with the lowest id.
+//! 4. Listeners bind; the TTL ticker starts; on a single node the group is awaited until
+//!    it leads with a quorum-acked lease, so the first request is served at once.
+//! 5. `ready` is reported.
+//!
+//! Stop order: the server stops accepting and drains in-flight requests; the ticker
+//! stops; the group shuts down (its storage is dropped after openraft's last write, each
+//! write already durable); `done` is reported.
+//!
+//! Invariant: nothing of this shard leaves its thread except through the mesh and the
+//! `ready`/`done` reports.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+use shoal_proto::RaftRole;
+use thiserror::Error;
+use tokio::sync::{oneshot, watch};
+
+use super::mesh::{Inbox, Mesh};
+use super::raft_config::raft_config;
+use crate::config::NodeConfig;
+use crate::raft::log_store::{AckMode, WalLogStore};
+use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::types::{Raft, ShoalNode};
+use crate::server::{Server, ServerConfig};
+use crate::shard::ShardCore;
+use crate::shard::clock::now_ms;
+use crate::shard::ttl_ticker::run_ttl_ticker;
+use crate::state::State;
+use openraft::async_runtime::WatchReceiver;
+use shoal_wal::{GlommioDisk, SyncMode};
+use crate::peer::PeerNetwork;
+
+/// How long a single-node group may take to lead after start before the shard reports
+/// a failure (an election on one voter takes one election timeout).
+const SINGLE_NODE_LEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a shard failed.
+#[derive(Debug, Error)]
+pub enum ShardError {
+    /// The WAL or its log store failed (open, recovery, write or sync).
+    #[error("WAL: {0}")]
+    Wal(String),
+    /// The snapshot store or state machine failed.
+    #[error("state machine: {0}")]
+    StateMachine(String),
+    /// The Raft group failed or refused its configuration.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// A listener could not bind or the server failed.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+/// What a shard reports once it serves.
+#[derive(Debug, Clone)]
+pub struct ShardReady {
+    /// The shard.
+    pub shard: usize,
+    /// Where its client listener is bound.
+    pub client_addr: SocketAddr,
+    /// Its role in its group when it became ready.
+    pub role: RaftRole,
+    /// The group's term.
+    pub term: u64,
+    /// Index of the last applied entry (recovered state on a restart).
+    pub applied_index: Option<u64>,
+    /// Keys held.
+    pub keys: usize,
+}
+
+/// Everything a shard thread is given.
+pub struct ShardContext {
+    pub shard: usize,
+    /// The CPU the executor is pinned to.
+    pub core: usize,
+    pub config: Arc<NodeConfig>,
+    pub wal_dir: PathBuf,
+    pub snapshot_dir: PathBuf,
+    pub mesh: Mesh,
+    pub inbox: Inbox,
+    pub stop: watch::Receiver<bool>,
+    pub ready: oneshot::Sender<Result<ShardReady, Arc<ShardError>>>,
+    pub done: oneshot::Sender<Result<(), Arc<ShardError>>>,
+}
+
+/// Starts the shard's executor thread.
+pub fn spawn_shard(ctx: ShardContext) -> Result<glommio::ExecutorJoinHandle<()>, String> {
+    let name = format!("shard-{}", ctx.shard);
+    LocalExecutorBuilder::new(Placement::Fixed(ctx.core))
+        .name(&name)
+        .spawn(move || shard_main(ctx))
+        .map_err(|e| e.to_string())
+}
+
+async fn shard_main(ctx: ShardContext) {
+    let ShardContext {
+        shard,
+        core: _,
+        config,
+        wal_dir,
+        snapshot_dir,
+        mesh,
+        inbox,
+        stop,
+        ready,
+        done,
+    } = ctx;
+    let mut ready = Some(ready);
+    let dirs = (wal_dir, snapshot_dir);
+    let result = serve(shard, &config, dirs, mesh, inbox, stop, &mut ready)
+        .await
+        .map_err(Arc::new);
+    if let Err(e) = &result {
+        tracing::error!(shard, error = %e, "shard stopped with an error");
+        if let Some(r) = ready.take() {
+            let _ = r.send(Err(e.clone()));
+        }
+    } else {
+        tracing::info!(shard, "shard stopped");
+    }
+    // The receiver may be gone when the application dropped its handle: nothing to do.
+    let _ = done.send(result);
+}
+
+async fn serve(
+    shard: usize,
+    config: &NodeConfig,
+    (wal_dir, snapshot_dir): (PathBuf, PathBuf),
+    mesh: Mesh,
+    inbox: Inbox,
+    mut stop: watch::Receiver<bool>,
+    ready: &mut Option<oneshot::Sender<Result<ShardReady, Arc<ShardError>>>>,
+) -> Result<(), ShardError> {
+    let node_id = config.node_id;
+    let shard_count = config.shards as u32;
+
+    // 1. Storage.
+    let wal_err = |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
+    let disk = GlommioDisk::open(&wal_dir, SyncMode::UringFdatasync)
+        .await
+        .map_err(|e| wal_err(&e))?;
+    let ack = if config.unsafe_ack_before_fsync {
+        tracing::warn!(
+            shard,
+            "UNSAFE: acknowledging writes before they are durable (test-only switch)"
+        );
+        AckMode::BeforeFsyncUnsafe
+    } else {
+        AckMode::AfterFsync
+    };
+    let (log, report) = WalLogStore::open(disk, wal_config(config), ack)
+        .await
+        .map_err(|e| wal_err(&e))?;
+    tracing::debug!(shard, ?report, "WAL recovered");
+    let state = Rc::new(RefCell::new(State::new()));
+    let sm = ShardStateMachine::open(snapshot_dir.clone(), state.clone(), Rc::new(now_ms))
+        .await
+        .map_err(|e| ShardError::StateMachine(format!("{}: {e}", snapshot_dir.display())))?;
+
+    // 2. The group (recovers the state from the snapshot and the log).
+    let raft_cfg = raft_config(config, shard).map_err(|e| ShardError::Raft(e.to_string()))?;
+    let network = PeerNetwork::new(shard as u32, config.timeouts.peer_rpc_ms);
+    let raft: Raft<ShardStateMachine> = Raft::new(node_id, raft_cfg, network, log, sm)
+        .await
+        .map_err(|e| ShardError::Raft(e.to_string()))?;
+
+    // 3. A pristine group is initialized once.
+    let initialized = raft
+        .is_initialized()
+        .await
+        .map_err(|e| ShardError::Raft(e.to_string()))?;
+    if !initialized {
+        let members = initial_members(config);
+        let lowest = members.keys().next().copied();
+        if lowest == Some(node_id) {
+            raft.initialize(members)
+                .await
+                .map_err(|e| ShardError::Raft(format!("initialize: {e}")))?;
+        }
+    }
+
+    // 4. Serve.
+    let core = Rc::new(ShardCore::new(
+        shard as u32,
+        shard_count,
+        node_id,
+        raft.clone(),
+        state.clone(),
+    ));
+    let server = Server::bind(server_config(config, shard), core.clone(), mesh, inbox)
+        .await
+        .map_err(|e| ShardError::Server(e.to_string()))?;
+    let client_addr = server.local_addr();
+    let (ticker_stop, ticker_stop_rx) = watch::channel(false);
+    let ticker = glommio::spawn_local(run_ttl_ticker(state.clone(), ticker_stop_rx)).detach();
+
+    if config.members.is_empty() {
+        raft.wait(Some(SINGLE_NODE_LEAD_TIMEOUT))
+            .leader_with_quorum_acked(None, "single-node group leads")
+            .await
+            .map_err(|e| ShardError::Raft(format!("the single-node group did not lead: {e}")))?;
+    }
+
+    // 5. Ready.
+    let status = core.group_status();
+    let report = ShardReady {
+        shard,
+        client_addr,
+        role: status.role,
+        term: status.term,
+        applied_index: status.applied_index,
+        keys: state.borrow().len(),
+    };
+    if let Some(r) = ready.take() {
+        let _ = r.send(Ok(report));
+    }
+
+    // Serve until asked to stop, or until the group dies (a poisoned WAL: never retried).
+    let fatal = raft.clone();
+    let shutdown = async move {
+        let stop_requested = async {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let group_failed = async {
+            let _ = fatal
+                .wait(None)
+                .metrics(|m| m.running_state.is_err(), "group stopped")
+                .await;
+        };
+        futures::pin_mut!(stop_requested, group_failed);
+        futures::future::select(stop_requested, group_failed).await;
+    };
+    server
+        .run(shutdown)
+        .await
+        .map_err(|e| ShardError::Server(e.to_string()))?;
+
+    ticker_stop.send_replace(true);
+    ticker.await;
+    let failure = raft.metrics().borrow_watched().running_state.clone().err();
+    raft.shutdown()
+        .await
+        .map_err(|e| ShardError::Raft(format!("shutdown: {e}")))?;
+    match failure {
+        Some(f) => Err(ShardError::Raft(format!("the group stopped: {f}"))),
+        None => Ok(()),
+    }
+}
+
+/// The members a pristine group starts with: this node alone, or every configured member.
+fn initial_members(config: &NodeConfig) -> BTreeMap<u64, ShoalNode> {
+    if config.members.is_empty() {
+        return BTreeMap::from([(
+            config.node_id,
+            ShoalNode {
+                client_addr: config.client_addr.to_string(),
+                peer_addr: config.peer_addr.to_string(),
+            },
+        )]);
+    }
+    config
+        .members
+        .iter()
+        .map(|m| {
+            (
+                m.id,
+                ShoalNode {
+                    client_addr: m.client_addr.to_string(),
+                    peer_addr: m.peer_addr.to_string(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn wal_config(config: &NodeConfig) -> shoal_wal::WalConfig {
+    shoal_wal::WalConfig {
+        segment_size: config.wal.segment_mib << 20,
+        ..shoal_wal::WalConfig::default()
+    }
+}
