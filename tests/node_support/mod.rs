@@ -1,0 +1,113 @@
+//! Test support for process-level node tests: start the `shoal` binary on free ports
+//! with a private data directory, wait for it to be ready, stop it by pid.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use shoal_client::{RemoteKvClient, RemoteOptions};
+use shoal_testkit::ports::{free_port_block, localhost};
+use shoal_testkit::process::ChildProcess;
+use shoal_testkit::wait::wait_for;
+
+/// Bound on a node's start (recovery of a test-sized log included).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `shoal` node process.
+pub struct NodeProcess {
+    pub process: ChildProcess,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shards: u16,
+    extra: Vec<String>,
+    starts: usize,
+}
+
+impl NodeProcess {
+    /// Starts a node with `shards` shards on free ports, data in `data_dir`, plus `extra`
+    /// flags, and waits until it reports ready.
+    pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> NodeProcess {
+        let client = free_port_block(shards).expect("free client ports");
+        let peer = free_port_block(shards).expect("free peer ports");
+        let mut node = NodeProcess {
+            process: spawn(data_dir, shards, client, peer, extra, 0),
+            client_addr: localhost(client),
+            peer_addr: localhost(peer),
+            data_dir: data_dir.to_path_buf(),
+            shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            starts: 1,
+        };
+        node.wait_ready();
+        node
+    }
+
+    /// Starts the same node again (same ports, data and flags) after it stopped.
+    pub fn restart(&mut self) {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.process = spawn(
+            &self.data_dir,
+            self.shards,
+            self.client_addr.port(),
+            self.peer_addr.port(),
+            &extra,
+            self.starts,
+        );
+        self.starts += 1;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let process = &mut self.process;
+        let ready = wait_for("node ready", START_TIMEOUT, Duration::from_millis(20), || {
+            if let Ok(Some(status)) = process.try_status() {
+                panic!("node exited during start ({status}):\n{}", process.log());
+            }
+            process.log().contains("shoal: ready").then_some(())
+        });
+        if let Err(e) = ready {
+            panic!("{e}:\n{}", self.process.log());
+        }
+    }
+
+    /// A remote client connected to this node.
+    pub async fn client(&self) -> RemoteKvClient {
+        self.client_with(RemoteOptions {
+            request_timeout: Duration::from_secs(10),
+            ..RemoteOptions::default()
+        })
+        .await
+    }
+
+    /// A remote client with `opts`.
+    pub async fn client_with(&self, opts: RemoteOptions) -> RemoteKvClient {
+        RemoteKvClient::connect([self.client_addr], opts)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.client_addr))
+    }
+}
+
+fn spawn(
+    data_dir: &Path,
+    shards: u16,
+    client_port: u16,
+    peer_port: u16,
+    extra: &[&str],
+    start: usize,
+) -> ChildProcess {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .args(["--shards", &shards.to_string()])
+        .args(["--client-addr", &localhost(client_port).to_string()])
+        .args(["--peer-addr", &localhost(peer_port).to_string()])
+        // Small segments: zero-filling 64 MiB per shard per start would dominate the tests.
+        .args(["--wal-segment-mib", "4"])
+        .args(["--log-level", "warn,shoal=info"])
+        .args(extra);
+    let log = data_dir.with_extension(format!("log.{start}"));
+    ChildProcess::spawn("shoal", cmd, &log).expect("spawn shoal")
+}
