@@ -25,10 +25,13 @@ impl StoreBuilder<TypeConfig, WalLogStore<MemDisk>, MemStateMachine> for MemDisk
     async fn build(
         &self,
     ) -> Result<((), WalLogStore<MemDisk>, MemStateMachine), StorageError<TypeConfig>> {
-        let (store, _) =
-            WalLogStore::open(MemDisk::new(), WalConfig::small_for_tests(), AckMode::AfterFsync)
-                .await
-                .unwrap();
+        let (store, _) = WalLogStore::open(
+            MemDisk::new(),
+            WalConfig::small_for_tests(),
+            AckMode::AfterFsync,
+        )
+        .await
+        .unwrap();
         Ok(((), store, MemStateMachine::default()))
     }
 }
