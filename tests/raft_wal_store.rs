@@ -204,6 +204,9 @@ fn committed_is_persisted_lazily_and_never_ahead_of_the_durable_log() {
             .await
             .unwrap();
         s.save_vote(&vote(2, 1, false)).await.unwrap();
+        // Nor one whose index is here but held by another (conflicting) entry.
+        s.save_committed(Some(log_id(2, 1, n))).await.unwrap();
+        s.save_vote(&vote(2, 1, false)).await.unwrap();
         drop(s);
         disk.crash();
         let mut s = open(&disk, AckMode::AfterFsync).await;

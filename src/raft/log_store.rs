@@ -258,6 +258,26 @@ impl<D: Disk + Clone + 'static> Shared<D> {
         Ok(out)
     }
 
+    /// Whether `id` names an entry of this log (submitted, maybe not durable yet) or one
+    /// purged into a snapshot (purges only drop committed entries).
+    async fn holds(&self, id: LogId) -> Result<bool, LogStoreError> {
+        let purged = self.st.borrow().last_purged;
+        if purged.is_some_and(|p| id.index <= p.index) {
+            return Ok(purged.is_some_and(|p| id <= p));
+        }
+        let (Some(first), Some(last)) = (self.wal.first_index(), self.wal.last_index()) else {
+            return Ok(false);
+        };
+        if id.index < first || id.index > last {
+            return Ok(false);
+        }
+        let recs = self.wal.read_range(id.index, id.index + 1).await?;
+        match recs.first() {
+            Some((index, payload)) => Ok(decode_at(*index, payload)?.log_id == id),
+            None => Ok(false),
+        }
+    }
+
     /// Writes the metadata durably: the current vote (or `vote` if given), the last purged
     /// id (or `purged`), and the newest committed id whose entry is durable. Caller holds
     /// `meta_lock`.
@@ -266,19 +286,21 @@ impl<D: Disk + Clone + 'static> Shared<D> {
         vote: Option<Vote>,
         purged: Option<LogId>,
     ) -> Result<(), LogStoreError> {
-        // Everything submitted so far becomes durable first: a vote (a higher IO id for
-        // openraft) must not be durable before an earlier append, and the committed id
-        // written below must name a durable entry.
-        let (ticket, committed) = {
+        // The committed id is saved only if this log holds exactly that entry (or purged
+        // it into a snapshot): a follower may learn of a commit before it has the entry,
+        // or hold a conflicting entry at that index that is about to be truncated.
+        let (candidate, saved) = {
             let st = self.st.borrow();
-            let submitted_last = self.wal.last_index();
-            let committed = match st.committed {
-                Some(c) if submitted_last.is_some_and(|l| c.index <= l) => Some(c),
-                // Not (yet) in this log: keep what is saved.
-                _ => st.saved_committed,
-            };
-            (self.wal.sync(), committed)
+            (st.committed, st.saved_committed)
         };
+        let committed = match candidate {
+            Some(c) if self.holds(c).await? => Some(c),
+            _ => saved,
+        };
+        // Everything submitted so far (that entry included) becomes durable first. This
+        // also keeps writes ordered: a vote is a newer IO than every earlier append for
+        // openraft's flush watermark, so it must not be durable before them.
+        let ticket = self.wal.sync();
         ticket?.await?;
         let meta = {
             let st = self.st.borrow();
@@ -455,13 +477,16 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
         let s = &self.shared;
         s.usable()?;
         let Some(last) = entries.last().map(|e| e.log_id) else {
-            callback.io_completed(Ok(()));
-            return Ok(());
+            // Nothing to write, but the completion still means "everything before is
+            // durable" (a watermark): report it after the earlier writes.
+            let ticket = s.check(s.wal.sync().map_err(LogStoreError::from))?;
+            return self.queue_completion(ticket, callback);
         };
         let mut next = s.st.borrow().last_log_id.map(|l| l.index + 1);
         let floor = s.wal.floor();
-        let mut records = Vec::with_capacity(entries.len());
-        let mut bytes = 0u64;
+        // One buffer for the whole batch; each record is a slice of it.
+        let mut buf = Vec::with_capacity(entries.len() * (log_codec::ENTRY_HEADER_LEN + 64));
+        let mut ends = Vec::with_capacity(entries.len());
         for e in &entries {
             let i = e.log_id.index;
             let ok = match next {
@@ -475,11 +500,20 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
                 )));
             }
             next = Some(i + 1);
-            let mut buf = Vec::with_capacity(log_codec::ENTRY_HEADER_LEN + 64);
             log_codec::encode_entry(e, &mut buf)?;
-            bytes += buf.len() as u64;
-            records.push((i, Bytes::from(buf)));
+            ends.push((i, buf.len()));
         }
+        let bytes = buf.len() as u64;
+        let buf = Bytes::from(buf);
+        let mut start = 0;
+        let records: Vec<(u64, Bytes)> = ends
+            .into_iter()
+            .map(|(i, end)| {
+                let r = (i, buf.slice(start..end));
+                start = end;
+                r
+            })
+            .collect();
         let n = records.len() as u64;
         let ticket = s.check(s.wal.append(records).map_err(LogStoreError::from))?;
         {
@@ -489,6 +523,17 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
             st.stats.entries += n;
             st.stats.entry_bytes += bytes;
         }
+        self.queue_completion(ticket, callback)
+    }
+
+    /// Hands a ticket and its callback to the completion task (or, in the unsafe mode,
+    /// reports success at once and lets the task only watch for a failure).
+    fn queue_completion(
+        &self,
+        ticket: Ticket,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), LogStoreError> {
+        let s = &self.shared;
         let callback = match s.ack {
             AckMode::AfterFsync => callback,
             AckMode::BeforeFsyncUnsafe => {
@@ -555,7 +600,11 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
         {
             let _g = s.meta_lock.lock().await;
             s.usable()?;
-            if s.st.borrow().last_purged.is_some_and(|p| p >= log_id) {
+            if s.st
+                .borrow()
+                .last_purged
+                .is_some_and(|p| p.index >= log_id.index)
+            {
                 return Ok(());
             }
             // The id first, then the floor (see the module invariants).
