@@ -25,6 +25,12 @@ pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// snapshot chunk. Leaders size their batches and chunks to fit.
 pub const MAX_PEER_FRAME_LEN: usize = 32 * 1024 * 1024;
 
+/// Most entry bytes a leader reads from its log for one append-entries batch to a follower
+/// (4 MiB; `RaftLogReader::limited_get_log_entries`). A batch holds at least one entry, so
+/// the largest batch is this plus one entry (a WAL payload, at most 2 MiB by default):
+/// well inside `MAX_PEER_FRAME_LEN`.
+pub const MAX_REPLICATION_READ_BYTES: usize = 4 * 1024 * 1024;
+
 /// Largest snapshot chunk sent to a follower in one RPC, in bytes (1 MiB).
 pub const SNAPSHOT_CHUNK_LEN: usize = 1024 * 1024;
 
@@ -64,6 +70,7 @@ pub const MAX_ADDR_LEN: usize = 255;
 // The frame limit must hold the largest single put with room for its header and key.
 const _: () = assert!(MAX_VALUE_LEN + MAX_KEY_LEN + 4096 <= MAX_FRAME_LEN);
 const _: () = assert!(SNAPSHOT_CHUNK_LEN + 4096 <= MAX_PEER_FRAME_LEN);
+const _: () = assert!(2 * MAX_REPLICATION_READ_BYTES <= MAX_PEER_FRAME_LEN);
 
 // --- The RESP (Redis protocol) front door -------------------------------------------
 

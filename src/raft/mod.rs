@@ -2,15 +2,19 @@
 //! executor.
 //!
 //! Owns the glommio `AsyncRuntime` ([`runtime`]), its `tokio::sync` channel adapters
-//! ([`sync`]) and the openraft type configuration of a Shoal group ([`types`]).
+//! ([`sync`]), the openraft type configuration of a Shoal group ([`types`]), and the
+//! WAL-backed log store ([`log_store`], entry and metadata encoding in [`log_codec`]).
 //! Invariant: a `Raft` handle and everything it spawns live on one executor thread (the
 //! runtime is `single-threaded`, so nothing here is `Send`); other threads reach a group
 //! through channels only. See `docs/RAFT.md` for how the storage and network traits are
 //! meant to be implemented.
 
+pub mod log_codec;
+pub mod log_store;
 pub mod runtime;
 pub mod sync;
 pub mod types;
 
+pub use log_store::{AckMode, LogStoreError, LogStoreStats, WalLogReader, WalLogStore};
 pub use runtime::GlommioRuntime;
 pub use types::TypeConfig;
