@@ -2,8 +2,11 @@
 //! executor.
 //!
 //! Owns the glommio `AsyncRuntime` ([`runtime`]), its `tokio::sync` channel adapters
-//! ([`sync`]), the openraft type configuration of a Shoal group ([`types`]), and the
-//! WAL-backed log store ([`log_store`], entry and metadata encoding in [`log_codec`]).
+//! ([`sync`]), the openraft type configuration of a Shoal group ([`types`]), the
+//! WAL-backed log store ([`log_store`], entry and metadata encoding in [`log_codec`]) and
+//! the state machine over a shard's `State` ([`state_machine`], with [`snapshot_builder`],
+//! the snapshot files [`snapshot_store`], their Raft metadata [`snapshot_meta`] and the
+//! client replies [`apply_reply`]).
 //! Invariant: a `Raft` handle and everything it spawns live on one executor thread (the
 //! runtime is `single-threaded`, so nothing here is `Send`); other threads reach a group
 //! through channels only. See `docs/RAFT.md` for how the storage and network traits are
@@ -11,10 +14,17 @@
 
 pub mod log_codec;
 pub mod log_store;
+pub mod apply_reply;
 pub mod runtime;
+pub mod snapshot_builder;
+pub mod snapshot_meta;
+pub mod snapshot_store;
+pub mod state_machine;
 pub mod sync;
 pub mod types;
 
 pub use log_store::{AckMode, LogStoreError, LogStoreStats, WalLogReader, WalLogStore};
+pub use apply_reply::ApplyReply;
 pub use runtime::GlommioRuntime;
+pub use state_machine::{ShardStateMachine, SharedState, SmError};
 pub use types::TypeConfig;
