@@ -166,7 +166,7 @@ fn a_wrongly_stated_shard_is_answered_wrong_shard() {
     for req in [
         put(Some(0), k, b"x"),
         get(Some(0), k),
-        get_multi(Some(0), &[k.clone()]),
+        get_multi(Some(0), std::slice::from_ref(k)),
     ] {
         match c.call(req) {
             Response::Error(e) => assert_eq!(
