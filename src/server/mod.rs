@@ -215,3 +215,71 @@ pub enum ServerError {
     #[error("invalid server setting `{what}`: {why}")]
     Config { what: &'static str, why: String },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Member;
+
+    #[test]
+    fn for_shard_derives_ports_caps_and_topology_from_the_node_config() {
+        let node = NodeConfig {
+            shards: 3,
+            node_id: 2,
+            client_addr: "127.0.0.1:7400".parse().unwrap(),
+            members: vec![
+                Member {
+                    id: 1,
+                    client_addr: "10.0.0.1:9000".parse().unwrap(),
+                    peer_addr: "10.0.0.1:9100".parse().unwrap(),
+                },
+                Member {
+                    id: 2,
+                    client_addr: "127.0.0.1:7400".parse().unwrap(),
+                    peer_addr: "127.0.0.1:7600".parse().unwrap(),
+                },
+            ],
+            ..NodeConfig::default()
+        };
+        let cfg = ServerConfig::for_shard(&node, 2, 77);
+        assert_eq!(cfg.listen, "127.0.0.1:7402".parse::<SocketAddr>().unwrap());
+        assert_eq!(cfg.shard_count, 3);
+        assert_eq!(
+            cfg.max_connections,
+            limits::DEFAULT_MAX_CONNECTIONS.div_ceil(3)
+        );
+        assert_eq!(cfg.request_timeout, node.timeouts.request());
+        assert_eq!(cfg.nodes.len(), 2);
+        assert_eq!(cfg.nodes[0].node_id, 1);
+        assert_eq!(
+            cfg.nodes[0].shard_addrs,
+            vec!["10.0.0.1:9000", "10.0.0.1:9001", "10.0.0.1:9002"]
+        );
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_refuses_settings_that_would_misbehave() {
+        let node = NodeConfig {
+            shards: 2,
+            ..NodeConfig::default()
+        };
+        let ok = ServerConfig::for_shard(&node, 1, 1);
+        ok.validate().unwrap();
+        let broken: [fn(&mut ServerConfig); 5] = [
+            |c| c.shard = 2,
+            |c| c.max_frame_len = limits::MAX_FRAME_LEN + 1,
+            |c| c.max_in_flight_per_shard = 0,
+            |c| c.frame_read_timeout = Duration::ZERO,
+            |c| c.max_key_len = limits::MAX_KEY_LEN + 1,
+        ];
+        for b in broken {
+            let mut c = ok.clone();
+            b(&mut c);
+            assert!(
+                matches!(c.validate(), Err(ServerError::Config { .. })),
+                "{c:?}"
+            );
+        }
+    }
+}
