@@ -79,6 +79,9 @@ struct Conn {
     wake_writer: Notify,
     /// The writer made progress (flushed, or died): wakes a reader paused by backpressure.
     flushed: Notify,
+    /// The writer gave up (socket failed, write timeout, abort): wakes a reader blocked in
+    /// a read, so the connection closes instead of idling half-dead.
+    died: Notify,
 }
 
 impl Conn {
@@ -123,6 +126,7 @@ pub(crate) async fn serve<S>(
         dead: Cell::new(false),
         wake_writer: Notify::new(),
         flushed: Notify::new(),
+        died: Notify::new(),
     });
     let writer = glommio::spawn_local(write_loop(Rc::clone(&conn), wr, phase.clone()));
     let linger = read_loop(&conn, &mut rd, &mut phase, accepted_at).await;
@@ -206,6 +210,9 @@ async fn read_loop(
                 _ = phase.wait_for(|p| *p != Phase::Running).fuse() => return false,
             }
         }
+        if conn.dead.get() {
+            return false;
+        }
         let deadline = if !handshaken {
             Some(accepted_at + ctx.frame_read_timeout)
         } else {
@@ -229,10 +236,12 @@ async fn read_loop(
             }
             .fuse();
             let stop = phase.wait_for(|p| *p != Phase::Running).fuse();
-            pin_mut!(read, timer, stop);
+            let died = conn.died.notified().fuse();
+            pin_mut!(read, timer, stop, died);
             select_biased! {
                 r = read => ReadOutcome::Read(r),
                 _ = stop => ReadOutcome::Stop,
+                _ = died => ReadOutcome::Stop,
                 _ = timer => ReadOutcome::TimedOut,
             }
         };
@@ -411,6 +420,8 @@ async fn write_loop(
     conn.dead.set(true);
     conn.out.borrow_mut().clear();
     conn.flushed.notify_waiters();
+    // `notify_one` keeps a permit if the reader is not waiting yet.
+    conn.died.notify_one();
 }
 
 /// Reads and drops what the client still sends, for at most [`LINGER_TIME`] and

@@ -284,3 +284,84 @@ fn a_port_in_use_is_a_bind_error() {
     assert!(err.contains("cannot listen"), "{err}");
     assert!(err.contains(&node.addrs[0].to_string()), "{err}");
 }
+
+/// Stores `n` keys of shard 0 with 32 KiB values, pipelined; returns the keys.
+fn fill(c: &mut Client, n: usize) -> Vec<Bytes> {
+    let keys = keys_on(0, 1, "big:", n);
+    let value = Bytes::from(vec![7u8; 32 * 1024]);
+    let mut out = BytesMut::new();
+    for (i, k) in keys.iter().enumerate() {
+        let p = Request::Put(Put {
+            shard: Some(0),
+            key: k.clone(),
+            value: value.clone(),
+        });
+        shoal_proto::encode_request(&mut out, 1000 + i as u64, &p).unwrap();
+    }
+    c.send_raw(&out);
+    for _ in 0..n {
+        assert_eq!(c.recv().1, Response::Put);
+    }
+    keys
+}
+
+fn get_multi(keys: &[Bytes]) -> Request {
+    Request::GetMulti(shoal_proto::GetMulti {
+        shard: None,
+        keys: keys.to_vec(),
+        consistency: ReadConsistency::Stale,
+    })
+}
+
+#[test]
+fn an_answer_too_large_for_a_frame_is_answered_too_large() {
+    let node = Node::start(1, |_| {});
+    let mut c = node.client(0);
+    let keys = fill(&mut c, 300);
+    match c.call(get_multi(&keys)) {
+        Response::Error(e) => assert!(
+            matches!(
+                e.detail,
+                ErrorDetail::TooLarge {
+                    limit: LimitKind::Response,
+                    ..
+                }
+            ),
+            "{e:?}"
+        ),
+        r => panic!("{:?}", r.opcode()),
+    }
+    assert!(matches!(c.call(get_multi(&keys[..10])), Response::GetMulti(v) if v.len() == 10));
+}
+
+#[test]
+fn a_client_that_does_not_read_its_answers_is_disconnected() {
+    let node = Node::start(1, |c| {
+        c.write_timeout = Duration::from_millis(300);
+        c.max_connections = 1;
+    });
+    let mut c = node.client(0);
+    let keys = fill(&mut c, 200);
+    // 20 answers of 6.4 MiB each, far more than the socket buffers hold.
+    let mut out = BytesMut::new();
+    for id in 0..20 {
+        shoal_proto::encode_request(&mut out, id, &get_multi(&keys)).unwrap();
+    }
+    c.send_raw(&out);
+    // `c` holds the only connection slot: a handshake succeeds once the server has given
+    // up on `c` and closed it.
+    wait_until("the server to give up on the connection", || {
+        let mut probe = Client::raw(node.addrs[0]);
+        probe.send(0, &Request::Hello(Default::default()));
+        matches!(probe.recv_or_eof(), Some((0, Response::Hello(_))))
+    });
+    let mut answers = 0;
+    while let Some((_, r)) = c.recv_or_eof() {
+        assert!(matches!(r, Response::GetMulti(_)));
+        answers += 1;
+    }
+    assert!(
+        answers < 20,
+        "all {answers} answers arrived: the connection was not cut"
+    );
+}
