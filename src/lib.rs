@@ -14,3 +14,4 @@ pub mod node;
 pub mod raft;
 pub mod state;
 pub mod cli;
+pub mod server;
