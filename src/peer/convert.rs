@@ -329,3 +329,7 @@ pub fn snapshot_response_from_wire(
         vote: vote_from_wire(&resp.vote)?,
     })
 }
+
+#[cfg(test)]
+#[path = "convert_tests.rs"]
+mod tests;
