@@ -15,3 +15,4 @@ pub mod raft;
 pub mod state;
 pub mod cli;
 pub mod server;
+pub mod peer;

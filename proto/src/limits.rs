@@ -34,6 +34,16 @@ pub const MAX_REPLICATION_READ_BYTES: usize = 4 * 1024 * 1024;
 /// Largest snapshot chunk sent to a follower in one RPC, in bytes (1 MiB).
 pub const SNAPSHOT_CHUNK_LEN: usize = 1024 * 1024;
 
+/// Largest snapshot a node accepts from a leader, in bytes (4 GiB), reassembled in memory
+/// from `SNAPSHOT_CHUNK_LEN` chunks before it is installed. A shard's state lives in memory,
+/// so its snapshot must fit there too; a larger transfer is refused and the leader retries.
+pub const MAX_SNAPSHOT_LEN: usize = 4 * 1024 * 1024 * 1024;
+
+/// Default cap on open peer connections accepted by one group's listener. A peer opens
+/// up to three per node (replication, heartbeats, snapshots) plus short-lived vote
+/// connections; `MAX_NODES` peers fit with a wide margin.
+pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
+
 /// Longest TTL accepted by `put_with_ttl`, in seconds (100 years). Larger values are
 /// refused rather than wrapped or clamped, so an expiry time never overflows.
 pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;

@@ -52,13 +52,16 @@ pub struct Vote {
     pub committed: bool,
 }
 
-/// A member node and its peer address.
+/// A member node and its addresses (both are part of the replicated membership, so every
+/// replica can redirect clients to a leader and dial its peers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 pub struct PeerNode {
     /// Node id.
     pub node_id: u64,
-    /// Peer (Raft) address, `host:port`.
-    pub addr: String,
+    /// Client protocol address of the node, `host:port`.
+    pub client_addr: String,
+    /// Peer (Raft) address of the node's shard 0, `host:port`.
+    pub peer_addr: String,
 }
 
 /// A group membership. Mirrors openraft's `Membership`: a list of voter sets (one set, or
@@ -173,6 +176,9 @@ pub struct VoteRequest {
     pub vote: Vote,
     /// The candidate's last log id.
     pub last_log_id: Option<LogId>,
+    /// The election is part of a leadership transfer the current leader asked for (a
+    /// voter then grants it even while the leader's lease holds).
+    pub leadership_transfer: bool,
 }
 
 /// Mirrors openraft's `VoteResponse`.
@@ -376,7 +382,10 @@ fn validate_membership(m: &Membership) -> Result<(), BodyError> {
     if m.configs.iter().any(|c| c.len() > MAX_NODES) || m.nodes.len() > MAX_NODES {
         return Err(BodyError::Invalid("membership larger than MAX_NODES"));
     }
-    if m.nodes.iter().any(|n| n.addr.len() > MAX_ADDR_LEN) {
+    if m.nodes
+        .iter()
+        .any(|n| n.client_addr.len() > MAX_ADDR_LEN || n.peer_addr.len() > MAX_ADDR_LEN)
+    {
         return Err(BodyError::Invalid(
             "member address longer than MAX_ADDR_LEN",
         ));
