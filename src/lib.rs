@@ -14,5 +14,7 @@ pub mod node;
 pub mod raft;
 pub mod state;
 pub mod cli;
+pub mod local_client;
+pub mod shard;
 pub mod server;
 pub mod peer;

@@ -34,7 +34,7 @@ fn local_client_on_an_embedded_node() {
         peer_addr: localhost(free_port_block(2).unwrap()),
         ..NodeConfig::default()
     };
-    config.wal.segment_mib = 4;
+    config.wal.segment_mib = 8;
     config.validate().unwrap();
     rt().block_on(async {
         let mut node = Node::start(config).unwrap();

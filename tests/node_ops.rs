@@ -112,7 +112,7 @@ fn embedded_node_serves_the_local_client_and_restarts_with_its_data() {
             peer_addr: localhost(free_port_block(2).unwrap()),
             ..NodeConfig::default()
         };
-        c.wal.segment_mib = 4;
+        c.wal.segment_mib = 8;
         c.validate().unwrap();
         c
     };

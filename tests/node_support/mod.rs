@@ -105,7 +105,7 @@ fn spawn(
         .args(["--client-addr", &localhost(client_port).to_string()])
         .args(["--peer-addr", &localhost(peer_port).to_string()])
         // Small segments: zero-filling 64 MiB per shard per start would dominate the tests.
-        .args(["--wal-segment-mib", "4"])
+        .args(["--wal-segment-mib", "8"])
         .args(["--log-level", "warn,shoal=info"])
         .args(extra);
     let log = data_dir.with_extension(format!("log.{start}"));
