@@ -3,13 +3,16 @@
 //!
 //! Owns the glommio `AsyncRuntime` ([`runtime`]), its `tokio::sync` channel adapters
 //! ([`sync`]), the openraft type configuration of a Shoal group ([`types`]), and the
-//! WAL-backed log store ([`log_store`], entry and metadata encoding in [`log_codec`]).
+//! WAL-backed log store ([`log_store`]; reads in [`log_reader`], shared state and the
+//! metadata write path in `log_shared`, entry and metadata encodings in [`log_codec`]).
 //! Invariant: a `Raft` handle and everything it spawns live on one executor thread (the
 //! runtime is `single-threaded`, so nothing here is `Send`); other threads reach a group
 //! through channels only. See `docs/RAFT.md` for how the storage and network traits are
 //! meant to be implemented.
 
 pub mod log_codec;
+pub mod log_reader;
+mod log_shared;
 pub mod log_store;
 pub mod runtime;
 pub mod sync;
