@@ -163,6 +163,14 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
             }
             None => None,
         };
+        let known_end = last_log_id.or(meta.last_purged).map(|l| l.index);
+        if let Some(c) = meta.committed
+            && known_end.is_none_or(|end| c.index > end)
+        {
+            return Err(LogStoreError::Inconsistent(format!(
+                "saved committed log id {c} is past the end of the log ({known_end:?})"
+            )));
+        }
         let (tx, rx) = mpsc::unbounded();
         let state = State {
             vote: meta.vote,
