@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use openraft::Membership;
 use openraft::RaftLogReader;
 use openraft::storage::IOFlushed;
@@ -395,6 +396,21 @@ fn replication_reads_are_capped_by_bytes() {
         assert!(bytes <= MAX_REPLICATION_READ_BYTES + big);
         let ids: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
         assert_eq!(ids, (1..=got.len() as u64).collect::<Vec<_>>());
+        // The apply path streams the whole range, in order, chunk by chunk.
+        let streamed: Vec<u64> = r
+            .entries_stream(1..=n)
+            .await
+            .map(|e| e.unwrap().log_id.index)
+            .collect()
+            .await;
+        assert_eq!(streamed, (1..=n).collect::<Vec<_>>());
+        let streamed: Vec<u64> = r
+            .entries_stream(n - 1..)
+            .await
+            .map(|e| e.unwrap().log_id.index)
+            .collect()
+            .await;
+        assert_eq!(streamed, vec![n - 1, n]);
         // A short range is returned whole.
         assert_eq!(r.limited_get_log_entries(3, 5).await.unwrap().len(), 2);
         assert!(r.limited_get_log_entries(5, 5).await.unwrap().is_empty());

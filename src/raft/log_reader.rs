@@ -13,6 +13,9 @@ use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::rc::Rc;
 
+use futures::Stream;
+use futures::StreamExt;
+use futures::stream;
 use openraft::OptionalSend;
 use openraft::RaftLogReader;
 use shoal_wal::Disk;
@@ -144,6 +147,48 @@ impl<D: Disk + Clone + 'static> RaftLogReader<TypeConfig> for WalLogReader<D> {
         end: u64,
     ) -> Result<Vec<Entry>, io::Error> {
         Ok(self.limited(start, end).await?)
+    }
+
+    /// The state machine's apply path: streams the range in byte-capped chunks (at most
+    /// [`MAX_REPLICATION_READ_BYTES`] plus one entry in memory at a time) instead of reading
+    /// the whole range at once, which after a restart can be the whole log since the last
+    /// snapshot. Entries missing at the start (purged) are skipped, as openraft allows; a
+    /// gap after the first chunk is an error.
+    async fn entries_stream<RB>(
+        &mut self,
+        range: RB,
+    ) -> impl Stream<Item = Result<Entry, io::Error>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let (lo, hi) = bounds(&range);
+        let reader = self.clone();
+        // State: (next index, whether a chunk was read, stop).
+        stream::unfold((lo, false, false), move |(next, started, stop)| {
+            let reader = reader.clone();
+            async move {
+                if stop || next >= hi {
+                    return None;
+                }
+                let chunk = match reader.limited(next, hi).await {
+                    Ok(chunk) => chunk,
+                    Err(e) => return Some((stream::iter(vec![Err(e.into())]), (next, true, true))),
+                };
+                let (first, last) = match (chunk.first(), chunk.last()) {
+                    (Some(f), Some(l)) => (f.log_id.index, l.log_id.index),
+                    _ => return None,
+                };
+                if started && first != next {
+                    let e = LogStoreError::Inconsistent(format!(
+                        "log entries {next}..{first} vanished while being streamed"
+                    ));
+                    return Some((stream::iter(vec![Err(e.into())]), (next, true, true)));
+                }
+                let items: Vec<Result<Entry, io::Error>> = chunk.into_iter().map(Ok).collect();
+                Some((stream::iter(items), (last + 1, true, false)))
+            }
+        })
+        .flatten()
     }
 }
 
