@@ -435,3 +435,47 @@ fn a_saved_vote_implies_every_earlier_append_is_durable() {
         assert_eq!(all_entries(&mut s).await.len(), 5);
     });
 }
+
+#[test]
+fn undecodable_metadata_or_a_misplaced_entry_is_refused_at_open() {
+    raft_support::executor().run(async {
+        // Metadata this build cannot read (another version): an error, never a default.
+        let disk = MemDisk::new();
+        let (wal, _) = shoal_wal::Wal::open(disk.clone(), WalConfig::small_for_tests())
+            .await
+            .unwrap();
+        wal.save_meta(Bytes::from_static(&[9, 0])).await.unwrap();
+        wal.close().await.unwrap();
+        let r = WalLogStore::open(
+            disk.clone(),
+            WalConfig::small_for_tests(),
+            AckMode::AfterFsync,
+        )
+        .await;
+        assert!(r.is_err());
+
+        // A WAL record whose entry names another index (or is not an entry at all).
+        for payload in [
+            {
+                let mut b = Vec::new();
+                shoal::raft::log_codec::encode_entry(&entry(1, 7), &mut b).unwrap();
+                Bytes::from(b)
+            },
+            Bytes::from_static(b"not an entry"),
+        ] {
+            let disk = MemDisk::new();
+            let (wal, _) = shoal_wal::Wal::open(disk.clone(), WalConfig::small_for_tests())
+                .await
+                .unwrap();
+            wal.append([(3, payload)]).unwrap().await.unwrap();
+            wal.close().await.unwrap();
+            let r = WalLogStore::open(
+                disk.clone(),
+                WalConfig::small_for_tests(),
+                AckMode::AfterFsync,
+            )
+            .await;
+            assert!(r.is_err());
+        }
+    });
+}
