@@ -2,7 +2,8 @@
 //! (`<tmp>/shard-0/wal`, glommio O_DIRECT) and the test-only state machine: initialize,
 //! write 100 entries, shut down, close the store, then start a new `Raft` over the same
 //! directory and check the log, the vote and the committed id came back and the state
-//! machine was re-applied up to the committed id before the node even campaigned.
+//! machine was re-applied up to the committed id before the node even campaigned; and that
+//! without `close` the log still comes back and the state machine catches up.
 // Test binary: a failed unwrap is how a helper fails the test.
 #![allow(clippy::unwrap_used)]
 
@@ -131,5 +132,56 @@ fn log_vote_and_committed_survive_a_restart_on_real_files() {
         assert!(resp.log_id.leader_id.term > before.vote.leader_id.term);
         raft.shutdown().await.unwrap();
         store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn without_close_the_log_comes_back_and_the_state_machine_catches_up() {
+    raft_support::executor().run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("shard-0").join("wal");
+
+        let (raft, store, sm, _router) = start(&wal_dir).await;
+        raft.initialize(BTreeMap::from([(1, raft_support::node(1))]))
+            .await
+            .unwrap();
+        raft.wait(Some(raft_support::WAIT))
+            .leader_with_quorum_acked(None, "single node leads")
+            .await
+            .unwrap();
+        let mut commands = Vec::new();
+        for i in 0..100_u32 {
+            let command = Bytes::from(format!("put k{i} v{i}"));
+            raft.client_write(Request {
+                command: command.clone(),
+            })
+            .await
+            .unwrap();
+            commands.push(command);
+        }
+        let before = raft.metrics().borrow_watched().clone();
+        assert_eq!(sm.state().borrow().commands, commands);
+        // Every write was applied, so (one voter) every entry was flushed first. Stop
+        // without closing the store: the committed id on disk is only the lazily saved one.
+        raft.shutdown().await.unwrap();
+        drop(raft);
+        drop(store);
+
+        let (raft, _store, sm, _router) = start(&wal_dir).await;
+        let after = raft.metrics().borrow_watched().clone();
+        assert_eq!(after.last_log_index, before.last_log_index);
+        let restarted_at = sm.state().borrow().last_applied;
+        assert!(restarted_at <= before.local_committed);
+        // Once it leads again and commits, the state machine applies the rest of the log.
+        raft.wait(Some(raft_support::WAIT))
+            .leader_with_quorum_acked(None, "single node leads again")
+            .await
+            .unwrap();
+        raft.wait(Some(raft_support::WAIT))
+            .applied_index_at_least(before.last_log_index, "re-applied the old log")
+            .await
+            .unwrap();
+        assert_eq!(sm.state().borrow().commands, commands);
+        raft.shutdown().await.unwrap();
     });
 }

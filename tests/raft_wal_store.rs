@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use openraft::Membership;
 use openraft::RaftLogReader;
 use openraft::storage::IOFlushed;
@@ -187,7 +188,9 @@ fn committed_is_persisted_lazily_and_never_ahead_of_the_durable_log() {
         // Below the interval: memory only.
         s.save_committed(Some(log_id(1, 1, 5))).await.unwrap();
         let meta_writes = s.stats().meta_writes;
-        glommio::yield_if_needed().await;
+        for _ in 0..100 {
+            glommio::executor().yield_task_queue_now().await;
+        }
         assert_eq!(s.stats().meta_writes, meta_writes);
         // Past it: persisted in the background.
         s.save_committed(Some(log_id(1, 1, n))).await.unwrap();
@@ -395,6 +398,21 @@ fn replication_reads_are_capped_by_bytes() {
         assert!(bytes <= MAX_REPLICATION_READ_BYTES + big);
         let ids: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
         assert_eq!(ids, (1..=got.len() as u64).collect::<Vec<_>>());
+        // The apply path streams the whole range, in order, chunk by chunk.
+        let streamed: Vec<u64> = r
+            .entries_stream(1..=n)
+            .await
+            .map(|e| e.unwrap().log_id.index)
+            .collect()
+            .await;
+        assert_eq!(streamed, (1..=n).collect::<Vec<_>>());
+        let streamed: Vec<u64> = r
+            .entries_stream(n - 1..)
+            .await
+            .map(|e| e.unwrap().log_id.index)
+            .collect()
+            .await;
+        assert_eq!(streamed, vec![n - 1, n]);
         // A short range is returned whole.
         assert_eq!(r.limited_get_log_entries(3, 5).await.unwrap().len(), 2);
         assert!(r.limited_get_log_entries(5, 5).await.unwrap().is_empty());
@@ -415,5 +433,49 @@ fn a_saved_vote_implies_every_earlier_append_is_durable() {
         let mut s = open(&disk, AckMode::AfterFsync).await;
         assert_eq!(s.read_vote().await.unwrap(), Some(vote(2, 3, false)));
         assert_eq!(all_entries(&mut s).await.len(), 5);
+    });
+}
+
+#[test]
+fn undecodable_metadata_or_a_misplaced_entry_is_refused_at_open() {
+    raft_support::executor().run(async {
+        // Metadata this build cannot read (another version): an error, never a default.
+        let disk = MemDisk::new();
+        let (wal, _) = shoal_wal::Wal::open(disk.clone(), WalConfig::small_for_tests())
+            .await
+            .unwrap();
+        wal.save_meta(Bytes::from_static(&[9, 0])).await.unwrap();
+        wal.close().await.unwrap();
+        let r = WalLogStore::open(
+            disk.clone(),
+            WalConfig::small_for_tests(),
+            AckMode::AfterFsync,
+        )
+        .await;
+        assert!(r.is_err());
+
+        // A WAL record whose entry names another index (or is not an entry at all).
+        for payload in [
+            {
+                let mut b = Vec::new();
+                shoal::raft::log_codec::encode_entry(&entry(1, 7), &mut b).unwrap();
+                Bytes::from(b)
+            },
+            Bytes::from_static(b"not an entry"),
+        ] {
+            let disk = MemDisk::new();
+            let (wal, _) = shoal_wal::Wal::open(disk.clone(), WalConfig::small_for_tests())
+                .await
+                .unwrap();
+            wal.append([(3, payload)]).unwrap().await.unwrap();
+            wal.close().await.unwrap();
+            let r = WalLogStore::open(
+                disk.clone(),
+                WalConfig::small_for_tests(),
+                AckMode::AfterFsync,
+            )
+            .await;
+            assert!(r.is_err());
+        }
     });
 }

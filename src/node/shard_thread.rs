@@ -173,6 +173,9 @@ async fn serve(
         .await
         .map_err(|e| wal_err(&e))?;
     tracing::debug!(shard, ?report, "WAL recovered");
+    // Raft owns the store; this clone closes the log after the group stopped (final sync,
+    // exact committed index saved), so a graceful restart re-applies nothing it need not.
+    let log_closer = log.clone();
     let state = Rc::new(RefCell::new(State::new()));
     let sm = ShardStateMachine::open(snapshot_dir.clone(), state.clone(), Rc::new(now_ms))
         .await
@@ -282,6 +285,12 @@ async fn serve(
     raft.shutdown()
         .await
         .map_err(|e| ShardError::Raft(format!("shutdown: {e}")))?;
+    if failure.is_none() {
+        log_closer
+            .close()
+            .await
+            .map_err(|e| ShardError::Wal(format!("{}: close: {e}", wal_dir.display())))?;
+    }
     match failure {
         Some(f) => Err(ShardError::Raft(format!("the group stopped: {f}"))),
         None => Ok(()),

@@ -1,5 +1,5 @@
 //! A shard's Raft log and vote, stored in its WAL: openraft's [`RaftLogStorage`] and
-//! [`RaftLogReader`] over `shoal_wal::Wal`.
+//! `RaftLogReader` ([`WalLogReader`]) over `shoal_wal::Wal`.
 //!
 //! Layout: the Raft log entry with index `i` is the WAL record with index `i` (payload:
 //! `log_codec::encode_entry`); vote, a committed log id and the last purged log id live in
@@ -28,8 +28,6 @@ use std::cell::RefCell;
 use std::fmt;
 use std::fmt::Debug;
 use std::io;
-use std::ops::Bound;
-use std::ops::RangeBounds;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -37,7 +35,6 @@ use futures::StreamExt;
 use futures::channel::mpsc;
 use openraft::LogState;
 use openraft::OptionalSend;
-use openraft::RaftLogReader;
 use openraft::storage::IOFlushed;
 use openraft::storage::RaftLogStorage;
 use shoal_wal::Disk;
@@ -45,24 +42,22 @@ use shoal_wal::RecoveryReport;
 use shoal_wal::Ticket;
 use shoal_wal::Wal;
 use shoal_wal::WalConfig;
-use shoal_wal::WalError;
-use shoal_wal::WalStats;
 
 use super::TypeConfig;
-use super::log_codec::{self, CodecError, EncodeError, LogMeta};
+use super::log_codec::{self, LogMeta};
+use super::log_shared::{Shared, State, codec_err, decode_at};
 use super::types::Entry;
 use super::types::LogId;
 use super::types::Vote;
-use crate::limits::MAX_REPLICATION_READ_BYTES;
+
+pub use super::log_reader::WalLogReader;
+pub use super::log_shared::{LogStoreError, LogStoreStats};
 
 /// The committed log id is persisted (in the background) once it has advanced this many
 /// entries past the persisted one. After a crash the state machine is therefore re-applied
 /// at startup up to at most this many entries short of what it had applied; the rest comes
 /// back with the leader's next commit. Votes, purges and `close` persist it too.
 pub const COMMITTED_PERSIST_INTERVAL: u64 = 512;
-
-/// Entries read per WAL read while filling a byte-capped replication batch.
-const LIMITED_READ_CHUNK: u64 = 64;
 
 /// When openraft is told that appended entries are flushed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,91 +72,10 @@ pub enum AckMode {
     BeforeFsyncUnsafe,
 }
 
-/// Why the log store failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum LogStoreError {
-    /// The WAL failed (I/O, corruption, poisoned, closed).
-    #[error(transparent)]
-    Wal(#[from] WalError),
-    /// A WAL record or the metadata did not decode.
-    #[error("undecodable {what} in the WAL: {source}")]
-    Codec {
-        /// What was being decoded.
-        what: String,
-        /// Why it failed.
-        #[source]
-        source: CodecError,
-    },
-    /// An entry cannot be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// The WAL and its metadata disagree, or openraft broke the storage contract.
-    #[error("Raft log inconsistency: {0}")]
-    Inconsistent(String),
-    /// An earlier write failed; the store refuses every call (never retried).
-    #[error("Raft log store is poisoned by an earlier failure: {0}")]
-    Poisoned(String),
-    /// The store was closed.
-    #[error("Raft log store is closed")]
-    Closed,
-}
-
-impl From<LogStoreError> for io::Error {
-    fn from(e: LogStoreError) -> io::Error {
-        io::Error::other(e)
-    }
-}
-
-/// Figures of one log store since it was opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogStoreStats {
-    /// The WAL's own counters (durable writes, entries, bytes).
-    pub wal: WalStats,
-    /// `append` calls.
-    pub appends: u64,
-    /// Entries appended.
-    pub entries: u64,
-    /// Encoded entry bytes appended.
-    pub entry_bytes: u64,
-    /// Durable metadata writes (votes, committed, purges).
-    pub meta_writes: u64,
-    /// Flush completions reported to openraft (Ok or Err).
-    pub flushes_reported: u64,
-    /// Last index in the WAL (submitted, maybe not yet durable).
-    pub last_index: Option<u64>,
-    /// Purge floor of the WAL: every index below it is gone.
-    pub floor: u64,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    poison: Option<String>,
-    closed: bool,
-    vote: Option<Vote>,
-    /// The latest committed log id openraft gave (memory only).
-    committed: Option<LogId>,
-    /// What the metadata slot holds as committed.
-    saved_committed: Option<LogId>,
-    last_purged: Option<LogId>,
-    last_log_id: Option<LogId>,
-    committed_persist_running: bool,
-    stats: LogStoreStats,
-}
-
-struct Shared<D: Disk> {
-    wal: Wal<D>,
-    ack: AckMode,
-    st: RefCell<State>,
-    /// Serializes metadata writes; each writes the whole current [`LogMeta`].
-    meta_lock: futures::lock::Mutex<()>,
-    /// Append tickets with their callbacks, completed in order by the completion task.
-    completions: mpsc::UnboundedSender<(Ticket, IOFlushed<TypeConfig>)>,
-}
-
 /// One shard's Raft log store. Clones share the same log: give one to `Raft::new` and keep
 /// another to [`close`](Self::close) it after `raft.shutdown()`.
 pub struct WalLogStore<D: Disk + Clone + 'static> {
-    shared: Rc<Shared<D>>,
+    pub(super) shared: Rc<Shared<D>>,
 }
 
 impl<D: Disk + Clone + 'static> Clone for WalLogStore<D> {
@@ -183,161 +97,6 @@ impl<D: Disk + Clone + 'static> Debug for WalLogStore<D> {
             .field("poison", &st.poison)
             .finish()
     }
-}
-
-/// A reader of the log (handed to replication tasks and the state machine worker).
-pub struct WalLogReader<D: Disk + Clone + 'static> {
-    shared: Rc<Shared<D>>,
-}
-
-impl<D: Disk + Clone + 'static> Clone for WalLogReader<D> {
-    fn clone(&self) -> Self {
-        WalLogReader {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<D: Disk + Clone + 'static> Debug for WalLogReader<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WalLogReader").finish_non_exhaustive()
-    }
-}
-
-fn codec_err(what: impl Into<String>, source: CodecError) -> LogStoreError {
-    LogStoreError::Codec {
-        what: what.into(),
-        source,
-    }
-}
-
-impl<D: Disk + Clone + 'static> Shared<D> {
-    fn usable(&self) -> Result<(), LogStoreError> {
-        let st = self.st.borrow();
-        if let Some(p) = &st.poison {
-            return Err(LogStoreError::Poisoned(p.clone()));
-        }
-        if st.closed {
-            return Err(LogStoreError::Closed);
-        }
-        Ok(())
-    }
-
-    /// Records the first failure; every later call fails with it.
-    fn poison(&self, e: &LogStoreError) {
-        let mut st = self.st.borrow_mut();
-        if st.poison.is_none() {
-            st.poison = Some(e.to_string());
-        }
-    }
-
-    /// Runs `r`, poisoning the store if it failed.
-    fn check<T>(&self, r: Result<T, LogStoreError>) -> Result<T, LogStoreError> {
-        if let Err(e) = &r {
-            self.poison(e);
-        }
-        r
-    }
-
-    /// Reads and decodes the live entries in `lo..hi`, clamped to the live range.
-    async fn read(&self, lo: u64, hi: u64) -> Result<Vec<Entry>, LogStoreError> {
-        self.usable()?;
-        let (Some(first), Some(last)) = (self.wal.first_index(), self.wal.last_index()) else {
-            return Ok(Vec::new());
-        };
-        let (lo, hi) = (lo.max(first), hi.min(last.saturating_add(1)));
-        if lo >= hi {
-            return Ok(Vec::new());
-        }
-        let records = self.wal.read_range(lo, hi).await?;
-        let mut out = Vec::with_capacity(records.len());
-        for (index, payload) in records {
-            let entry = decode_at(index, &payload)?;
-            out.push(entry);
-        }
-        Ok(out)
-    }
-
-    /// Whether `id` names an entry of this log (submitted, maybe not durable yet) or one
-    /// purged into a snapshot (purges only drop committed entries).
-    async fn holds(&self, id: LogId) -> Result<bool, LogStoreError> {
-        let purged = self.st.borrow().last_purged;
-        if purged.is_some_and(|p| id.index <= p.index) {
-            return Ok(purged.is_some_and(|p| id <= p));
-        }
-        let (Some(first), Some(last)) = (self.wal.first_index(), self.wal.last_index()) else {
-            return Ok(false);
-        };
-        if id.index < first || id.index > last {
-            return Ok(false);
-        }
-        let recs = self.wal.read_range(id.index, id.index + 1).await?;
-        match recs.first() {
-            Some((index, payload)) => Ok(decode_at(*index, payload)?.log_id == id),
-            None => Ok(false),
-        }
-    }
-
-    /// Writes the metadata durably: the current vote (or `vote` if given), the last purged
-    /// id (or `purged`), and the newest committed id whose entry is durable. Caller holds
-    /// `meta_lock`.
-    async fn write_meta(
-        &self,
-        vote: Option<Vote>,
-        purged: Option<LogId>,
-    ) -> Result<(), LogStoreError> {
-        // The committed id is saved only if this log holds exactly that entry (or purged
-        // it into a snapshot): a follower may learn of a commit before it has the entry,
-        // or hold a conflicting entry at that index that is about to be truncated.
-        let (candidate, saved) = {
-            let st = self.st.borrow();
-            (st.committed, st.saved_committed)
-        };
-        let committed = match candidate {
-            Some(c) if self.holds(c).await? => Some(c),
-            _ => saved,
-        };
-        // Everything submitted so far (that entry included) becomes durable first. This
-        // also keeps writes ordered: a vote is a newer IO than every earlier append for
-        // openraft's flush watermark, so it must not be durable before them.
-        let ticket = self.wal.sync();
-        ticket?.await?;
-        let meta = {
-            let st = self.st.borrow();
-            LogMeta {
-                vote: vote.or(st.vote),
-                committed,
-                last_purged: purged.or(st.last_purged),
-            }
-        };
-        self.wal.save_meta(log_codec::encode_meta(&meta)).await?;
-        let mut st = self.st.borrow_mut();
-        st.vote = meta.vote;
-        st.saved_committed = meta.committed;
-        st.last_purged = meta.last_purged;
-        st.stats.meta_writes += 1;
-        Ok(())
-    }
-
-    async fn persist_committed(&self) -> Result<(), LogStoreError> {
-        let _g = self.meta_lock.lock().await;
-        self.usable()?;
-        let r = self.write_meta(None, None).await;
-        self.check(r)
-    }
-}
-
-/// Decodes the WAL record at `index` and checks it is the entry that belongs there.
-fn decode_at(index: u64, payload: &Bytes) -> Result<Entry, LogStoreError> {
-    let entry =
-        log_codec::decode_entry(payload).map_err(|e| codec_err(format!("entry {index}"), e))?;
-    if entry.log_id.index != index {
-        return Err(LogStoreError::Inconsistent(format!(
-            "WAL record {index} holds the entry of log index {}",
-            entry.log_id.index
-        )));
-    }
-    Ok(entry)
 }
 
 /// Awaits append tickets in submission order and reports each to openraft. WAL tickets
@@ -404,6 +163,14 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
             }
             None => None,
         };
+        let known_end = last_log_id.or(meta.last_purged).map(|l| l.index);
+        if let Some(c) = meta.committed
+            && known_end.is_none_or(|end| c.index > end)
+        {
+            return Err(LogStoreError::Inconsistent(format!(
+                "saved committed log id {c} is past the end of the log ({known_end:?})"
+            )));
+        }
         let (tx, rx) = mpsc::unbounded();
         let state = State {
             vote: meta.vote,
@@ -660,100 +427,6 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
             .detach();
         }
         Ok(())
-    }
-}
-
-fn bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
-    let lo = match range.start_bound() {
-        Bound::Included(&i) => i,
-        Bound::Excluded(&i) => i.saturating_add(1),
-        Bound::Unbounded => 0,
-    };
-    let hi = match range.end_bound() {
-        Bound::Included(&i) => i.saturating_add(1),
-        Bound::Excluded(&i) => i,
-        Bound::Unbounded => u64::MAX,
-    };
-    (lo, hi)
-}
-
-impl<D: Disk + Clone + 'static> WalLogReader<D> {
-    /// Entries from `start` (clamped to the live log) up to `end`, stopping once
-    /// [`MAX_REPLICATION_READ_BYTES`] of entries were collected (at least one entry).
-    async fn limited(&self, start: u64, end: u64) -> Result<Vec<Entry>, LogStoreError> {
-        let mut out: Vec<Entry> = Vec::new();
-        let mut bytes = 0usize;
-        let mut lo = start;
-        while lo < end {
-            let hi = end.min(lo.saturating_add(LIMITED_READ_CHUNK));
-            let chunk = self.shared.read(lo, hi).await?;
-            let Some(last) = chunk.last().map(|e| e.log_id.index) else {
-                break;
-            };
-            for e in chunk {
-                if !out.is_empty() && bytes >= MAX_REPLICATION_READ_BYTES {
-                    return Ok(out);
-                }
-                bytes += entry_size(&e);
-                out.push(e);
-            }
-            lo = last + 1;
-        }
-        Ok(out)
-    }
-}
-
-/// Approximate encoded size of an entry (what a replication batch costs on the wire).
-fn entry_size(e: &Entry) -> usize {
-    use super::types::EntryPayload;
-    log_codec::ENTRY_HEADER_LEN
-        + match &e.payload {
-            EntryPayload::Blank => 0,
-            EntryPayload::Normal(r) => r.command.len(),
-            EntryPayload::Membership(m) => m
-                .nodes()
-                .map(|(_, n)| 12 + n.client_addr.len() + n.peer_addr.len())
-                .sum::<usize>()
-                .saturating_add(64),
-        }
-}
-
-impl<D: Disk + Clone + 'static> RaftLogReader<TypeConfig> for WalLogReader<D> {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let (lo, hi) = bounds(&range);
-        Ok(self.shared.read(lo, hi).await?)
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.shared.usable()?;
-        Ok(self.shared.st.borrow().vote)
-    }
-
-    /// Caps the batch at [`MAX_REPLICATION_READ_BYTES`] of entry bytes (at least one entry).
-    async fn limited_get_log_entries(
-        &mut self,
-        start: u64,
-        end: u64,
-    ) -> Result<Vec<Entry>, io::Error> {
-        Ok(self.limited(start, end).await?)
-    }
-}
-
-impl<D: Disk + Clone + 'static> RaftLogReader<TypeConfig> for WalLogStore<D> {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let (lo, hi) = bounds(&range);
-        Ok(self.shared.read(lo, hi).await?)
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.shared.usable()?;
-        Ok(self.shared.st.borrow().vote)
     }
 }
 

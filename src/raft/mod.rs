@@ -3,7 +3,8 @@
 //!
 //! Owns the glommio `AsyncRuntime` ([`runtime`]), its `tokio::sync` channel adapters
 //! ([`sync`]), the openraft type configuration of a Shoal group ([`types`]), the
-//! WAL-backed log store ([`log_store`], entry and metadata encoding in [`log_codec`]) and
+//! WAL-backed log store ([`log_store`]; reads in [`log_reader`], shared state and the
+//! metadata write path in `log_shared`, entry and metadata encodings in [`log_codec`]) and
 //! the state machine over a shard's `State` ([`state_machine`], with [`snapshot_builder`],
 //! the snapshot files [`snapshot_store`], their Raft metadata [`snapshot_meta`] and the
 //! client replies [`apply_reply`]).
@@ -13,6 +14,8 @@
 //! meant to be implemented.
 
 pub mod log_codec;
+pub mod log_reader;
+mod log_shared;
 pub mod log_store;
 pub mod apply_reply;
 pub mod runtime;
