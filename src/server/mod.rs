@@ -165,6 +165,17 @@ impl ServerConfig {
                 "above the protocol's limits".into(),
             );
         }
+        // The largest request (a put with TTL of the largest key and value) must fit.
+        let largest_put = self.max_key_len + self.max_value_len + 32;
+        if self.max_frame_len < largest_put {
+            return bad(
+                "max_frame_len",
+                format!(
+                    "{} cannot carry a put of the largest key and value ({largest_put} bytes)",
+                    self.max_frame_len
+                ),
+            );
+        }
         if self.max_connections == 0
             || self.max_in_flight_per_connection == 0
             || self.max_in_flight_per_shard == 0
@@ -266,7 +277,8 @@ mod tests {
         };
         let ok = ServerConfig::for_shard(&node, 1, 1);
         ok.validate().unwrap();
-        let broken: [fn(&mut ServerConfig); 5] = [
+        let broken: [fn(&mut ServerConfig); 6] = [
+            |c| c.max_frame_len = c.max_value_len,
             |c| c.shard = 2,
             |c| c.max_frame_len = limits::MAX_FRAME_LEN + 1,
             |c| c.max_in_flight_per_shard = 0,
