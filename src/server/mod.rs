@@ -8,6 +8,18 @@
 //! (`inbox`). Behaviour seen by clients is specified in `docs/PROTOCOL.md`, "Server
 //! behaviour".
 //!
+//! Wiring (on each shard's executor thread, with the shard's `Rc<dyn ShardService>`, a
+//! clone of the node's `Mesh` and the shard's own `Inbox`):
+//!
+//! ```text
+//! let server = Server::bind(ServerConfig::for_shard(&node, s, cluster_id), service, mesh, inbox).await?;
+//! let report = server.run(async move { let _ = stop_rx.await; }).await; // any Future<Output = ()>
+//! ```
+//!
+//! `run` also serves the inbox, so nothing else drains it. Signal every shard's shutdown
+//! together (a shard that drains answers forwarded requests `ShuttingDown`), wait for every
+//! `run` to return, then stop the Raft groups.
+//!
 //! Invariants:
 //! - Every request read from a connection or the inbox is answered exactly once (unless
 //!   the connection is gone or closed by a framing error): with its result, or `Busy`
