@@ -1,6 +1,11 @@
 //! Figures, not assertions: pipelined gets through one connection, served by the shard
 //! that owns the keys and forwarded over the mesh. Run with
 //! `cargo test --release -p shoal --test server -- --ignored --nocapture throughput`.
+//!
+//! Measured on the 2-core dev machine (release, fake in-memory service, client in the same
+//! process): about 1.4 M gets/s when the connection's shard owns the keys, about 128 k/s
+//! when every get is forwarded to the other shard (one mpsc send, one oneshot answer and a
+//! cross-thread wake-up per request): a client should connect to the owning shard's port.
 
 use std::time::Instant;
 
