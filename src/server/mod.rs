@@ -8,6 +8,18 @@
 //! (`inbox`). Behaviour seen by clients is specified in `docs/PROTOCOL.md`, "Server
 //! behaviour".
 //!
+//! Wiring (on each shard's executor thread, with the shard's `Rc<dyn ShardService>`, a
+//! clone of the node's `Mesh` and the shard's own `Inbox`):
+//!
+//! ```text
+//! let server = Server::bind(ServerConfig::for_shard(&node, s, cluster_id), service, mesh, inbox).await?;
+//! let report = server.run(async move { let _ = stop_rx.await; }).await; // any Future<Output = ()>
+//! ```
+//!
+//! `run` also serves the inbox, so nothing else drains it. Signal every shard's shutdown
+//! together (a shard that drains answers forwarded requests `ShuttingDown`), wait for every
+//! `run` to return, then stop the Raft groups.
+//!
 //! Invariants:
 //! - Every request read from a connection or the inbox is answered exactly once (unless
 //!   the connection is gone or closed by a framing error): with its result, or `Busy`
@@ -165,6 +177,17 @@ impl ServerConfig {
                 "above the protocol's limits".into(),
             );
         }
+        // The largest request (a put with TTL of the largest key and value) must fit.
+        let largest_put = self.max_key_len + self.max_value_len + 32;
+        if self.max_frame_len < largest_put {
+            return bad(
+                "max_frame_len",
+                format!(
+                    "{} cannot carry a put of the largest key and value ({largest_put} bytes)",
+                    self.max_frame_len
+                ),
+            );
+        }
         if self.max_connections == 0
             || self.max_in_flight_per_connection == 0
             || self.max_in_flight_per_shard == 0
@@ -266,7 +289,8 @@ mod tests {
         };
         let ok = ServerConfig::for_shard(&node, 1, 1);
         ok.validate().unwrap();
-        let broken: [fn(&mut ServerConfig); 5] = [
+        let broken: [fn(&mut ServerConfig); 6] = [
+            |c| c.max_frame_len = c.max_value_len,
             |c| c.shard = 2,
             |c| c.max_frame_len = limits::MAX_FRAME_LEN + 1,
             |c| c.max_in_flight_per_shard = 0,

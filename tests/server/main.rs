@@ -6,3 +6,4 @@
 mod hardening;
 mod ops;
 mod support;
+mod throughput;

@@ -202,7 +202,7 @@ pub fn config(shard: u32, shard_count: u32) -> ServerConfig {
 impl Node {
     /// Starts `shards` shards; `tune` adjusts each shard's configuration.
     pub fn start(shards: u32, tune: impl Fn(&mut ServerConfig)) -> Node {
-        let (mesh, inboxes) = Mesh::new(shards as usize, 64);
+        let (mesh, inboxes) = Mesh::new(shards as usize, 1024);
         let (gate, _) = watch::channel(false);
         let knobs = Arc::new(Knobs {
             gate,
