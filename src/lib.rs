@@ -10,11 +10,11 @@ pub mod telemetry;
 
 pub use shoal_proto::limits;
 
-pub mod node;
-pub mod raft;
-pub mod state;
 pub mod cli;
 pub mod local_client;
-pub mod shard;
-pub mod server;
+pub mod node;
 pub mod peer;
+pub mod raft;
+pub mod server;
+pub mod shard;
+pub mod state;

@@ -12,7 +12,10 @@ use openraft::{Config, SnapshotPolicy};
 use crate::config::NodeConfig;
 
 /// The group config of shard `shard`.
-pub fn raft_config(config: &NodeConfig, shard: usize) -> Result<Arc<Config>, openraft::ConfigError> {
+pub fn raft_config(
+    config: &NodeConfig,
+    shard: usize,
+) -> Result<Arc<Config>, openraft::ConfigError> {
     let c = Config {
         cluster_name: format!("shoal-group-{shard}"),
         heartbeat_interval: config.timeouts.heartbeat_ms,

@@ -40,15 +40,15 @@ use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{Raft, ShoalNode};
 use crate::server::{Server, ServerConfig};
 
+use crate::node::ShardService;
+use crate::peer::{PeerConfig, PeerNetwork, PeerServer};
 use crate::shard::ShardCore;
 use crate::shard::clock::now_ms;
 use crate::shard::ttl_ticker::run_ttl_ticker;
 use crate::state::State;
 use openraft::async_runtime::WatchReceiver;
-use shoal_wal::{GlommioDisk, SyncMode};
-use crate::node::ShardService;
-use crate::peer::{PeerConfig, PeerNetwork, PeerServer};
 use shoal_proto::LocalPeer;
+use shoal_wal::{GlommioDisk, SyncMode};
 
 /// How long a single-node group may take to lead after start before the shard reports
 /// a failure (an election on one voter takes one election timeout).
@@ -156,7 +156,8 @@ async fn serve(
     let shard_count = config.shards as u32;
 
     // 1. Storage.
-    let wal_err = |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
+    let wal_err =
+        |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
     let disk = GlommioDisk::open(&wal_dir, SyncMode::UringFdatasync)
         .await
         .map_err(|e| wal_err(&e))?;

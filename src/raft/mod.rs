@@ -13,11 +13,11 @@
 //! through channels only. See `docs/RAFT.md` for how the storage and network traits are
 //! meant to be implemented.
 
+pub mod apply_reply;
 pub mod log_codec;
 pub mod log_reader;
 mod log_shared;
 pub mod log_store;
-pub mod apply_reply;
 pub mod runtime;
 pub mod snapshot_builder;
 pub mod snapshot_meta;
@@ -26,8 +26,8 @@ pub mod state_machine;
 pub mod sync;
 pub mod types;
 
-pub use log_store::{AckMode, LogStoreError, LogStoreStats, WalLogReader, WalLogStore};
 pub use apply_reply::ApplyReply;
+pub use log_store::{AckMode, LogStoreError, LogStoreStats, WalLogReader, WalLogStore};
 pub use runtime::GlommioRuntime;
 pub use state_machine::{ShardStateMachine, SharedState, SmError};
 pub use types::TypeConfig;

@@ -62,12 +62,17 @@ impl NodeProcess {
 
     fn wait_ready(&mut self) {
         let process = &mut self.process;
-        let ready = wait_for("node ready", START_TIMEOUT, Duration::from_millis(20), || {
-            if let Ok(Some(status)) = process.try_status() {
-                panic!("node exited during start ({status}):\n{}", process.log());
-            }
-            process.log().contains("shoal: ready").then_some(())
-        });
+        let ready = wait_for(
+            "node ready",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                if let Ok(Some(status)) = process.try_status() {
+                    panic!("node exited during start ({status}):\n{}", process.log());
+                }
+                process.log().contains("shoal: ready").then_some(())
+            },
+        );
         if let Err(e) = ready {
             panic!("{e}:\n{}", self.process.log());
         }
