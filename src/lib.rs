@@ -10,6 +10,6 @@ pub mod telemetry;
 
 pub use shoal_proto::limits;
 
+pub mod node;
 pub mod raft;
 pub mod state;
-pub mod node;

@@ -167,17 +167,24 @@ impl State {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8], expire_at: Option<u64>) {
-        let entry = match expire_at {
-            None => Entry::new(key, value, None),
+        // A put without TTL over an entry nobody else holds rewrites its value in place
+        // when the length is unchanged (no allocation, no free); otherwise a new entry.
+        let old = match expire_at {
+            None => self
+                .index
+                .upsert(key, Some(value), || Entry::new(key, value, None)),
             Some(at) => {
-                let id = self.wheel.next_id();
-                let entry = Entry::new(key, value, Some((at, id)));
-                let got = self.wheel.insert(at, entry.clone());
-                assert_eq!(got, id, "timer id announced by next_id");
-                entry
+                let wheel = &mut self.wheel;
+                self.index.upsert(key, None, || {
+                    let id = wheel.next_id();
+                    let entry = Entry::new(key, value, Some((at, id)));
+                    let got = wheel.insert(at, entry.clone());
+                    assert_eq!(got, id, "timer id announced by next_id");
+                    entry
+                })
             }
         };
-        if let Some(old) = self.index.insert(entry) {
+        if let Some(old) = old {
             self.cancel_timer_of(&old);
         }
     }
