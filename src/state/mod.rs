@@ -15,6 +15,9 @@
 //! - A stored entry with a TTL has exactly one live timer, whose payload is that entry;
 //!   overwriting or deleting the key cancels it.
 //! - Log indexes applied increase strictly.
+//! - A value handed out (`get`, `get_value`), copied for a snapshot or held by a timer
+//!   never changes: a put rewrites a stored value in place only when the index holds
+//!   the entry's only handle (`Entry::overwrite_value_in_place`).
 
 mod command;
 mod entry;
