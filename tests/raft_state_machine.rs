@@ -207,12 +207,12 @@ fn snapshot_built_while_applying_is_exactly_the_state_at_its_log_id() {
         let mut next = frozen_at + 1;
         let mut during = 0u64;
         while !done.get() && during < 2_000_000 {
-            let entries = (next..next + 64)
+            let entries = (next..next + 8)
                 .map(|j| normal(1, j, &command(j * 7 + 3, &mut model)))
                 .collect();
             apply(&mut sm, entries).await;
-            next += 64;
-            during += 64;
+            next += 8;
+            during += 8;
             glommio::executor().yield_now().await;
         }
         let snap = build_task.await;
