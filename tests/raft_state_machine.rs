@@ -120,11 +120,11 @@ fn assert_state_is(state: &State, model: &Model) {
     }
 }
 
-/// CPU time this thread has run (`/proc/thread-self/schedstat`, first field, in ns).
+/// CPU time this thread has run. `CLOCK_THREAD_CPUTIME_ID` is exact; the scheduler's
+/// `/proc` counters only move at ticks (4 ms here).
 fn thread_cpu() -> Duration {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
-    let ns: u64 = s.split_whitespace().next().unwrap().parse().unwrap();
-    Duration::from_nanos(ns)
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID).unwrap();
+    Duration::from(t)
 }
 
 fn snapshot_files(dir: &Path) -> Vec<String> {
