@@ -48,15 +48,16 @@ pub(crate) struct BuildSlot {
     /// The builder whose snapshot `State` is building.
     active: Option<u64>,
     /// Set by `install_snapshot` when it replaced the state under an active build: that
-    /// build's id and the installed snapshot it returns instead.
-    superseded: Option<(u64, Snapshot<SnapshotData>)>,
+    /// build's id and the installed snapshot it returns instead. Each builder removes its
+    /// own entry (when it returns or is dropped).
+    superseded: Vec<(u64, Snapshot<SnapshotData>)>,
 }
 
 impl BuildSlot {
     /// Called by `install_snapshot` before it replaces the state.
     pub(crate) fn supersede(&mut self, installed: &Snapshot<SnapshotData>) {
         if let Some(id) = self.active.take() {
-            self.superseded = Some((id, installed.clone()));
+            self.superseded.push((id, installed.clone()));
         }
     }
 }
@@ -134,18 +135,18 @@ impl ShardSnapshotBuilder {
         Ok(())
     }
 
-    /// The installed snapshot that replaced this build's state, if any.
-    fn take_superseded(&mut self, id: u64) -> Option<Snapshot<SnapshotData>> {
+    /// `Ok(None)` while this build still owns the state's snapshot; the installed
+    /// snapshot that replaced its state, if one did.
+    fn take_superseded(&mut self, id: u64) -> io::Result<Option<Snapshot<SnapshotData>>> {
         let mut slot = self.shared.slot.borrow_mut();
         if slot.active == Some(id) {
-            return None;
+            return Ok(None);
         }
-        match slot.superseded.take() {
-            Some((sid, snap)) if sid == id => Some(snap),
-            other => {
-                slot.superseded = other;
-                None
-            }
+        match slot.superseded.iter().position(|(sid, _)| *sid == id) {
+            Some(at) => Ok(Some(slot.superseded.swap_remove(at).1)),
+            None => Err(io::Error::other(format!(
+                "snapshot build {id} lost its frozen state without an install"
+            ))),
         }
     }
 }
@@ -170,7 +171,10 @@ fn begin_on(shared: &Shared) -> Result<Phase, SnapshotError> {
     let mut slot = shared.slot.borrow_mut();
     let id = slot.next_id;
     slot.next_id += 1;
-    assert!(slot.active.is_none(), "State refused a second snapshot");
+    assert!(
+        slot.active.is_none(),
+        "a snapshot build is registered but State had none in progress"
+    );
     slot.active = Some(id);
     Ok(Phase::Begun {
         id,
@@ -200,7 +204,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
         };
         let mut out = Vec::with_capacity(size_hint);
         loop {
-            if let Some(installed) = self.take_superseded(id) {
+            if let Some(installed) = self.take_superseded(id)? {
                 self.phase = Phase::Done;
                 tracing::info!(
                     "snapshot build superseded by an installed snapshot at {:?}",
@@ -257,8 +261,8 @@ impl Drop for ShardSnapshotBuilder {
                     Ok(mut state) => state.abort_snapshot(),
                     Err(_) => tracing::error!("cannot abort a dropped snapshot build"),
                 }
-            } else if slot.superseded.as_ref().is_some_and(|(sid, _)| *sid == id) {
-                slot.superseded = None;
+            } else {
+                slot.superseded.retain(|(sid, _)| *sid != id);
             }
         }
     }
