@@ -69,7 +69,8 @@ pub struct PeerNode {
 /// in no voter set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 pub struct Membership {
-    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise.
+    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise, `[]` for
+    /// the initial empty membership.
     pub configs: Vec<Vec<u64>>,
     /// Every member (voters and learners) with its address.
     pub nodes: Vec<PeerNode>,
@@ -374,9 +375,11 @@ impl PeerMessage {
 }
 
 fn validate_membership(m: &Membership) -> Result<(), BodyError> {
-    if m.configs.is_empty() || m.configs.len() > 2 {
+    // Zero voter sets is openraft's initial, empty membership (a snapshot taken before
+    // the group was initialized carries it).
+    if m.configs.len() > 2 {
         return Err(BodyError::Invalid(
-            "membership must have one or two (joint) voter sets",
+            "membership must have at most two (joint) voter sets",
         ));
     }
     if m.configs.iter().any(|c| c.len() > MAX_NODES) || m.nodes.len() > MAX_NODES {
