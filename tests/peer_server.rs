@@ -72,6 +72,14 @@ impl PeerHandler for Handler {
         Ok(VoteResponse::new(rpc.vote, None, true))
     }
 
+    async fn pre_vote(
+        &self,
+        rpc: VoteRequest<TypeConfig>,
+    ) -> Result<VoteResponse<TypeConfig>, PeerError> {
+        // Distinguishable from `vote`: pre-votes are refused by this double.
+        Ok(VoteResponse::new(rpc.vote, None, false))
+    }
+
     async fn install_full_snapshot(
         &self,
         vote: Vote,
@@ -180,6 +188,16 @@ fn heartbeats_pass_a_snapshot_in_progress_and_snapshots_are_bounded() {
             .unwrap();
         assert!(matches!(resp, AppendEntriesResponse::Success));
         assert_eq!(double.appends.get(), 1);
+
+        // Vote and pre-vote reach their own handler methods.
+        let req = VoteRequest::new(Vote::new(2, 1), None);
+        assert!(
+            hb.vote(req.clone(), option.clone())
+                .await
+                .unwrap()
+                .vote_granted
+        );
+        assert!(!hb.pre_vote(req, option.clone()).await.unwrap().vote_granted);
 
         // A batch larger than one frame (openraft caps batches by count, not bytes): the
         // prefix that fits is sent and reported as PartialSuccess.

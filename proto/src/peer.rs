@@ -293,6 +293,11 @@ pub enum PeerMessage {
     TransferLeaderAck,
     /// A refusal of a handshake (`PeerHelloResp`) or of an RPC (`PeerRpcResp`).
     Error(PeerError),
+    /// Raft pre-vote: would the receiver grant this vote? Changes nothing on the receiver
+    /// (opcode `PeerRpc`). Appended after `Error` so earlier variants keep their tags.
+    PreVote(VoteRequest),
+    /// Its answer (opcode `PeerRpcResp`).
+    PreVoteResponse(VoteResponse),
 }
 
 impl PeerMessage {
@@ -303,10 +308,12 @@ impl PeerMessage {
             PeerMessage::HelloOk(_) => Opcode::PeerHelloResp,
             PeerMessage::AppendEntries(_)
             | PeerMessage::Vote(_)
+            | PeerMessage::PreVote(_)
             | PeerMessage::InstallSnapshot(_)
             | PeerMessage::TransferLeader(_) => Opcode::PeerRpc,
             PeerMessage::AppendEntriesResponse(_)
             | PeerMessage::VoteResponse(_)
+            | PeerMessage::PreVoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeaderAck
             | PeerMessage::Error(_) => Opcode::PeerRpcResp,
@@ -368,7 +375,9 @@ impl PeerMessage {
             | PeerMessage::VoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeader(_)
-            | PeerMessage::TransferLeaderAck => {}
+            | PeerMessage::TransferLeaderAck
+            | PeerMessage::PreVote(_)
+            | PeerMessage::PreVoteResponse(_) => {}
         }
         Ok(())
     }

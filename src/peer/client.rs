@@ -459,6 +459,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         result.map_err(|f| self.rpc_error(f, action))
     }
 
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let action = RPCTypes::Vote;
+        let msg = PeerMessage::PreVote(convert::vote_request_to_wire(&rpc));
+        let answer = self
+            .call(&msg, option.hard_ttl())
+            .await
+            .map_err(|f| self.rpc_error(f, action))?;
+        let result = match &answer {
+            PeerMessage::PreVoteResponse(r) => convert::vote_response_from_wire(r)
+                .map_err(|e| Failure::Network(format!("node {}: {e}", self.target))),
+            other => Err(self.unexpected("a pre-vote answer", other)),
+        };
+        result.map_err(|f| self.rpc_error(f, action))
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: Vote,
