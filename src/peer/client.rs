@@ -57,7 +57,7 @@ use shoal_proto::peer::InstallSnapshotRequest;
 use shoal_proto::peer::PeerHello;
 
 use super::PeerConfig;
-use super::assembly::Backoff;
+use super::backoff::Backoff;
 use super::conn::ConnError;
 use super::conn::PeerConn;
 use super::convert;
