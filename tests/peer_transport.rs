@@ -73,6 +73,8 @@ fn raft_config() -> Arc<openraft::Config> {
         snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 0,
         install_snapshot_timeout: 2_000,
+        // Elections go through PreVote frames too.
+        enable_pre_vote: Some(true),
         // docs/RAFT.md pitfall 14.
         enable_leader_restore: Some(false),
         ..Default::default()

@@ -69,7 +69,8 @@ pub struct PeerNode {
 /// in no voter set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 pub struct Membership {
-    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise.
+    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise, `[]` for
+    /// the initial empty membership.
     pub configs: Vec<Vec<u64>>,
     /// Every member (voters and learners) with its address.
     pub nodes: Vec<PeerNode>,
@@ -292,6 +293,11 @@ pub enum PeerMessage {
     TransferLeaderAck,
     /// A refusal of a handshake (`PeerHelloResp`) or of an RPC (`PeerRpcResp`).
     Error(PeerError),
+    /// Raft pre-vote: would the receiver grant this vote? Changes nothing on the receiver
+    /// (opcode `PeerRpc`). Appended after `Error` so earlier variants keep their tags.
+    PreVote(VoteRequest),
+    /// Its answer (opcode `PeerRpcResp`).
+    PreVoteResponse(VoteResponse),
 }
 
 impl PeerMessage {
@@ -302,10 +308,12 @@ impl PeerMessage {
             PeerMessage::HelloOk(_) => Opcode::PeerHelloResp,
             PeerMessage::AppendEntries(_)
             | PeerMessage::Vote(_)
+            | PeerMessage::PreVote(_)
             | PeerMessage::InstallSnapshot(_)
             | PeerMessage::TransferLeader(_) => Opcode::PeerRpc,
             PeerMessage::AppendEntriesResponse(_)
             | PeerMessage::VoteResponse(_)
+            | PeerMessage::PreVoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeaderAck
             | PeerMessage::Error(_) => Opcode::PeerRpcResp,
@@ -367,16 +375,20 @@ impl PeerMessage {
             | PeerMessage::VoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeader(_)
-            | PeerMessage::TransferLeaderAck => {}
+            | PeerMessage::TransferLeaderAck
+            | PeerMessage::PreVote(_)
+            | PeerMessage::PreVoteResponse(_) => {}
         }
         Ok(())
     }
 }
 
 fn validate_membership(m: &Membership) -> Result<(), BodyError> {
-    if m.configs.is_empty() || m.configs.len() > 2 {
+    // Zero voter sets is openraft's initial, empty membership (a snapshot taken before
+    // the group was initialized carries it).
+    if m.configs.len() > 2 {
         return Err(BodyError::Invalid(
-            "membership must have one or two (joint) voter sets",
+            "membership must have at most two (joint) voter sets",
         ));
     }
     if m.configs.iter().any(|c| c.len() > MAX_NODES) || m.nodes.len() > MAX_NODES {

@@ -57,7 +57,8 @@ use shoal_proto::peer::InstallSnapshotRequest;
 use shoal_proto::peer::PeerHello;
 
 use super::PeerConfig;
-use super::assembly::Backoff;
+use super::backoff::Backoff;
+use super::conn::ConnError;
 use super::conn::PeerConn;
 use super::convert;
 use crate::raft::GlommioRuntime;
@@ -163,6 +164,37 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_snapshot_client(&mut self, target: NodeId, node: &ShoalNode) -> PeerClient {
         self.client(target, node, "snapshot")
     }
+}
+
+/// Fixed per-entry allowance for the archive's own bytes (log id, enum tag, relative
+/// pointers, alignment): generous, so the estimate never undercounts.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// Room kept in a frame for the request's other fields.
+const FRAME_MARGIN: usize = 64 * 1024;
+
+/// How many leading `entries` fit in one peer frame (at least 1, so progress is always
+/// possible: one entry is bounded by the client limits far below `MAX_PEER_FRAME_LEN`).
+fn entries_fitting_in_a_frame(entries: &[crate::raft::types::Entry]) -> usize {
+    use crate::raft::types::EntryPayload;
+    let budget = shoal_proto::limits::MAX_PEER_FRAME_LEN - FRAME_MARGIN;
+    let mut used = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        let size = ENTRY_OVERHEAD
+            + match &e.payload {
+                EntryPayload::Blank => 0,
+                EntryPayload::Normal(r) => r.command.len(),
+                EntryPayload::Membership(m) => m
+                    .nodes()
+                    .map(|(_, n)| ENTRY_OVERHEAD + n.client_addr.len() + n.peer_addr.len())
+                    .sum::<usize>(),
+            };
+        used = used.saturating_add(size);
+        if used > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
 }
 
 /// Why an RPC produced no answer.
@@ -314,6 +346,10 @@ impl PeerClient {
         .await;
         let frame = match answer {
             Ok(frame) => frame,
+            // Nothing was sent: retrying at once would fail the same way, so back off.
+            Err(e @ ConnError::Encode(_)) => {
+                return Err(Failure::Unreachable(format!("node {target}: {e}")));
+            }
             Err(e) => {
                 self.conn = None;
                 return Err(Failure::Network(format!("node {target}: {e}")));
@@ -382,7 +418,11 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let action = RPCTypes::AppendEntries;
-        let msg = PeerMessage::AppendEntries(convert::append_request_to_wire(&rpc));
+        // openraft caps a batch by entry count, not bytes: send the prefix that fits in
+        // one frame and report how far it got (`PartialSuccess`); openraft sends the rest.
+        let fits = entries_fitting_in_a_frame(&rpc.entries);
+        let truncated_at = (fits < rpc.entries.len()).then(|| rpc.entries[fits - 1].log_id);
+        let msg = PeerMessage::AppendEntries(convert::append_request_to_wire_prefix(&rpc, fits));
         let answer = self
             .call(&msg, option.hard_ttl())
             .await
@@ -392,7 +432,12 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 .map_err(|e| Failure::Network(format!("node {}: {e}", self.target))),
             other => Err(self.unexpected("an append-entries answer", other)),
         };
-        result.map_err(|f| self.rpc_error(f, action))
+        match (result.map_err(|f| self.rpc_error(f, action))?, truncated_at) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                Ok(AppendEntriesResponse::PartialSuccess(Some(last)))
+            }
+            (resp, _) => Ok(resp),
+        }
     }
 
     async fn vote(
@@ -410,6 +455,25 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             PeerMessage::VoteResponse(r) => convert::vote_response_from_wire(r)
                 .map_err(|e| Failure::Network(format!("node {}: {e}", self.target))),
             other => Err(self.unexpected("a vote answer", other)),
+        };
+        result.map_err(|f| self.rpc_error(f, action))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        let action = RPCTypes::Vote;
+        let msg = PeerMessage::PreVote(convert::vote_request_to_wire(&rpc));
+        let answer = self
+            .call(&msg, option.hard_ttl())
+            .await
+            .map_err(|f| self.rpc_error(f, action))?;
+        let result = match &answer {
+            PeerMessage::PreVoteResponse(r) => convert::vote_response_from_wire(r)
+                .map_err(|e| Failure::Network(format!("node {}: {e}", self.target))),
+            other => Err(self.unexpected("a pre-vote answer", other)),
         };
         result.map_err(|f| self.rpc_error(f, action))
     }

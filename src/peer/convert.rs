@@ -191,10 +191,18 @@ pub fn entry_from_wire(e: wire::Entry) -> Result<Entry, ConvertError> {
 pub fn append_request_to_wire(
     rpc: &AppendEntriesRequest<TypeConfig>,
 ) -> wire::AppendEntriesRequest {
+    append_request_to_wire_prefix(rpc, rpc.entries.len())
+}
+
+/// openraft append-entries request → mirror, with only its first `n` entries.
+pub fn append_request_to_wire_prefix(
+    rpc: &AppendEntriesRequest<TypeConfig>,
+    n: usize,
+) -> wire::AppendEntriesRequest {
     wire::AppendEntriesRequest {
         vote: vote_to_wire(&rpc.vote),
         prev_log_id: opt_log_id_to_wire(&rpc.prev_log_id),
-        entries: rpc.entries.iter().map(entry_to_wire).collect(),
+        entries: rpc.entries.iter().take(n).map(entry_to_wire).collect(),
         leader_commit: opt_log_id_to_wire(&rpc.leader_commit),
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! Owns: [`client`] (`PeerNetwork`: `RaftNetworkFactory`, `PeerClient`: `RaftNetworkV2`),
 //! [`server`] (`PeerServer`, the `PeerHandler` seam, implemented by `Raft`), [`convert`]
-//! (openraft ↔ `shoal_proto::peer` mirrors), [`assembly`] (snapshot reassembly, backoff),
+//! (openraft ↔ `shoal_proto::peer` mirrors), [`assembly`] (snapshot reassembly), [`backoff`] (reconnect backoff),
 //! `conn` (one framed connection). Wire format and connection rules: docs/PROTOCOL.md §7.
 //!
 //! Invariants: everything here runs on the group's executor thread (`!Send`); every
@@ -16,6 +16,7 @@
 //! buffer is bounded (frames by `MAX_PEER_FRAME_LEN`, snapshots by `max_snapshot_len`).
 
 pub mod assembly;
+pub mod backoff;
 pub mod client;
 mod conn;
 pub mod convert;

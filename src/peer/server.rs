@@ -70,6 +70,12 @@ pub trait PeerHandler: 'static {
         rpc: VoteRequest<TypeConfig>,
     ) -> impl Future<Output = Result<VoteResponse<TypeConfig>, PeerError>>;
 
+    /// Handle a pre-vote (must not change the receiver's state).
+    fn pre_vote(
+        &self,
+        rpc: VoteRequest<TypeConfig>,
+    ) -> impl Future<Output = Result<VoteResponse<TypeConfig>, PeerError>>;
+
     /// Install a whole, reassembled snapshot.
     fn install_full_snapshot(
         &self,
@@ -131,6 +137,15 @@ where
         rpc: VoteRequest<TypeConfig>,
     ) -> Result<VoteResponse<TypeConfig>, PeerError> {
         openraft::Raft::vote(self, rpc)
+            .await
+            .map_err(|e| raft_error_to_peer_error(&e))
+    }
+
+    async fn pre_vote(
+        &self,
+        rpc: VoteRequest<TypeConfig>,
+    ) -> Result<VoteResponse<TypeConfig>, PeerError> {
+        openraft::Raft::pre_vote(self, rpc)
             .await
             .map_err(|e| raft_error_to_peer_error(&e))
     }
@@ -342,6 +357,13 @@ async fn serve_rpcs<H: PeerHandler>(
                 let rpc = convert::vote_request_from_wire(&rpc)?;
                 match handler.vote(rpc).await {
                     Ok(r) => PeerMessage::VoteResponse(convert::vote_response_to_wire(&r)),
+                    Err(e) => PeerMessage::Error(e),
+                }
+            }
+            PeerMessage::PreVote(rpc) => {
+                let rpc = convert::vote_request_from_wire(&rpc)?;
+                match handler.pre_vote(rpc).await {
+                    Ok(r) => PeerMessage::PreVoteResponse(convert::vote_response_to_wire(&r)),
                     Err(e) => PeerMessage::Error(e),
                 }
             }

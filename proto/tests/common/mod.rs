@@ -380,6 +380,22 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
             })
         }),
         Just(PeerMessage::TransferLeaderAck),
+        (vote(), option::of(log_id())).prop_map(|(vote, last_log_id)| {
+            PeerMessage::PreVote(VoteRequest {
+                vote,
+                last_log_id,
+                leadership_transfer: false,
+            })
+        }),
+        (vote(), any::<bool>(), option::of(log_id())).prop_map(
+            |(vote, vote_granted, last_log_id)| {
+                PeerMessage::PreVoteResponse(VoteResponse {
+                    vote,
+                    vote_granted,
+                    last_log_id,
+                })
+            }
+        ),
         (0..8u8, ".{0,60}").prop_map(|(k, message)| {
             let kind = [
                 PeerErrorKind::IncompatibleVersion,
