@@ -54,6 +54,10 @@ use shoal_wal::{GlommioDisk, SyncMode};
 /// a failure (an election on one voter takes one election timeout).
 const SINGLE_NODE_LEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a serving shard checks that its group is still running (a poisoned WAL
+/// stops the group; the shard then stops serving).
+const GROUP_HEALTH_POLL: Duration = Duration::from_millis(100);
+
 /// Why a shard failed.
 #[derive(Debug, Error)]
 pub enum ShardError {
@@ -261,11 +265,16 @@ async fn serve(
                 }
             }
         };
+        // Polled rather than awaited on the metrics watch: the metrics change on every
+        // write, and a waiter re-registered that often leaked glommio waker references
+        // until the task's 16-bit reference count overflowed (a panic under load).
         let group_failed = async {
-            let _ = fatal
-                .wait(None)
-                .metrics(|m| m.running_state.is_err(), "group stopped")
-                .await;
+            loop {
+                glommio::timer::sleep(GROUP_HEALTH_POLL).await;
+                if fatal.metrics().borrow_watched().running_state.is_err() {
+                    return;
+                }
+            }
         };
         futures::pin_mut!(stop_requested, group_failed);
         futures::future::select(stop_requested, group_failed).await;
