@@ -46,7 +46,6 @@ use crate::shard::ShardCore;
 use crate::shard::clock::now_ms;
 use crate::shard::ttl_ticker::run_ttl_ticker;
 use crate::state::State;
-use openraft::async_runtime::WatchReceiver;
 use shoal_proto::LocalPeer;
 use shoal_wal::{GlommioDisk, SyncMode};
 
@@ -57,6 +56,9 @@ const SINGLE_NODE_LEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a serving shard checks that its group is still running (a poisoned WAL
 /// stops the group; the shard then stops serving).
 const GROUP_HEALTH_POLL: Duration = Duration::from_millis(100);
+
+/// Bound on stopping a group (a group that panicked may never answer).
+const RAFT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a shard failed.
 #[derive(Debug, Error)]
@@ -256,7 +258,7 @@ async fn serve(
     }
 
     // Serve until asked to stop, or until the group dies (a poisoned WAL: never retried).
-    let fatal = raft.clone();
+    let health = core.clone();
     let shutdown = async move {
         let stop_requested = async {
             while !*stop.borrow_and_update() {
@@ -271,7 +273,7 @@ async fn serve(
         let group_failed = async {
             loop {
                 glommio::timer::sleep(GROUP_HEALTH_POLL).await;
-                if fatal.metrics().borrow_watched().running_state.is_err() {
+                if health.failure().is_some() {
                     return;
                 }
             }
@@ -291,10 +293,18 @@ async fn serve(
 
     ticker_stop.send_replace(true);
     ticker.await;
-    let failure = raft.metrics().borrow_watched().running_state.clone().err();
-    raft.shutdown()
-        .await
-        .map_err(|e| ShardError::Raft(format!("shutdown: {e}")))?;
+    let failure = core.failure();
+    // A group that panicked may not answer a shutdown: bound it, the process must exit.
+    match glommio::timer::timeout(RAFT_SHUTDOWN_TIMEOUT, async { Ok(raft.shutdown().await) }).await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ShardError::Raft(format!("shutdown: {e}"))),
+        Err(_) => {
+            return Err(ShardError::Raft(format!(
+                "the group did not stop within {RAFT_SHUTDOWN_TIMEOUT:?}"
+            )));
+        }
+    }
     if failure.is_none() {
         log_closer
             .close()

@@ -42,6 +42,9 @@ pub struct ShardCore {
     node_id: NodeId,
     raft: Raft<ShardStateMachine>,
     state: SharedState,
+    /// The first fatal error any call returned: the group is dead on this node (a panic
+    /// leaves `metrics().running_state` reading `Ok`, so calls are the only witness).
+    failure: std::cell::RefCell<Option<String>>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -69,6 +72,36 @@ impl ShardCore {
             node_id,
             raft,
             state,
+            failure: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Why the group stopped on this node, if a call saw it stop (storage failure, panic).
+    /// The shard stops serving once this is set.
+    pub fn failure(&self) -> Option<String> {
+        if let Some(f) = self.failure.borrow().clone() {
+            return Some(f);
+        }
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .running_state
+            .as_ref()
+            .err()
+            .map(|f| f.to_string())
+    }
+
+    fn note_fatal(&self, fatal: Option<&openraft::errors::Fatal<crate::raft::types::TypeConfig>>) {
+        match fatal {
+            // A stop we asked for is not a failure.
+            None | Some(openraft::errors::Fatal::Stopped) => {}
+            Some(f) => {
+                let mut failure = self.failure.borrow_mut();
+                if failure.is_none() {
+                    tracing::error!(shard = self.shard, error = %f, "the group stopped on this node");
+                    *failure = Some(f.to_string());
+                }
+            }
         }
     }
 
@@ -208,7 +241,10 @@ impl ShardCore {
                         ));
                     }
                 }
-                Err(e) => return Response::Error(write_error(self.shard, &e, self.shard_count)),
+                Err(e) => {
+                    self.note_fatal(e.fatal());
+                    return Response::Error(write_error(self.shard, &e, self.shard_count));
+                }
             }
         }
     }
@@ -224,7 +260,10 @@ impl ShardCore {
                 let m = self.raft.metrics().borrow_watched().clone();
                 match m.running_state {
                     Ok(()) => Ok(()),
-                    Err(f) => Err(fatal(self.shard, &f)),
+                    Err(f) => {
+                        self.note_fatal(Some(&f));
+                        Err(fatal(self.shard, &f))
+                    }
                 }
             }
             ReadConsistency::Lease => {
@@ -235,7 +274,10 @@ impl ShardCore {
                     Err(RaftError::APIError(_)) if self.raft.is_leader() => {
                         self.read_index(deadline).await
                     }
-                    Err(e) => Err(read_error(self.shard, &e, self.shard_count)),
+                    Err(e) => {
+                        self.note_fatal(e.fatal());
+                        Err(read_error(self.shard, &e, self.shard_count))
+                    }
                 }
             }
             ReadConsistency::Linearizable => self.read_index(deadline).await,
@@ -247,7 +289,10 @@ impl ShardCore {
             .raft
             .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
-            .map_err(|e| read_error(self.shard, &e, self.shard_count))?;
+            .map_err(|e| {
+                self.note_fatal(e.fatal());
+                read_error(self.shard, &e, self.shard_count)
+            })?;
         let budget = deadline.saturating_duration_since(Instant::now());
         match linearizer
             .try_await_ready(&self.raft, Some(budget.max(Duration::from_millis(1))))
@@ -255,7 +300,10 @@ impl ShardCore {
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(timeout(self.shard)),
-            Err(f) => Err(fatal(self.shard, &f)),
+            Err(f) => {
+                self.note_fatal(Some(&f));
+                Err(fatal(self.shard, &f))
+            }
         }
     }
 }
