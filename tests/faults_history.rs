@@ -69,6 +69,9 @@ struct Figures {
     verdict: Option<Verdict>,
     lost: Vec<String>,
     ttl_violations: Vec<String>,
+    /// (read, acknowledged TTL put of the same key) pairs where the read began after the
+    /// put's latest possible expiry: how much the explicit TTL check covered.
+    ttl_reads_checked: usize,
 }
 
 impl Figures {
@@ -132,7 +135,9 @@ async fn client_loop(
             let r = c.put(&key, &value).await;
             (t, r.map(|()| Outcome::Ok))
         } else if roll < 40 {
-            let ttl = rng.random_range(1..=2u64);
+            // Longer than `eps` (about 2 s here), so the checker also requires the value
+            // to stay visible until shortly before its expiry.
+            let ttl = rng.random_range(3..=5u64);
             let t = rec.invoke(
                 id,
                 Op::put_with_ttl(key.as_str(), value.as_str(), ttl * 1_000_000_000),
@@ -278,7 +283,7 @@ fn run(setup: &Setup) -> Figures {
     .unwrap();
     f.verdict = Some(report.verdict);
     f.lost = lost_writes(&history);
-    f.ttl_violations = reads_after_expiry(&history);
+    (f.ttl_violations, f.ttl_reads_checked) = reads_after_expiry(&history);
     f
 }
 
@@ -328,16 +333,24 @@ fn lost_writes(h: &History) -> Vec<String> {
     lost
 }
 
-/// Reads that returned a TTL'd value invoked after its expiry (+ slack) had passed.
-fn reads_after_expiry(h: &History) -> Vec<String> {
+/// Reads that returned a TTL'd value invoked after its expiry (+ slack) had passed, and
+/// the number of (read, TTL put) pairs of one key with the read after that expiry.
+fn reads_after_expiry(h: &History) -> (Vec<String>, usize) {
     let mut expiry: BTreeMap<(&Blob, &Blob), u64> = BTreeMap::new();
+    let mut by_key: BTreeMap<&Blob, Vec<u64>> = BTreeMap::new();
     for o in &h.ops {
         if let (Op::PutWithTtl { key, value, ttl_ns }, Outcome::Ok) = (&o.op, &o.outcome) {
-            expiry.insert((key, value), o.complete_ns + ttl_ns + TTL_SLACK_NS);
+            let e = o.complete_ns + ttl_ns + TTL_SLACK_NS;
+            expiry.insert((key, value), e);
+            by_key.entry(key).or_default().push(e);
         }
     }
     let mut bad = Vec::new();
+    let mut covered = 0;
     let mut check = |key: &Blob, v: &Option<Blob>, at: u64| {
+        covered += by_key
+            .get(key)
+            .map_or(0, |es| es.iter().filter(|e| **e < at).count());
         if let Some(v) = v {
             if let Some(e) = expiry.get(&(key, v)) {
                 if at > *e {
@@ -360,7 +373,7 @@ fn reads_after_expiry(h: &History) -> Vec<String> {
             _ => {}
         }
     }
-    bad
+    (bad, covered)
 }
 
 fn cycles_from_env(default: usize) -> usize {
@@ -373,7 +386,8 @@ fn cycles_from_env(default: usize) -> usize {
 fn report(name: &str, f: &Figures) {
     eprintln!(
         "{name}: {} ops ({} ok, {} failed, {} unknown), {} kills, {} pauses, eps {} ms, \
-         verdict: {}, lost acknowledged writes: {}, reads after expiry: {}",
+         verdict: {}, lost acknowledged writes: {}, reads after expiry: {} \
+         ({} read/expired-TTL pairs checked)",
         f.ops,
         f.ok,
         f.failed,
@@ -385,7 +399,8 @@ fn report(name: &str, f: &Figures) {
             .as_ref()
             .map_or("-".to_string(), |v| v.to_string()),
         f.lost.len(),
-        f.ttl_violations.len()
+        f.ttl_violations.len(),
+        f.ttl_reads_checked
     );
 }
 
