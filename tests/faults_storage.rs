@@ -422,6 +422,22 @@ fn damaged_wal_files_are_refused_naming_file_and_offset() {
         &expect,
     );
 
+    // 10. Both metadata slots damaged: a torn save damages one slot only, so this is
+    // corruption; starting without a vote would let the node vote twice in a term.
+    let meta = wal.join("meta");
+    let mut expect = at("meta", 0);
+    expect.push("both metadata slots are damaged".to_string());
+    expect_refusal(
+        &mut node,
+        "both vote slots damaged",
+        std::slice::from_ref(&meta),
+        || {
+            flip_bit(&meta, 20);
+            flip_bit(&meta, 4096 + 20);
+        },
+        &expect,
+    );
+
     // Control: the restored files are served in full.
     assert_serves_all(&rt, &mut node, &acked);
     node.stop();
