@@ -180,6 +180,24 @@ async fn serve(
         .await
         .map_err(|e| wal_err(&e))?;
     tracing::debug!(shard, ?report, "WAL recovered");
+    // What recovery cut or skipped is never silent (docs/WAL.md, "Recovery rule").
+    if let Some(t) = &report.torn_tail {
+        tracing::warn!(
+            shard,
+            "WAL recovery cut a torn tail in {} at byte offset {} (discarded bytes up to {}: {}); \
+             it held only a write that was never acknowledged",
+            t.file,
+            t.offset,
+            t.garbage_end,
+            t.reason
+        );
+    }
+    if let Some(d) = &report.meta_damage {
+        tracing::warn!(
+            shard,
+            "WAL metadata: {d}; using the other slot (a torn save, or damage that looks like one)"
+        );
+    }
     // Raft owns the store; this clone closes the log after the group stopped (final sync,
     // exact committed index saved), so a graceful restart re-applies nothing it need not.
     let log_closer = log.clone();

@@ -167,8 +167,18 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
         if let Some(c) = meta.committed
             && known_end.is_none_or(|end| c.index > end)
         {
+            // A cut "torn tail" that held committed entries was damage, not a torn write
+            // (a torn write is never acknowledged): name where it was.
+            let cut = match &report.torn_tail {
+                Some(t) => format!(
+                    "; recovery cut the log in {} at byte offset {} ({}), so that was \
+                     damage to committed entries, not a torn write",
+                    t.file, t.offset, t.reason
+                ),
+                None => String::new(),
+            };
             return Err(LogStoreError::Inconsistent(format!(
-                "saved committed log id {c} is past the end of the log ({known_end:?})"
+                "saved committed log id {c} is past the end of the log ({known_end:?}){cut}"
             )));
         }
         let (tx, rx) = mpsc::unbounded();

@@ -62,9 +62,11 @@ pub enum SmError {
         source: io::Error,
     },
     /// The newest snapshot file does not decode (corrupt or truncated).
-    #[error("snapshot file {path} is corrupt: {source}")]
+    #[error("snapshot file {path} is corrupt at byte offset {offset}: {source}")]
     Corrupt {
         path: PathBuf,
+        /// Where the damaged (or missing) frame starts.
+        offset: u64,
         source: SnapshotError,
     },
     /// The newest snapshot file's Raft metadata does not decode.
@@ -411,15 +413,18 @@ async fn load(path: &Path, key: Option<(u64, u64)>) -> Result<(Loaded, u64), SmE
     })
     .await;
     let closed = file.close().await.map_err(io::Error::from);
+    let offset = reader.offset();
     if let Some(source) = decode_error {
         return Err(SmError::Corrupt {
             path: path.to_path_buf(),
+            offset,
             source,
         });
     }
     read.and(closed).map_err(io_err(path, "read"))?;
     let restored = reader.finish().map_err(|source| SmError::Corrupt {
         path: path.to_path_buf(),
+        offset,
         source,
     })?;
     let meta = decode_meta(&restored.meta).map_err(|source| SmError::BadMeta {

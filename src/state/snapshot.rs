@@ -168,6 +168,8 @@ enum Stage {
 pub struct SnapshotReader {
     buf: Vec<u8>,
     start: usize,
+    /// Stream bytes already dropped from the front of `buf`.
+    consumed: u64,
     seq: u64,
     stage: Stage,
     state: State,
@@ -188,6 +190,7 @@ impl SnapshotReader {
         SnapshotReader {
             buf: Vec::new(),
             start: 0,
+            consumed: 0,
             seq: 0,
             stage: Stage::FileHeader,
             state: State::new(),
@@ -218,6 +221,7 @@ impl SnapshotReader {
         self.buf.extend_from_slice(bytes);
         let r = self.drain();
         // Compact: drop consumed bytes so the buffer holds at most one partial frame.
+        self.consumed += self.start as u64;
         self.buf.drain(..self.start);
         self.start = 0;
         if let Err(e) = &r {
@@ -225,6 +229,13 @@ impl SnapshotReader {
             self.buf = Vec::new();
         }
         r
+    }
+
+    /// Stream offset of the first byte not yet decoded: after an error, where the file
+    /// header or frame that failed starts; after a truncated stream, where the incomplete
+    /// frame starts. Lets a caller name the damaged byte range of a file.
+    pub fn offset(&self) -> u64 {
+        self.consumed + self.start as u64
     }
 
     /// Ends the stream: the snapshot must be complete, with nothing after the trailer.
@@ -282,9 +293,11 @@ impl SnapshotReader {
                     let payload_at = self.start + fmt::FRAME_HEADER_LEN;
                     let payload = fmt::aligned(&self.buf[payload_at..payload_at + head.len]);
                     fmt::check_frame(seq, &head, &payload)?;
+                    // Advance only once the frame is accepted, so `offset` names a failed
+                    // frame's start.
+                    self.frame(seq, head.kind, &payload)?;
                     self.start += total;
                     self.seq = seq;
-                    self.frame(seq, head.kind, &payload)?;
                 }
             }
         }

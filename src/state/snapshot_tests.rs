@@ -388,6 +388,37 @@ fn semantically_invalid_snapshots_are_rejected() {
     ));
 }
 
+#[test]
+fn offset_names_the_start_of_the_frame_that_failed() {
+    // Few large values: several block frames without many entries to decode.
+    let mut s = build(5, 120_000);
+    let bytes = s.snapshot_to_vec(b"m").unwrap();
+    let mut starts = Vec::new();
+    let mut at = fmt::FILE_HEADER_LEN;
+    for f in split_frames(&bytes) {
+        starts.push(at);
+        at += f.len();
+    }
+    assert!(starts.len() >= 4, "header, several blocks, trailer");
+    let ends: Vec<usize> = starts[1..].iter().copied().chain([bytes.len()]).collect();
+    for (&start, &end) in starts.iter().zip(&ends) {
+        // Damage in the middle of the frame, fed in pieces that do not follow frames.
+        let mut b = bytes.clone();
+        b[(start + end) / 2] ^= 0x40;
+        let mut r = SnapshotReader::new();
+        let failed = b.chunks(7000).any(|part| r.feed(part).is_err());
+        assert!(failed, "damage in the frame at {start} accepted");
+        assert_eq!(r.offset(), start as u64, "flip in the frame at {start}");
+        // The stream cut inside the frame: `finish` reports it, `offset` says where.
+        let mut r = SnapshotReader::new();
+        for part in bytes[..(start + end) / 2].chunks(7000) {
+            r.feed(part).unwrap();
+        }
+        assert_eq!(r.offset(), start as u64, "cut in the frame at {start}");
+        assert!(matches!(r.finish(), Err(SnapshotError::Truncated { .. })));
+    }
+}
+
 fn split_frames(bytes: &[u8]) -> Vec<&[u8]> {
     let mut at = fmt::FILE_HEADER_LEN;
     let mut frames = Vec::new();

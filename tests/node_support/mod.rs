@@ -14,6 +14,8 @@ use shoal_testkit::wait::wait_for;
 
 /// Bound on a node's start (recovery of a test-sized log included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on a graceful stop.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A `shoal` node process.
 pub struct NodeProcess {
@@ -58,6 +60,56 @@ impl NodeProcess {
         );
         self.starts += 1;
         self.wait_ready();
+    }
+
+    /// Stops the node gracefully (SIGINT: drains, closes every log with its exact
+    /// committed index) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let status = self
+            .process
+            .interrupt(STOP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("graceful stop: {e}:\n{}", self.process.log()));
+        assert!(
+            status.success(),
+            "graceful stop failed ({status}):\n{}",
+            self.process.log()
+        );
+    }
+
+    /// Starts the same node again and expects it to refuse to start: waits for it to exit
+    /// with a failure and returns what it printed during this start.
+    pub fn restart_expecting_refusal(&mut self) -> String {
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        self.process = spawn(
+            &self.data_dir,
+            self.shards,
+            self.client_addr.port(),
+            self.peer_addr.port(),
+            &extra,
+            self.starts,
+        );
+        self.starts += 1;
+        let process = &mut self.process;
+        let status = wait_for(
+            "node refuses to start",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                let log = process.log();
+                assert!(
+                    !log.contains("shoal: ready"),
+                    "the node started on damaged files:\n{log}"
+                );
+                process.try_status().ok().flatten()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}:\n{}", self.process.log()));
+        let log = self.process.log();
+        assert!(
+            !status.success(),
+            "expected a failed start ({status}):\n{log}"
+        );
+        log
     }
 
     fn wait_ready(&mut self) {

@@ -72,6 +72,16 @@ async fn load_meta<D: Disk>(
         .map_err(io("meta read"))?;
     let a = meta::decode_slot(0, &b[..BLOCK as usize]);
     let c = meta::decode_slot(1, &b[BLOCK as usize..]);
+    // A save only ever writes the slot not holding the current value, so a torn save
+    // damages one slot. Both damaged is corruption: falling back to "no metadata" would
+    // forget the vote (a node could vote twice in one term) and the committed index.
+    if let (meta::SlotState::Invalid(x), meta::SlotState::Invalid(y)) = (&a, &c) {
+        let why = format!(
+            "both metadata slots are damaged (slot 0: {x}; slot 1 at byte offset {BLOCK}: {y}); \
+             a torn save damages only one"
+        );
+        return Err(WalError::corruption(META_FILE, 0, why));
+    }
     let (slot, cur, damage) = meta::choose(a, c);
     let (seq, value) = match slot {
         Some(s) => (s.seq, Some(s.value)),

@@ -193,6 +193,38 @@ fn meta_survives_a_torn_save() {
 }
 
 #[test]
+fn both_meta_slots_damaged_is_corruption_not_an_empty_vote() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let (w, _) = open_mem(&disk).await.unwrap();
+        w.save_meta(Bytes::from_static(b"term=1")).await.unwrap();
+        w.save_meta(Bytes::from_static(b"term=2")).await.unwrap();
+        drop(w);
+        // One damaged slot: the other one's value is used, and the damage reported.
+        let d = disk.snapshot();
+        d.flip_bit("meta", 4096 + 17, 0);
+        let (w, rep) = open_mem(&d).await.unwrap();
+        assert_eq!(w.meta(), Some(Bytes::from_static(b"term=1")));
+        assert!(rep.meta_damage.unwrap().contains("slot 1"));
+        drop(w);
+        // Both damaged: refused, never opened as if nothing had been saved.
+        d.flip_bit("meta", 17, 0);
+        match open_mem(&d).await {
+            Err(WalError::Corruption {
+                file,
+                offset,
+                reason,
+            }) => {
+                assert_eq!((file.as_str(), offset), ("meta", 0));
+                assert!(reason.contains("both metadata slots"), "{reason}");
+            }
+            Err(e) => panic!("expected corruption, got {e}"),
+            Ok(_) => panic!("opened with both metadata slots damaged"),
+        }
+    });
+}
+
+#[test]
 fn damage_before_later_segments_is_corruption_and_gaps_are_refused() {
     run(|| async {
         let disk = MemDisk::new();
