@@ -276,8 +276,15 @@ async fn serve(
     }
 
     // Serve until asked to stop, or until the group dies (a poisoned WAL: never retried).
+    //
+    // The watchdog runs in its own task and fires `shutdown` exactly once. The server's
+    // task must not be woken for anything else: glommio keeps one waker copy per poll of
+    // a pending accept and never deduplicates them, so a task that wakes often while its
+    // accept is pending overflows the 16-bit waker count (a panic seen under load when
+    // the shutdown future waited on the Raft metrics, which change on every write).
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let health = core.clone();
-    let shutdown = async move {
+    let watchdog = glommio::spawn_local(async move {
         let stop_requested = async {
             while !*stop.borrow_and_update() {
                 if stop.changed().await.is_err() {
@@ -285,9 +292,8 @@ async fn serve(
                 }
             }
         };
-        // Polled rather than awaited on the metrics watch: the metrics change on every
-        // write, and a waiter re-registered that often leaked glommio waker references
-        // until the task's 16-bit reference count overflowed (a panic under load).
+        // Polled: the metrics watch changes on every write, and a panicked group still
+        // reports `Ok` there (only a call sees it), which `failure` covers.
         let group_failed = async {
             loop {
                 glommio::timer::sleep(GROUP_HEALTH_POLL).await;
@@ -298,6 +304,12 @@ async fn serve(
         };
         futures::pin_mut!(stop_requested, group_failed);
         futures::future::select(stop_requested, group_failed).await;
+        let _ = shutdown_tx.send(());
+    })
+    .detach();
+    let shutdown = async move {
+        // An error means the watchdog is gone, which only happens once it fired.
+        let _ = shutdown_rx.await;
     };
     let (peers_stop, mut peers_stop_rx) = watch::channel(false);
     let peers = glommio::spawn_local(peers.run(async move {
@@ -306,6 +318,7 @@ async fn serve(
     .detach();
     let drained = server.run(shutdown).await;
     tracing::info!(shard, ?drained, "client server drained");
+    watchdog.cancel();
     peers_stop.send_replace(true);
     peers.await;
 
