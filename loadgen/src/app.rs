@@ -13,8 +13,12 @@ use crate::cli::{Cli, TargetKind};
 use crate::config::RunConfig;
 use crate::driver::{self, RunOutcome};
 use crate::report::Report;
+use crate::targets::floor_channel::ChannelFloor;
+use crate::targets::floor_fsync::FsyncFloor;
+use crate::targets::floor_tcp::TcpFloor;
 use crate::targets::null::NullTarget;
 use crate::targets::redis::{RedisSettings, RedisTarget};
+use crate::targets::shoal_remote::{self, RemoteSettings};
 use crate::targets::{self, ConnectError, Target};
 use crate::workload::OpKind;
 use crate::{hdr_out, plot};
@@ -26,10 +30,19 @@ pub const EXIT_RUN: u8 = 1;
 
 fn not_built(kind: TargetKind) -> ConnectError {
     ConnectError::NotBuilt(format!(
-        "--target {}: not built yet: needs the Shoal clients (`KvClient`: LocalKvClient / \
-         RemoteKvClient), which do not exist yet",
+        "--target {}: not built yet: needs the embedded node (`shoal::node::Node`, \
+         `LocalKvClient`), which is not part of the `shoal` crate yet",
         kind.name()
     ))
+}
+
+/// The shard count the floors and the embedded node use: `--shards`, or one per core.
+fn shards(cli: &Cli) -> usize {
+    if cli.shards == 0 {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    } else {
+        cli.shards
+    }
 }
 
 /// Connects the target the flags name and runs; the process's exit status.
@@ -49,7 +62,35 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
             }
         }
         TargetKind::Etcd => connect_etcd(cli, &cfg).await,
-        kind @ (TargetKind::ShoalLocal | TargetKind::ShoalRemote) => Err(not_built(kind)),
+        TargetKind::ShoalRemote => {
+            let settings = RemoteSettings {
+                endpoints: cfg.endpoints.clone(),
+                connections_per_shard: cfg.connections,
+                connect_timeout: cfg.connect_timeout,
+                request_timeout: cfg.op_timeout,
+            };
+            match shoal_remote::connect(&settings).await {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
+        kind @ TargetKind::ShoalLocal => Err(not_built(kind)),
+        TargetKind::FloorChannel => match ChannelFloor::start(shards(cli), cfg.value_size) {
+            Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+            Err(e) => Err(e),
+        },
+        TargetKind::FloorTcp => {
+            match TcpFloor::start(shards(cli), cfg.key_size, cfg.value_size).await {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
+        TargetKind::FloorFsync => {
+            match FsyncFloor::create(cli.data_dir.as_deref(), cli.keep_data) {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(code) => code,
