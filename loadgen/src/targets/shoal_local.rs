@@ -27,6 +27,9 @@ use super::shoal::ShoalTarget;
 
 /// Bound on the node becoming ready (recovery of an existing data dir included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most shards of an embedded node: its client and peer ports come from one block of free
+/// loopback ports, and blocks hold at most 256 ports.
+pub const MAX_LOCAL_SHARDS: usize = 128;
 /// Attempts with a fresh port block when another process took a port in between.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -83,6 +86,12 @@ impl EmbeddedNode {
         } else {
             settings.shards
         };
+        if shards > MAX_LOCAL_SHARDS {
+            return Err(failed(
+                &data_dir,
+                format!("--shards {shards}: an embedded node takes at most {MAX_LOCAL_SHARDS}"),
+            ));
+        }
         let mut last = None;
         for _ in 0..PORT_ATTEMPTS {
             let base = shoal_testkit::ports::free_port_block(2 * shards as u16)
