@@ -131,6 +131,8 @@ start() {
 
 printf '# bench/compare manifest\n' >"$MANIFEST"
 manifest() { local IFS=$'\t'; printf '%s\n' "$*" >>"$MANIFEST"; }
+# system ID LABEL: lists a system (only those selected by ONLY).
+system() { if want "$1"; then manifest SYSTEM "$1" "$2"; fi; }
 
 WORKLOADS=(get-1 get-64 put-1 put-64 ycsb-a ycsb-b)
 manifest WORKLOAD get-1 "Linearizable get, 1 in flight"
@@ -160,7 +162,8 @@ run() {
         --warmup "$WARMUP" --duration "$DURATION" --quiet --json "$json" --hdr "$hdr")
     log "$sys / $w"
     if "${cmd[@]}" >"$WORK/$sys.$w.out" 2>"$WORK/$sys.$w.err"; then
-        manifest RUN "$w" "$sys" "$json" "$hdr" "loadgen ${cmd[*]:1}"
+        local shown="loadgen ${cmd[*]:1}"
+        manifest RUN "$w" "$sys" "$json" "$hdr" "${shown//$WORK/\$WORK}"
     else
         local why
         why=$(tail -n 3 "$WORK/$sys.$w.err" | tr '\t\n' '  ' | cut -c1-300)
@@ -187,16 +190,16 @@ run_all() {
 # ---------------------------------------------------------------- systems
 SHARDS=$(nproc)
 
-manifest SYSTEM floor-channel "Floor of shoal-local: tokio mpsc + oneshot to $SHARDS glommio shard thread(s) that answer at once (no Raft, no WAL)"
-manifest SYSTEM floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipelined connection per shard, Shoal's frame sizes"
-manifest SYSTEM floor-fsync "Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync, plain syscalls (wal-bench's baseline)"
-manifest SYSTEM shoal-local "Shoal, embedded single node ($SHARDS shards), LocalKvClient: puts fdatasync'd before ack, linearizable gets (ReadIndex)"
-manifest SYSTEM shoal-1 "Shoal, single node ($SHARDS shards), RemoteKvClient over TCP: puts fdatasync'd before ack, linearizable gets"
-manifest SYSTEM shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
-manifest SYSTEM redis-always "Redis, AOF with appendfsync always (fsync before reply), no RDB snapshots: durable, single server (no replication)"
-manifest SYSTEM redis-none "Redis, no persistence (appendonly no, no RDB): NOT durable, a crash loses every write; reference only"
-manifest SYSTEM etcd-1 "etcd, 1 member: WAL fsync before ack, linearizable gets (default)"
-manifest SYSTEM etcd-3 "etcd, 3 members: WAL fsync on a quorum before ack, linearizable gets (default)"
+system floor-channel "Floor of shoal-local: tokio mpsc + oneshot to $SHARDS glommio shard thread(s) that answer at once (no Raft, no WAL)"
+system floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipelined connection per shard, Shoal's frame sizes"
+system floor-fsync "Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync, plain syscalls (wal-bench's baseline)"
+system shoal-local "Shoal, embedded single node ($SHARDS shards), LocalKvClient: puts fdatasync'd before ack, linearizable gets (ReadIndex)"
+system shoal-1 "Shoal, single node ($SHARDS shards), RemoteKvClient over TCP: puts fdatasync'd before ack, linearizable gets"
+system shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
+system redis-always "Redis, AOF with appendfsync always (fsync before reply), no RDB snapshots: durable, single server (no replication)"
+system redis-none "Redis, no persistence (appendonly no, no RDB): NOT durable, a crash loses every write; reference only"
+system etcd-1 "etcd, 1 member: WAL fsync before ack, linearizable gets (default)"
+system etcd-3 "etcd, 3 members: WAL fsync on a quorum before ack, linearizable gets (default)"
 
 if want floor-channel; then
     for w in get-1 get-64 put-1 put-64; do run floor-channel "$w" --target floor-channel --shards "$SHARDS"; done
@@ -269,14 +272,14 @@ if want shoal-3; then
 fi
 
 redis_system() {
-    local sys=$1; shift
+    local sys=$1 label=$2; shift 2
     local port dir
     port=$(free_base 16379 1)
     dir=$WORK/$sys && mkdir -p "$dir"
     start "redis ($sys)" "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 \
         --dir "$dir" --save "" --protected-mode yes "$@"
     if wait_until 20 redis-cli -p "$port" ping; then
-        run_all "$sys" --target redis --endpoint "redis://127.0.0.1:$port" --label "$sys"
+        run_all "$sys" --target redis --endpoint "redis://127.0.0.1:$port" --label "$label"
     else
         na_all "$sys" "redis-server did not answer PING within 20 s"
     fi
@@ -287,8 +290,9 @@ if want redis-always || want redis-none; then
         want redis-always && na_all redis-always "redis-server is not installed"
         want redis-none && na_all redis-none "redis-server is not installed"
     else
-        want redis-always && redis_system redis-always --appendonly yes --appendfsync always
-        want redis-none && redis_system redis-none --appendonly no
+        want redis-always && redis_system redis-always "appendfsync always" \
+            --appendonly yes --appendfsync always
+        want redis-none && redis_system redis-none "no persistence: not durable" --appendonly no
     fi
 fi
 
@@ -335,7 +339,8 @@ disk=$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo un
     echo "Every system ran on this machine, on 127.0.0.1, one after the other, with fresh data"
     echo "directories, under the same loadgen workloads: ${KEYS} keys preloaded (16-byte keys,"
     echo "${VALUE_SIZE}-byte values), scrambled zipfian 0.99, closed loop, ${WARMUP} warm-up then ${DURATION} measured."
-    echo "This machine is a shared, noisy VM: compare figures as ratios within this run."
+    echo "This machine is a shared, noisy VM (other builds ran meanwhile): compare figures as"
+    echo "ratios within this run. Scratch data and raw reports lived in \$WORK (a fresh temp dir)."
     echo
     echo "## Machine and versions"
     echo

@@ -421,6 +421,9 @@ pub fn floors_section(c: &Comparison) -> String {
         "one fdatasync at a time",
         "group commit should exceed it",
     );
+    if out.lines().count() <= 2 {
+        return "No Shoal run and its floor were both measured in this comparison.\n".to_string();
+    }
     out
 }
 
