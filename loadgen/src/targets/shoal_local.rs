@@ -108,9 +108,11 @@ impl EmbeddedNode {
                 .validate()
                 .map_err(|e| failed(&data_dir, format!("node configuration: {e}")))?;
             let mut node = Node::start(config).map_err(|e| failed(&data_dir, e))?;
-            let outcome = tokio::time::timeout(START_TIMEOUT, node.ready()).await;
+            let outcome = tokio::time::timeout(START_TIMEOUT, node.ready())
+                .await
+                .map(|ready| ready.map(drop));
             match outcome {
-                Ok(Ok(_)) => {
+                Ok(Ok(())) => {
                     let client =
                         LocalKvClient::new(node.mesh().clone()).with_timeout(settings.request_timeout);
                     let where_ = if temp.is_some() {
