@@ -13,3 +13,4 @@ pub use shoal_proto::limits;
 pub mod raft;
 pub mod state;
 pub mod node;
+pub mod cli;

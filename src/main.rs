@@ -1,4 +1,5 @@
-//! The `shoal` binary: runs a node with the configuration given by defaults, `--config`
+//! The `shoal` binary: `shoal put|get|del|ping` talk to a running node (see `shoal::cli`);
+//! with no command it runs a node with the configuration given by defaults, `--config`
 //! and flags, prints where it listens and a status line per shard once ready, and stops
 //! gracefully on Ctrl-C or SIGTERM (a second signal exits at once).
 //!
@@ -13,13 +14,20 @@ use shoal::node::Node;
 /// Shoal: a Raft-replicated key-value node.
 #[derive(Debug, Parser)]
 #[command(version, about)]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    /// Without a command, `shoal` runs a node.
+    #[command(subcommand)]
+    command: Option<shoal::cli::Command>,
     #[command(flatten)]
     node: NodeArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return shoal::cli::run(command);
+    }
     let config = match NodeConfig::load(&cli.node) {
         Ok(config) => config,
         Err(e) => {
