@@ -495,6 +495,50 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
     }
 
+    fn fake_report(dir: &Path, name: &str, kind: &str, throughput: f64, p50: u64) -> PathBuf {
+        let p = dir.join(name);
+        let v = serde_json::json!({"kinds": [
+            {"kind": kind, "ok": 10, "errors": 0, "throughput": throughput,
+             "latency": {"p50_ns": p50, "p99_ns": p50 * 3, "p999_ns": p50 * 5}},
+            {"kind": "all", "ok": 10, "errors": 1, "throughput": throughput,
+             "latency": {"p50_ns": p50, "p99_ns": p50 * 3, "p999_ns": p50 * 5}},
+        ]});
+        std::fs::write(&p, v.to_string()).unwrap();
+        p
+    }
+
+    #[test]
+    fn tables_and_floor_ratios_come_from_the_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = fake_report(dir.path(), "l.json", "get", 50_000.0, 8_000);
+        let floor = fake_report(dir.path(), "f.json", "get", 90_000.0, 4_000);
+        let m = format!(
+            "WORKLOAD\tget-1\tGets\nSYSTEM\tfloor-channel\tF\nSYSTEM\tshoal-local\tL\n\
+             RUN\tget-1\tshoal-local\t{}\tnone.hlog\tcmd l\n\
+             RUN\tget-1\tfloor-channel\t{}\tnone.hlog\tcmd f\n",
+            local.display(),
+            floor.display()
+        );
+        let c = Comparison::load(&parse_manifest(&m).unwrap());
+        let t = c.table("get-1");
+        assert!(
+            t.contains("| shoal-local | 50.0 k | 8.0us | 24.0us | 40.0us | 1 |"),
+            "{t}"
+        );
+        // Floor first, as listed.
+        assert!(t.find("floor-channel").unwrap() < t.find("shoal-local").unwrap());
+        let f = floors_section(&c);
+        assert!(
+            f.contains("| local get p50, 1 in flight | 8.0us | 4.0us (channel round trip) | 2.0x | <= 10 us |"),
+            "{f}"
+        );
+        // No HDR logs: no plot, and rendering says nothing about one.
+        let out = dir.path().join("docs/BENCHMARKS.md");
+        let md = render(&c, "# T\n", &out, &dir.path().join("docs/bench")).unwrap();
+        assert!(md.starts_with("# T\n") && !md.contains("!["), "{md}");
+        assert!(md.contains("cmd l") && md.contains("cmd f"));
+    }
+
     #[test]
     fn a_missing_report_is_shown_as_its_reason_not_as_figures() {
         let recs = parse_manifest(
