@@ -90,10 +90,13 @@ install_missing() {
 [[ -n "${SKIP_INSTALL:-}" ]] || install_missing
 if [[ -z "${SKIP_BUILD:-}" ]]; then
     log "building loadgen (+etcd), compare-report and shoal (release)"
-    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p loadgen --features etcd \
-        --bin loadgen --bin compare-report
-    CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p shoal --bin shoal ||
+    # One cargo invocation, so shared dependencies are built once with unified features.
+    if ! CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p loadgen --features \
+        loadgen/etcd -p shoal --bin loadgen --bin compare-report --bin shoal; then
         log "the shoal binary does not build: shoal-1 and shoal-3 will be not available"
+        CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p loadgen --features etcd \
+            --bin loadgen --bin compare-report
+    fi
 fi
 MEASURE_START=$(date +%s)
 
