@@ -10,7 +10,11 @@ pub mod telemetry;
 
 pub use shoal_proto::limits;
 
-pub mod raft;
-pub mod state;
-pub mod node;
 pub mod cli;
+pub mod local_client;
+pub mod node;
+pub mod peer;
+pub mod raft;
+pub mod server;
+pub mod shard;
+pub mod state;

@@ -58,7 +58,11 @@ fn run(config: NodeConfig) -> Result<(), shoal::node::NodeError> {
         env!("CARGO_PKG_VERSION"),
         node.config().node_id,
         data_dir.display(),
-        if node.is_fresh() { " (new)" } else { " (recovering)" },
+        if node.is_fresh() {
+            " (new)"
+        } else {
+            " (recovering)"
+        },
     );
     let stopper = node.shutdown_handle();
     let signal = ctrlc::set_handler(move || {
@@ -80,7 +84,8 @@ fn run(config: NodeConfig) -> Result<(), shoal::node::NodeError> {
                     r.client_addr,
                     r.role,
                     r.term,
-                    r.applied_index.map_or("none".to_string(), |i| i.to_string()),
+                    r.applied_index
+                        .map_or("none".to_string(), |i| i.to_string()),
                     r.keys,
                 );
             }

@@ -34,7 +34,7 @@ fn local_client_on_an_embedded_node() {
         peer_addr: localhost(free_port_block(2).unwrap()),
         ..NodeConfig::default()
     };
-    config.wal.segment_mib = 4;
+    config.wal.segment_mib = 8;
     config.validate().unwrap();
     rt().block_on(async {
         let mut node = Node::start(config).unwrap();
@@ -83,8 +83,9 @@ fn remote_client_on_a_single_node() {
             ..RemoteOptions::default()
         };
         let started = Instant::now();
-        let r = RemoteKvClient::connect([node.client_addr], opts).await;
-        let e = r.err().expect("nothing listens there");
+        let e = RemoteKvClient::connect([node.client_addr], opts)
+            .await
+            .expect_err("nothing listens there");
         assert!(matches!(e, KvClientError::Timeout { .. }), "{e}");
         // Generous bound: the point is "fails, does not hang", not a latency figure.
         assert!(started.elapsed() < Duration::from_secs(10));

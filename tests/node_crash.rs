@@ -129,7 +129,10 @@ fn cycles_from_env(default: usize) -> usize {
 fn every_acknowledged_write_survives_kill_9() {
     let cycles = cycles_from_env(20);
     let o = crash_cycles(cycles, &[], 0x5eed);
-    eprintln!("{} cycles, {} acknowledged writes, all present", o.cycles, o.acked);
+    eprintln!(
+        "{} cycles, {} acknowledged writes, all present",
+        o.cycles, o.acked
+    );
     assert!(
         o.lost.is_empty(),
         "{} acknowledged writes lost after a crash, e.g. {:?}",
@@ -160,5 +163,9 @@ fn negative_control_acking_before_fsync_loses_writes() {
 #[ignore = "soak: 200 crash cycles (~10 min); run with --ignored"]
 fn soak_every_acknowledged_write_survives_200_kills() {
     let o = crash_cycles(cycles_from_env(200), &[], 0x50a4);
-    assert!(o.lost.is_empty(), "lost: {:?}", &o.lost[..o.lost.len().min(5)]);
+    assert!(
+        o.lost.is_empty(),
+        "lost: {:?}",
+        &o.lost[..o.lost.len().min(5)]
+    );
 }

@@ -14,8 +14,8 @@ use bytes::{Bytes, BytesMut};
 use node_support::NodeProcess;
 use shoal_client::KvClient;
 use shoal_proto::{
-    Frame, FrameDecoder, HEADER_LEN, Header, Hello, PROTOCOL_VERSION, Put, Request, Response,
-    Role, encode_request,
+    Frame, FrameDecoder, HEADER_LEN, Header, Hello, PROTOCOL_VERSION, Put, Request, Response, Role,
+    encode_request,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -127,7 +127,10 @@ fn hostile_connections_are_closed_alone_and_memory_stays_bounded() {
     };
     s.write_all(&h.to_bytes()).unwrap();
     s.write_all(&[1, 2, 3]).unwrap();
-    assert!(matches!(read_frame(&mut s, &mut dec, &mut buf), Some(Response::Error(_))));
+    assert!(matches!(
+        read_frame(&mut s, &mut dec, &mut buf),
+        Some(Response::Error(_))
+    ));
     send(&mut s, 9, &Request::Ping);
     assert_eq!(read_frame(&mut s, &mut dec, &mut buf), Some(Response::Pong));
 
@@ -167,9 +170,15 @@ fn hostile_connections_are_closed_alone_and_memory_stays_bounded() {
     }
     // Everyone else is still served while those connections hang.
     rt.block_on(async {
-        assert_eq!(client.get(b"canary").await.unwrap(), Some(Bytes::from("alive")));
+        assert_eq!(
+            client.get(b"canary").await.unwrap(),
+            Some(Bytes::from("alive"))
+        );
         client.put(b"after", b"hostility").await.unwrap();
-        assert_eq!(client.get(b"after").await.unwrap(), Some(Bytes::from("hostility")));
+        assert_eq!(
+            client.get(b"after").await.unwrap(),
+            Some(Bytes::from("hostility"))
+        );
     });
     let after = rss_kib(node.process.pid());
     let growth_mib = after.saturating_sub(before) / 1024;
@@ -178,6 +187,9 @@ fn hostile_connections_are_closed_alone_and_memory_stays_bounded() {
     assert!(growth_mib < 256, "RSS grew by {growth_mib} MiB");
     drop(hanging);
 
-    assert!(node.process.try_status().unwrap().is_none(), "the node is still running");
+    assert!(
+        node.process.try_status().unwrap().is_none(),
+        "the node is still running"
+    );
     node.process.kill().unwrap();
 }

@@ -36,12 +36,18 @@ async fn exercise(client: &impl KvClient) {
     assert_eq!(got.len(), keys.len());
     for (i, (k, v)) in keys.iter().zip(&got).enumerate() {
         if i % 2 == 0 {
-            assert_eq!(v.as_deref(), Some([b"v-".as_slice(), k].concat().as_slice()));
+            assert_eq!(
+                v.as_deref(),
+                Some([b"v-".as_slice(), k].concat().as_slice())
+            );
         } else {
             assert_eq!(v, &None, "{k:?} was never written");
         }
     }
-    assert_eq!(client.get_multi(&[]).await.unwrap(), Vec::<Option<Bytes>>::new());
+    assert_eq!(
+        client.get_multi(&[]).await.unwrap(),
+        Vec::<Option<Bytes>>::new()
+    );
 
     // delete, idempotent
     client.delete(b"alpha").await.unwrap();
@@ -52,12 +58,22 @@ async fn exercise(client: &impl KvClient) {
     client.put_with_ttl(b"ephemeral", b"x", 1).await.unwrap();
     client.put_with_ttl(b"kept", b"y", 1).await.unwrap();
     client.put(b"kept", b"z").await.unwrap();
-    assert_eq!(client.get(b"ephemeral").await.unwrap(), Some(Bytes::from("x")));
+    assert_eq!(
+        client.get(b"ephemeral").await.unwrap(),
+        Some(Bytes::from("x"))
+    );
     wait_for_async(
         "ephemeral expires",
         Duration::from_secs(10),
         Duration::from_millis(50),
-        || async { client.get(b"ephemeral").await.unwrap().is_none().then_some(()) },
+        || async {
+            client
+                .get(b"ephemeral")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
     )
     .await
     .unwrap();
@@ -81,7 +97,11 @@ fn every_operation_over_tcp_then_graceful_restart_keeps_the_data() {
     // Graceful stop: SIGINT, exit status 0, and the log says so.
     let status = node.process.interrupt(Duration::from_secs(30)).unwrap();
     assert!(status.success(), "{status}:\n{}", node.process.log());
-    assert!(node.process.log().contains("shoal: stopped"), "{}", node.process.log());
+    assert!(
+        node.process.log().contains("shoal: stopped"),
+        "{}",
+        node.process.log()
+    );
 
     node.restart();
     rt().block_on(async {
@@ -112,7 +132,7 @@ fn embedded_node_serves_the_local_client_and_restarts_with_its_data() {
             peer_addr: localhost(free_port_block(2).unwrap()),
             ..NodeConfig::default()
         };
-        c.wal.segment_mib = 4;
+        c.wal.segment_mib = 8;
         c.validate().unwrap();
         c
     };
@@ -128,13 +148,19 @@ fn embedded_node_serves_the_local_client_and_restarts_with_its_data() {
 
         // The stopped node's mesh answers ShuttingDown, never hangs.
         let e = client.get(b"embedded").await.unwrap_err();
-        assert!(matches!(e, shoal_client::KvClientError::ChannelClosed { .. }), "{e}");
+        assert!(
+            matches!(e, shoal_client::KvClientError::ChannelClosed { .. }),
+            "{e}"
+        );
 
         let mut node = Node::start(config()).unwrap();
         assert!(!node.is_fresh());
         node.ready().await.unwrap();
         let client = LocalKvClient::new(node.mesh().clone());
-        assert_eq!(client.get(b"embedded").await.unwrap(), Some(Bytes::from("yes")));
+        assert_eq!(
+            client.get(b"embedded").await.unwrap(),
+            Some(Bytes::from("yes"))
+        );
         node.stop().await.unwrap();
     });
 }

@@ -1,13 +1,27 @@
 //! Shoal's micro and comparison benchmarks live under `benches/` and `src/bin/`; this
 //! library holds what they share: a counting global allocator and a small PRNG.
 //!
-//! `CountingAlloc` counts, for every live allocation, the bytes *requested* and the bytes
-//! of the glibc malloc chunk that serves the request (`max(32, round_up(n + 8, 16))`
-//! below the mmap threshold, page-rounded `n + 16` above it), so benches can report
-//! memory both as asked for and as the allocator really spends it.
+//! `CountingAlloc` wraps the node's allocator (glibc malloc; mimalloc with the `mimalloc`
+//! feature, an experiment recorded in docs/STATE.md) and counts, for every live
+//! allocation, the bytes *requested* and the bytes the allocator really spends on it:
+//! with mimalloc the block's size class (`mi_usable_size`, exact); with glibc the malloc
+//! chunk (`max(32, round_up(n + 8, 16))` below the mmap threshold, page-rounded `n + 16`
+//! above it), so benches can report memory both as asked for and as really spent.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+#[cfg(not(feature = "mimalloc"))]
+const INNER: std::alloc::System = std::alloc::System;
+#[cfg(feature = "mimalloc")]
+const INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Name of the allocator benches run on.
+pub const ALLOCATOR: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "glibc malloc"
+};
 
 /// glibc's default mmap threshold.
 const MMAP_THRESHOLD: usize = 128 * 1024;
@@ -21,7 +35,23 @@ pub fn glibc_cost(n: usize) -> usize {
     }
 }
 
-/// A global allocator wrapping `System` that counts live bytes.
+/// Bytes the allocator spends on the live block `p` of `size` requested bytes.
+#[allow(unsafe_code)]
+fn block_cost(p: *const u8, size: usize) -> usize {
+    #[cfg(not(feature = "mimalloc"))]
+    {
+        let _ = p;
+        glibc_cost(size)
+    }
+    #[cfg(feature = "mimalloc")]
+    {
+        let _ = size;
+        // SAFETY: `p` is a live block mimalloc returned (callers pass only those).
+        unsafe { INNER.usable_size(p) }
+    }
+}
+
+/// A global allocator wrapping the node's allocator that counts live bytes.
 #[derive(Debug)]
 pub struct CountingAlloc {
     requested: AtomicUsize,
@@ -48,7 +78,7 @@ impl CountingAlloc {
         self.stopped.store(true, Ordering::Relaxed);
     }
 
-    /// (live bytes requested, live bytes of malloc chunks, live allocations).
+    /// (live bytes requested, live bytes the allocator spends, live allocations).
     pub fn live(&self) -> (usize, usize, usize) {
         (
             self.requested.load(Ordering::Relaxed),
@@ -57,21 +87,23 @@ impl CountingAlloc {
         )
     }
 
-    fn add(&self, size: usize) {
+    fn add(&self, p: *const u8, size: usize) {
         if self.stopped.load(Ordering::Relaxed) {
             return;
         }
         self.requested.fetch_add(size, Ordering::Relaxed);
-        self.chunks.fetch_add(glibc_cost(size), Ordering::Relaxed);
+        self.chunks
+            .fetch_add(block_cost(p, size), Ordering::Relaxed);
         self.allocations.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn sub(&self, size: usize) {
+    fn sub(&self, p: *const u8, size: usize) {
         if self.stopped.load(Ordering::Relaxed) {
             return;
         }
         self.requested.fetch_sub(size, Ordering::Relaxed);
-        self.chunks.fetch_sub(glibc_cost(size), Ordering::Relaxed);
+        self.chunks
+            .fetch_sub(block_cost(p, size), Ordering::Relaxed);
         self.allocations.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -82,43 +114,60 @@ impl Default for CountingAlloc {
     }
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// GlobalAlloc contract is `System`'s; the counters only observe sizes.
+// SAFETY: every method forwards to the inner allocator with the caller's arguments
+// unchanged, so the GlobalAlloc contract is the inner allocator's; the counters only
+// observe sizes (of blocks still live when observed).
 #[allow(unsafe_code)]
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is (caller upholds `alloc`'s contract).
-        let p = unsafe { System.alloc(layout) };
+        let p = unsafe { INNER.alloc(layout) };
         if !p.is_null() {
-            self.add(layout.size());
+            self.add(p, layout.size());
         }
         p
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded as is.
-        let p = unsafe { System.alloc_zeroed(layout) };
+        let p = unsafe { INNER.alloc_zeroed(layout) };
         if !p.is_null() {
-            self.add(layout.size());
+            self.add(p, layout.size());
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Measured while the block is still live.
+        self.sub(ptr, layout.size());
         // SAFETY: forwarded as is (ptr was allocated by us with this layout).
-        unsafe { System.dealloc(ptr, layout) };
-        self.sub(layout.size());
+        unsafe { INNER.dealloc(ptr, layout) };
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old_cost = if self.stopped.load(Ordering::Relaxed) {
+            0
+        } else {
+            block_cost(ptr, layout.size())
+        };
         // SAFETY: forwarded as is.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            self.sub(layout.size());
-            self.add(new_size);
+        let p = unsafe { INNER.realloc(ptr, layout, new_size) };
+        if !p.is_null() && !self.stopped.load(Ordering::Relaxed) {
+            self.requested.fetch_sub(layout.size(), Ordering::Relaxed);
+            self.chunks.fetch_sub(old_cost, Ordering::Relaxed);
+            self.allocations.fetch_sub(1, Ordering::Relaxed);
+            self.add(p, new_size);
         }
         p
     }
+}
+
+/// Resident set size of this process in bytes (`/proc/self/statm`), 0 if unreadable.
+pub fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// xorshift64*: a tiny deterministic PRNG so runs are repeatable.

@@ -25,8 +25,24 @@ pub const MAX_FRAME_LEN: usize = 8 * 1024 * 1024;
 /// snapshot chunk. Leaders size their batches and chunks to fit.
 pub const MAX_PEER_FRAME_LEN: usize = 32 * 1024 * 1024;
 
+/// Most entry bytes a leader reads from its log for one append-entries batch to a follower
+/// (4 MiB; `RaftLogReader::limited_get_log_entries`). A batch holds at least one entry, so
+/// the largest batch is this plus one entry (a WAL payload, at most 2 MiB by default):
+/// well inside `MAX_PEER_FRAME_LEN`.
+pub const MAX_REPLICATION_READ_BYTES: usize = 4 * 1024 * 1024;
+
 /// Largest snapshot chunk sent to a follower in one RPC, in bytes (1 MiB).
 pub const SNAPSHOT_CHUNK_LEN: usize = 1024 * 1024;
+
+/// Largest snapshot a node accepts from a leader, in bytes (4 GiB), reassembled in memory
+/// from `SNAPSHOT_CHUNK_LEN` chunks before it is installed. A shard's state lives in memory,
+/// so its snapshot must fit there too; a larger transfer is refused and the leader retries.
+pub const MAX_SNAPSHOT_LEN: usize = 4 * 1024 * 1024 * 1024;
+
+/// Default cap on open peer connections accepted by one group's listener. A peer opens
+/// up to three per node (replication, heartbeats, snapshots) plus short-lived vote
+/// connections; `MAX_NODES` peers fit with a wide margin.
+pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
 
 /// Longest TTL accepted by `put_with_ttl`, in seconds (100 years). Larger values are
 /// refused rather than wrapped or clamped, so an expiry time never overflows.
@@ -64,6 +80,7 @@ pub const MAX_ADDR_LEN: usize = 255;
 // The frame limit must hold the largest single put with room for its header and key.
 const _: () = assert!(MAX_VALUE_LEN + MAX_KEY_LEN + 4096 <= MAX_FRAME_LEN);
 const _: () = assert!(SNAPSHOT_CHUNK_LEN + 4096 <= MAX_PEER_FRAME_LEN);
+const _: () = assert!(2 * MAX_REPLICATION_READ_BYTES <= MAX_PEER_FRAME_LEN);
 
 // --- The RESP (Redis protocol) front door -------------------------------------------
 

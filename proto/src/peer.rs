@@ -52,13 +52,16 @@ pub struct Vote {
     pub committed: bool,
 }
 
-/// A member node and its peer address.
+/// A member node and its addresses (both are part of the replicated membership, so every
+/// replica can redirect clients to a leader and dial its peers).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 pub struct PeerNode {
     /// Node id.
     pub node_id: u64,
-    /// Peer (Raft) address, `host:port`.
-    pub addr: String,
+    /// Client protocol address of the node, `host:port`.
+    pub client_addr: String,
+    /// Peer (Raft) address of the node's shard 0, `host:port`.
+    pub peer_addr: String,
 }
 
 /// A group membership. Mirrors openraft's `Membership`: a list of voter sets (one set, or
@@ -66,7 +69,8 @@ pub struct PeerNode {
 /// in no voter set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Archive, Serialize, Deserialize)]
 pub struct Membership {
-    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise.
+    /// Voter sets: `[old, new]` during a joint change, `[current]` otherwise, `[]` for
+    /// the initial empty membership.
     pub configs: Vec<Vec<u64>>,
     /// Every member (voters and learners) with its address.
     pub nodes: Vec<PeerNode>,
@@ -173,6 +177,9 @@ pub struct VoteRequest {
     pub vote: Vote,
     /// The candidate's last log id.
     pub last_log_id: Option<LogId>,
+    /// The election is part of a leadership transfer the current leader asked for (a
+    /// voter then grants it even while the leader's lease holds).
+    pub leadership_transfer: bool,
 }
 
 /// Mirrors openraft's `VoteResponse`.
@@ -286,6 +293,11 @@ pub enum PeerMessage {
     TransferLeaderAck,
     /// A refusal of a handshake (`PeerHelloResp`) or of an RPC (`PeerRpcResp`).
     Error(PeerError),
+    /// Raft pre-vote: would the receiver grant this vote? Changes nothing on the receiver
+    /// (opcode `PeerRpc`). Appended after `Error` so earlier variants keep their tags.
+    PreVote(VoteRequest),
+    /// Its answer (opcode `PeerRpcResp`).
+    PreVoteResponse(VoteResponse),
 }
 
 impl PeerMessage {
@@ -296,10 +308,12 @@ impl PeerMessage {
             PeerMessage::HelloOk(_) => Opcode::PeerHelloResp,
             PeerMessage::AppendEntries(_)
             | PeerMessage::Vote(_)
+            | PeerMessage::PreVote(_)
             | PeerMessage::InstallSnapshot(_)
             | PeerMessage::TransferLeader(_) => Opcode::PeerRpc,
             PeerMessage::AppendEntriesResponse(_)
             | PeerMessage::VoteResponse(_)
+            | PeerMessage::PreVoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeaderAck
             | PeerMessage::Error(_) => Opcode::PeerRpcResp,
@@ -361,22 +375,29 @@ impl PeerMessage {
             | PeerMessage::VoteResponse(_)
             | PeerMessage::InstallSnapshotResponse(_)
             | PeerMessage::TransferLeader(_)
-            | PeerMessage::TransferLeaderAck => {}
+            | PeerMessage::TransferLeaderAck
+            | PeerMessage::PreVote(_)
+            | PeerMessage::PreVoteResponse(_) => {}
         }
         Ok(())
     }
 }
 
 fn validate_membership(m: &Membership) -> Result<(), BodyError> {
-    if m.configs.is_empty() || m.configs.len() > 2 {
+    // Zero voter sets is openraft's initial, empty membership (a snapshot taken before
+    // the group was initialized carries it).
+    if m.configs.len() > 2 {
         return Err(BodyError::Invalid(
-            "membership must have one or two (joint) voter sets",
+            "membership must have at most two (joint) voter sets",
         ));
     }
     if m.configs.iter().any(|c| c.len() > MAX_NODES) || m.nodes.len() > MAX_NODES {
         return Err(BodyError::Invalid("membership larger than MAX_NODES"));
     }
-    if m.nodes.iter().any(|n| n.addr.len() > MAX_ADDR_LEN) {
+    if m.nodes
+        .iter()
+        .any(|n| n.client_addr.len() > MAX_ADDR_LEN || n.peer_addr.len() > MAX_ADDR_LEN)
+    {
         return Err(BodyError::Invalid(
             "member address longer than MAX_ADDR_LEN",
         ));

@@ -320,6 +320,7 @@ fn corrupt_peer_body_and_mismatched_opcode_are_refused() {
                 committed: false,
             },
             last_log_id: None,
+            leadership_transfer: false,
         }),
     )
     .unwrap();

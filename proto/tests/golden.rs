@@ -237,6 +237,7 @@ fn peer_frames() {
                 node_id: 2,
                 index: 99,
             }),
+            leadership_transfer: false,
         }),
     );
     peer(
@@ -280,7 +281,8 @@ fn peer_frames() {
                         configs: vec![vec![1, 2, 3]],
                         nodes: vec![PeerNode {
                             node_id: 1,
-                            addr: "a:1".into(),
+                            client_addr: "c:1".into(),
+                            peer_addr: "a:1".into(),
                         }],
                     }),
                 },

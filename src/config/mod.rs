@@ -183,7 +183,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".into(),
+            level: "info,openraft=warn".into(),
             format: LogFormat::Text,
         }
     }
@@ -302,11 +302,11 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
-        if !(1..=1024).contains(&self.wal.segment_mib) {
+        if !(8..=1024).contains(&self.wal.segment_mib) {
             return Err(ConfigError::invalid(
                 "wal.segment_mib",
                 self.wal.segment_mib,
-                "must be between 1 and 1024",
+                "must be between 8 and 1024 (a segment holds at least one largest write)",
             ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {

@@ -103,7 +103,10 @@ impl Node {
     ///
     /// `config` must be validated (`NodeConfig::load` does it) with a resolved shard count.
     pub fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        assert!(config.shards > 0, "the shard count is resolved before start");
+        assert!(
+            config.shards > 0,
+            "the shard count is resolved before start"
+        );
         let config = Arc::new(config);
         let data = DataDir::prepare(&config.data_dir, config.node_id, config.shards)?;
         let (mesh, inboxes) = Mesh::new(config.shards, config.limits.shard_queue_depth);

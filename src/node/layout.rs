@@ -22,6 +22,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use thiserror::Error;
 
 const IDENTITY_FILE: &str = "IDENTITY";
@@ -85,7 +87,7 @@ fn io<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> La
 pub struct DataDir {
     root: PathBuf,
     // Held for the life of the node: the advisory lock lives as long as this handle.
-    _lock: File,
+    _lock: Flock<File>,
     fresh: bool,
 }
 
@@ -101,11 +103,11 @@ impl DataDir {
             .write(true)
             .open(&lock_path)
             .map_err(io(&lock_path, "open lock file"))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(LayoutError::Locked(root.into())),
-            Err(fs::TryLockError::Error(e)) => return Err(io(&lock_path, "lock")(e)),
-        }
+        let lock = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => return Err(LayoutError::Locked(root.into())),
+            Err((_, e)) => return Err(io(&lock_path, "lock")(e.into())),
+        };
         let identity = root.join(IDENTITY_FILE);
         let fresh = match fs::read_to_string(&identity) {
             Ok(text) => {
@@ -247,7 +249,10 @@ mod tests {
         let e = DataDir::prepare(&root, 1, 3).unwrap_err();
         assert!(e.to_string().contains("with 2 shards"), "{e}");
         let e = DataDir::prepare(&root, 7, 2).unwrap_err();
-        assert!(matches!(e, LayoutError::Mismatch { found_node: 1, .. }), "{e}");
+        assert!(
+            matches!(e, LayoutError::Mismatch { found_node: 1, .. }),
+            "{e}"
+        );
     }
 
     #[test]

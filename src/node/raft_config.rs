@@ -12,13 +12,18 @@ use openraft::{Config, SnapshotPolicy};
 use crate::config::NodeConfig;
 
 /// The group config of shard `shard`.
-pub fn raft_config(config: &NodeConfig, shard: usize) -> Result<Arc<Config>, openraft::ConfigError> {
+pub fn raft_config(
+    config: &NodeConfig,
+    shard: usize,
+) -> Result<Arc<Config>, openraft::ConfigError> {
     let c = Config {
         cluster_name: format!("shoal-group-{shard}"),
         heartbeat_interval: config.timeouts.heartbeat_ms,
         election_timeout_min: config.timeouts.election_min_ms,
         election_timeout_max: config.timeouts.election_max_ms,
-        install_snapshot_timeout: config.timeouts.peer_rpc_ms,
+        // Applied per snapshot chunk, and the last chunk waits for the receiver to verify
+        // and durably write the whole snapshot: far longer than one ordinary RPC.
+        install_snapshot_timeout: config.timeouts.peer_rpc_ms.saturating_mul(10),
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot.every_entries),
         max_in_snapshot_log_to_keep: config.snapshot.keep_entries,
         enable_leader_restore: Some(false),

@@ -39,13 +39,16 @@ use crate::raft::log_store::{AckMode, WalLogStore};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::types::{Raft, ShoalNode};
 use crate::server::{Server, ServerConfig};
+
+use crate::node::ShardService;
+use crate::peer::{PeerConfig, PeerNetwork, PeerServer};
 use crate::shard::ShardCore;
 use crate::shard::clock::now_ms;
 use crate::shard::ttl_ticker::run_ttl_ticker;
 use crate::state::State;
 use openraft::async_runtime::WatchReceiver;
+use shoal_proto::LocalPeer;
 use shoal_wal::{GlommioDisk, SyncMode};
-use crate::peer::PeerNetwork;
 
 /// How long a single-node group may take to lead after start before the shard reports
 /// a failure (an election on one voter takes one election timeout).
@@ -86,6 +89,7 @@ pub struct ShardReady {
 }
 
 /// Everything a shard thread is given.
+#[derive(Debug)]
 pub struct ShardContext {
     pub shard: usize,
     /// The CPU the executor is pinned to.
@@ -152,7 +156,8 @@ async fn serve(
     let shard_count = config.shards as u32;
 
     // 1. Storage.
-    let wal_err = |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
+    let wal_err =
+        |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
     let disk = GlommioDisk::open(&wal_dir, SyncMode::UringFdatasync)
         .await
         .map_err(|e| wal_err(&e))?;
@@ -169,6 +174,9 @@ async fn serve(
         .await
         .map_err(|e| wal_err(&e))?;
     tracing::debug!(shard, ?report, "WAL recovered");
+    // Raft owns the store; this clone closes the log after the group stopped (final sync,
+    // exact committed index saved), so a graceful restart re-applies nothing it need not.
+    let log_closer = log.clone();
     let state = Rc::new(RefCell::new(State::new()));
     let sm = ShardStateMachine::open(snapshot_dir.clone(), state.clone(), Rc::new(now_ms))
         .await
@@ -176,7 +184,13 @@ async fn serve(
 
     // 2. The group (recovers the state from the snapshot and the log).
     let raft_cfg = raft_config(config, shard).map_err(|e| ShardError::Raft(e.to_string()))?;
-    let network = PeerNetwork::new(shard as u32, config.timeouts.peer_rpc_ms);
+    let local = LocalPeer {
+        cluster_id: cluster_id(config),
+        node_id,
+        shard_count,
+    };
+    let peer_cfg = PeerConfig::new(local, shard as u32);
+    let network = PeerNetwork::new(peer_cfg.clone());
     let raft: Raft<ShardStateMachine> = Raft::new(node_id, raft_cfg, network, log, sm)
         .await
         .map_err(|e| ShardError::Raft(e.to_string()))?;
@@ -204,7 +218,12 @@ async fn serve(
         raft.clone(),
         state.clone(),
     ));
-    let server = Server::bind(server_config(config, shard), core.clone(), mesh, inbox)
+    let peer_addr = config.shard_peer_addr(shard);
+    let peers = PeerServer::bind(peer_addr, peer_cfg, raft.clone())
+        .map_err(|e| ShardError::Server(format!("peer listener {peer_addr}: {e}")))?;
+    let server_cfg = ServerConfig::for_shard(config, shard as u32, cluster_id(config));
+    let service: Rc<dyn ShardService> = core.clone();
+    let server = Server::bind(server_cfg, service, mesh, inbox)
         .await
         .map_err(|e| ShardError::Server(e.to_string()))?;
     let client_addr = server.local_addr();
@@ -251,10 +270,15 @@ async fn serve(
         futures::pin_mut!(stop_requested, group_failed);
         futures::future::select(stop_requested, group_failed).await;
     };
-    server
-        .run(shutdown)
-        .await
-        .map_err(|e| ShardError::Server(e.to_string()))?;
+    let (peers_stop, mut peers_stop_rx) = watch::channel(false);
+    let peers = glommio::spawn_local(peers.run(async move {
+        let _ = peers_stop_rx.wait_for(|stop| *stop).await;
+    }))
+    .detach();
+    let drained = server.run(shutdown).await;
+    tracing::info!(shard, ?drained, "client server drained");
+    peers_stop.send_replace(true);
+    peers.await;
 
     ticker_stop.send_replace(true);
     ticker.await;
@@ -262,6 +286,12 @@ async fn serve(
     raft.shutdown()
         .await
         .map_err(|e| ShardError::Raft(format!("shutdown: {e}")))?;
+    if failure.is_none() {
+        log_closer
+            .close()
+            .await
+            .map_err(|e| ShardError::Wal(format!("{}: close: {e}", wal_dir.display())))?;
+    }
     match failure {
         Some(f) => Err(ShardError::Raft(format!("the group stopped: {f}"))),
         None => Ok(()),
@@ -294,9 +324,32 @@ fn initial_members(config: &NodeConfig) -> BTreeMap<u64, ShoalNode> {
         .collect()
 }
 
+/// The cluster's identity: a hash of its initial member ids (this node alone for a single
+/// node), so every member computes the same value and a client or peer of another cluster
+/// is refused at its handshake.
+pub fn cluster_id(config: &NodeConfig) -> u64 {
+    let mut ids: Vec<u64> = if config.members.is_empty() {
+        vec![config.node_id]
+    } else {
+        config.members.iter().map(|m| m.id).collect()
+    };
+    ids.sort_unstable();
+    let mut bytes = b"shoal-cluster".to_vec();
+    for id in ids {
+        bytes.extend_from_slice(&id.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
 fn wal_config(config: &NodeConfig) -> shoal_wal::WalConfig {
+    let defaults = shoal_wal::WalConfig::default();
+    let segment_size = config.wal.segment_mib << 20;
+    // One write must fit in a segment with its start record: small segments get half a
+    // segment per write (config validation keeps segments >= 8 MiB, so a write still holds
+    // the largest entry; segment sizes are whole MiB, so this stays block-aligned).
     shoal_wal::WalConfig {
-        segment_size: config.wal.segment_mib << 20,
-        ..shoal_wal::WalConfig::default()
+        segment_size,
+        max_write: defaults.max_write.min(segment_size / 2),
+        ..defaults
     }
 }

@@ -128,7 +128,10 @@ impl ShardCore {
             },
             Request::Status { group } => {
                 if group.is_some_and(|g| g != self.shard) {
-                    return invalid(format!("shard {} was asked for group {group:?}", self.shard));
+                    return invalid(format!(
+                        "shard {} was asked for group {group:?}",
+                        self.shard
+                    ));
                 }
                 Response::Status(StatusReport {
                     node_id: self.node_id,

@@ -42,9 +42,9 @@ pub async fn run_ttl_ticker(state: SharedState, mut stop: watch::Receiver<bool>)
             glommio::executor().yield_now().await;
             continue;
         }
-        futures::select_biased! {
-            _ = stop.changed() => {}
-            _ = futures::FutureExt::fuse(glommio::timer::sleep(pause)) => {}
-        }
+        let changed = stop.changed();
+        let slept = glommio::timer::sleep(pause);
+        futures::pin_mut!(changed, slept);
+        futures::future::select(changed, slept).await;
     }
 }

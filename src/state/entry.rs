@@ -9,8 +9,12 @@
 //! [key bytes][value bytes]
 //! ```
 //!
-//! Invariants: an `Entry` never changes after it is built (readers may hold its value as a
-//! `Bytes` while the key is overwritten); keys are at most `limits::MAX_KEY_LEN` bytes, so
+//! Invariants: an `Entry` that anyone but its one index slot can see never changes
+//! (readers may hold its value as a `Bytes` while the key is overwritten; snapshot copies
+//! and timers hold handles too). The one exception is `overwrite_value_in_place`, which
+//! rewrites the value bytes only while the reference count is 1, that is while the caller
+//! holds the only handle (so no reader, snapshot or timer can observe the change), and
+//! only for a same-length value of an entry without TTL. Keys are at most `limits::MAX_KEY_LEN` bytes, so
 //! the length fits the tag's 15 bits; only keys with a TTL pay the 12 bytes of expiry and
 //! timer id; the bytes are always copied in, so an entry never pins a network or WAL buffer.
 
@@ -125,6 +129,33 @@ impl Entry {
         }
         Bytes::from_owner(ValueOwner {
             entry: self.clone(),
+        })
+    }
+
+    /// Replaces the value with `value` in this allocation, when that is unobservable:
+    /// this handle is the only one (reference count 1: no `Bytes`/`Value` handed to a
+    /// reader, no snapshot copy, no timer), the entry has no TTL, and `value` has the
+    /// length of the stored value (the allocation's size is fixed). Returns false, and
+    /// changes nothing, otherwise. Saves an overwrite the allocation of a new entry and
+    /// the free of the old one.
+    #[inline]
+    pub(crate) fn overwrite_value_in_place(&mut self, value: &[u8]) -> bool {
+        let tag = self.tag();
+        if tag & HAS_TTL != 0 {
+            return false;
+        }
+        let start = TAG_LEN + usize::from(tag);
+        if self.0.slice.len() - start != value.len() {
+            return false;
+        }
+        // `get_mut` checks the reference count (an acquire load, no atomic write): with
+        // `&mut self` and a count of 1, no other handle exists or can be made meanwhile.
+        self.0.with_arc_mut(|arc| match Arc::get_mut(arc) {
+            Some(inner) => {
+                inner.slice_mut()[start..].copy_from_slice(value);
+                true
+            }
+            None => false,
         })
     }
 
@@ -265,6 +296,37 @@ mod tests {
         let v = e.value_bytes();
         drop(e);
         assert_eq!(&v[..], b"hello");
+    }
+
+    #[test]
+    fn overwrite_in_place_only_when_unobservable() {
+        let mut e = Entry::new(b"key", b"hello", None);
+        let ptr = e.0.heap_ptr();
+        assert!(e.overwrite_value_in_place(b"world"));
+        assert_eq!((e.key(), e.value()), (&b"key"[..], &b"world"[..]));
+        assert_eq!(e.0.heap_ptr(), ptr, "same allocation");
+        // A reader's handle pins the old bytes: no in-place write.
+        let reader = e.value_bytes();
+        assert!(!e.overwrite_value_in_place(b"xxxxx"));
+        assert_eq!(&reader[..], b"world");
+        assert_eq!(e.value(), b"world");
+        drop(reader);
+        let value = Value::new(e.clone());
+        assert!(!e.overwrite_value_in_place(b"yyyyy"));
+        assert_eq!(&value[..], b"world");
+        drop(value);
+        // Another length, or a TTL entry: never in place.
+        assert!(!e.overwrite_value_in_place(b"four"));
+        assert!(!e.overwrite_value_in_place(b"sixsix"));
+        assert_eq!(e.value(), b"world");
+        let mut t = Entry::new(b"key", b"hello", Some((5, TimerId(1))));
+        assert!(!t.overwrite_value_in_place(b"world"));
+        assert_eq!(t.value(), b"hello");
+        // Empty values work too.
+        let mut z = Entry::new(b"k", b"", None);
+        assert!(z.overwrite_value_in_place(b""));
+        assert!(e.overwrite_value_in_place(b"again"));
+        assert_eq!(e.value(), b"again");
     }
 
     #[test]

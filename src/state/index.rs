@@ -54,6 +54,16 @@ fn table_bytes(capacity: usize) -> usize {
     (buckets * size_of::<Entry>()).next_multiple_of(GROUP) + buckets + GROUP
 }
 
+/// (key, value, overhead) bytes of an entry, for the counters.
+#[derive(Debug, Clone, Copy)]
+struct Sizes(usize, usize, usize);
+
+impl Sizes {
+    fn of(e: &Entry) -> Sizes {
+        Sizes(e.key().len(), e.value().len(), e.overhead())
+    }
+}
+
 /// Copy-on-write state of a snapshot being built.
 #[derive(Debug)]
 struct Cow {
@@ -146,27 +156,58 @@ impl Index {
         self.subs.get(sub_of(hash))?.find(hash, |e| e.key() == key)
     }
 
-    /// Stores `entry`, returning the entry it replaces.
+    /// Stores `entry`, returning the entry it replaces (tests).
+    #[cfg(test)]
     pub fn insert(&mut self, entry: Entry) -> Option<Entry> {
-        let hash = hash_key(entry.key());
+        let key = entry.key().to_vec();
+        self.upsert(&key, None, || entry)
+    }
+
+    /// Stores under `key` the entry `make` builds (its key must be `key`), returning the
+    /// entry it replaces; one hash and one probe. With `in_place: Some(value)` (a put
+    /// without TTL of `value`), an existing entry only the index holds is rewritten in
+    /// place when it can be (`Entry::overwrite_value_in_place`): `make` is not called and
+    /// nothing is returned, the observable state being exactly as if it had been.
+    pub fn upsert(
+        &mut self,
+        key: &[u8],
+        in_place: Option<&[u8]>,
+        make: impl FnOnce() -> Entry,
+    ) -> Option<Entry> {
+        let hash = hash_key(key);
         let i = sub_of(hash);
         if self.subs.is_empty() {
             // The headers are allocated on first use: an unused state costs nothing.
             self.subs = (0..SUBTABLES).map(|_| HashTable::new()).collect();
             self.frozen = (0..SUBTABLES).map(|_| None).collect();
         }
+        // Copy-on-write first: a copy holds handles, so an entry of a sub-table frozen
+        // for a snapshot is never unique and is never rewritten in place.
         self.before_write(i);
-        self.count(&entry, true);
         let cap_before = self.subs[i].capacity();
-        let old = match self.subs[i].find_mut(hash, |e| e.key() == entry.key()) {
-            Some(slot) => Some(std::mem::replace(slot, entry)),
-            None => {
-                self.subs[i].insert_unique(hash, entry, |e| hash_key(e.key()));
+        let old = match self.subs[i].entry(hash, |e| e.key() == key, |e| hash_key(e.key())) {
+            hashbrown::hash_table::Entry::Occupied(mut slot) => {
+                if in_place.is_some_and(|v| slot.get_mut().overwrite_value_in_place(v)) {
+                    return None;
+                }
+                let entry = make();
+                debug_assert_eq!(entry.key(), key, "upsert builds the key it was given");
+                let old = std::mem::replace(slot.get_mut(), entry);
+                let sizes = Sizes::of(slot.get());
+                self.count(sizes, true);
+                Some(old)
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                let entry = make();
+                debug_assert_eq!(entry.key(), key, "upsert builds the key it was given");
+                let sizes = Sizes::of(&entry);
+                slot.insert(entry);
+                self.count(sizes, true);
                 None
             }
         };
         if let Some(old) = &old {
-            self.count(old, false);
+            self.count(Sizes::of(old), false);
         }
         self.recount_table(i, cap_before);
         old
@@ -184,7 +225,7 @@ impl Index {
             Ok(occupied) => occupied.remove().0,
             Err(_) => unreachable!("found just above"),
         };
-        self.count(&old, false);
+        self.count(Sizes::of(&old), false);
         self.after_remove(i, cap_before);
         Some(old)
     }
@@ -205,7 +246,7 @@ impl Index {
             Ok(occupied) => occupied.remove().0,
             Err(_) => unreachable!("found just above"),
         };
-        self.count(&removed, false);
+        self.count(Sizes::of(&removed), false);
         Some(self.after_remove(i, cap_before))
     }
 
@@ -214,8 +255,8 @@ impl Index {
         self.subs.iter().flat_map(|t| t.iter())
     }
 
-    fn count(&mut self, e: &Entry, add: bool) {
-        let (k, v, o) = (e.key().len(), e.value().len(), e.overhead());
+    fn count(&mut self, sizes: Sizes, add: bool) {
+        let Sizes(k, v, o) = sizes;
         if add {
             self.keys += 1;
             self.key_bytes += k;

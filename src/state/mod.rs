@@ -15,6 +15,9 @@
 //! - A stored entry with a TTL has exactly one live timer, whose payload is that entry;
 //!   overwriting or deleting the key cancels it.
 //! - Log indexes applied increase strictly.
+//! - A value handed out (`get`, `get_value`), copied for a snapshot or held by a timer
+//!   never changes: a put rewrites a stored value in place only when the index holds
+//!   the entry's only handle (`Entry::overwrite_value_in_place`).
 
 mod command;
 mod entry;
@@ -167,17 +170,24 @@ impl State {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8], expire_at: Option<u64>) {
-        let entry = match expire_at {
-            None => Entry::new(key, value, None),
+        // A put without TTL over an entry nobody else holds rewrites its value in place
+        // when the length is unchanged (no allocation, no free); otherwise a new entry.
+        let old = match expire_at {
+            None => self
+                .index
+                .upsert(key, Some(value), || Entry::new(key, value, None)),
             Some(at) => {
-                let id = self.wheel.next_id();
-                let entry = Entry::new(key, value, Some((at, id)));
-                let got = self.wheel.insert(at, entry.clone());
-                assert_eq!(got, id, "timer id announced by next_id");
-                entry
+                let wheel = &mut self.wheel;
+                self.index.upsert(key, None, || {
+                    let id = wheel.next_id();
+                    let entry = Entry::new(key, value, Some((at, id)));
+                    let got = wheel.insert(at, entry.clone());
+                    assert_eq!(got, id, "timer id announced by next_id");
+                    entry
+                })
             }
         };
-        if let Some(old) = self.index.insert(entry) {
+        if let Some(old) = old {
             self.cancel_timer_of(&old);
         }
     }

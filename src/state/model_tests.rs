@@ -24,6 +24,8 @@ enum Op {
     Put {
         key: u8,
         value: Vec<u8>,
+        /// Hold the old value (as a reader would) across the overwrite.
+        hold: bool,
     },
     PutTtl {
         key: u8,
@@ -51,7 +53,11 @@ fn key_bytes(k: u8) -> Vec<u8> {
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
-    let value = proptest::collection::vec(any::<u8>(), 0..40);
+    // Same-length overwrites are common (4-byte values), to exercise in-place rewrites.
+    let value = prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40),
+        proptest::collection::vec(any::<u8>(), 4..=4),
+    ];
     let ttl = prop_oneof![
         0u64..5,
         1u64..100,
@@ -60,7 +66,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1u64..(1 << 44)
     ];
     prop_oneof![
-        3 => (0u8..48, value.clone()).prop_map(|(key, value)| Op::Put { key, value }),
+        3 => (0u8..48, value.clone(), any::<bool>())
+            .prop_map(|(key, value, hold)| Op::Put { key, value, hold }),
         4 => (0u8..48, value, ttl, proptest::bool::weighted(0.1))
             .prop_map(|(key, value, ttl, past)| Op::PutTtl { key, value, ttl, past }),
         2 => (0u8..48).prop_map(|key| Op::Delete { key }),
@@ -119,10 +126,17 @@ proptest! {
         let mut index = 0u64;
         for op in ops {
             match op {
-                Op::Put { key, value } => {
+                Op::Put { key, value, hold } => {
                     let k = key_bytes(key);
+                    let held = hold.then(|| (state.get(&k, now), state.get_value(&k, now)));
+                    let old = visible(&model, &k, now);
                     let r = apply(&mut state, &mut index, Command::Put { key: Bytes::from(k.clone()), value: Bytes::from(value.clone()) });
                     prop_assert_eq!(r, ApplyResult::Written);
+                    if let Some((bytes, value)) = held {
+                        // What a reader holds never changes under it.
+                        prop_assert_eq!(bytes.as_deref(), old.as_deref());
+                        prop_assert_eq!(value.as_deref(), old.as_deref());
+                    }
                     model.insert(k, (value, None));
                 }
                 Op::PutTtl { key, value, ttl, past } => {
@@ -363,4 +377,44 @@ fn values_do_not_pin_input_buffers_and_outlive_overwrites() {
         &[7u8; 10],
         "a value handed out stays valid after an overwrite"
     );
+}
+
+#[test]
+fn same_length_overwrite_is_in_place_only_while_unobserved() {
+    let mut state = State::new();
+    let mut index = 0u64;
+    let put = |state: &mut State, index: &mut u64, v: &'static [u8]| {
+        let cmd = Command::Put {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(v),
+        };
+        assert_eq!(apply(state, index, cmd), ApplyResult::Written);
+    };
+    let addr = |state: &State| state.get_value(b"k", 0).map(|v| v.as_ptr());
+    put(&mut state, &mut index, b"aaaa");
+    let first = addr(&state);
+    // Nobody holds the entry: the same allocation takes the new value.
+    put(&mut state, &mut index, b"bbbb");
+    assert_eq!(addr(&state), first);
+    assert_eq!(state.get(b"k", 0).as_deref(), Some(&b"bbbb"[..]));
+    // A reader holds it: a new entry, the reader's bytes unchanged.
+    let held = state.get(b"k", 0);
+    put(&mut state, &mut index, b"cccc");
+    assert_ne!(addr(&state), first);
+    assert_eq!(held.as_deref(), Some(&b"bbbb"[..]));
+    drop(held);
+    // A snapshot in progress holds it: the snapshot keeps the value as of its start.
+    let info = state.begin_snapshot(b"").unwrap();
+    let before = addr(&state);
+    put(&mut state, &mut index, b"dddd");
+    assert_ne!(addr(&state), before);
+    let mut out = Vec::new();
+    while state.snapshot_step(&mut out).unwrap() == SnapshotProgress::More {}
+    let restored = SnapshotReader::read_all(&out).unwrap();
+    assert_eq!(restored.state.last_applied(), info.last_applied);
+    assert_eq!(restored.state.get(b"k", 0).as_deref(), Some(&b"cccc"[..]));
+    assert_eq!(state.get(b"k", 0).as_deref(), Some(&b"dddd"[..]));
+    // Figures unchanged by in-place writes.
+    let m = state.memory();
+    assert_eq!((m.keys, m.key_bytes, m.value_bytes), (1, 1, 4));
 }

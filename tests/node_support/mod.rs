@@ -62,12 +62,17 @@ impl NodeProcess {
 
     fn wait_ready(&mut self) {
         let process = &mut self.process;
-        let ready = wait_for("node ready", START_TIMEOUT, Duration::from_millis(20), || {
-            if let Ok(Some(status)) = process.try_status() {
-                panic!("node exited during start ({status}):\n{}", process.log());
-            }
-            process.log().contains("shoal: ready").then_some(())
-        });
+        let ready = wait_for(
+            "node ready",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                if let Ok(Some(status)) = process.try_status() {
+                    panic!("node exited during start ({status}):\n{}", process.log());
+                }
+                process.log().contains("shoal: ready").then_some(())
+            },
+        );
         if let Err(e) = ready {
             panic!("{e}:\n{}", self.process.log());
         }
@@ -105,7 +110,7 @@ fn spawn(
         .args(["--client-addr", &localhost(client_port).to_string()])
         .args(["--peer-addr", &localhost(peer_port).to_string()])
         // Small segments: zero-filling 64 MiB per shard per start would dominate the tests.
-        .args(["--wal-segment-mib", "4"])
+        .args(["--wal-segment-mib", "8"])
         .args(["--log-level", "warn,shoal=info"])
         .args(extra);
     let log = data_dir.with_extension(format!("log.{start}"));

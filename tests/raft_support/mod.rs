@@ -3,6 +3,7 @@
 //! Each test binary uses a different subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod bytes_sm;
 pub mod mem_network;
 pub mod mem_store;
 

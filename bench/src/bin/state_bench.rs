@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal::state::{Command, LogId, SnapshotProgress, SnapshotReader, State, TimerWheel};
-use shoal_bench::{CountingAlloc, Rng, thread_cpu_time};
+use shoal_bench::{ALLOCATOR, CountingAlloc, Rng, rss_bytes, thread_cpu_time};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::new();
@@ -61,8 +61,12 @@ impl Input {
     }
 
     fn value(&self, j: usize) -> Bytes {
-        let off = (j * 7919) % (self.buf.len() - VALUE_LEN);
-        Bytes::from_static(&self.buf[off..off + VALUE_LEN])
+        self.value_of_len(j, VALUE_LEN)
+    }
+
+    fn value_of_len(&self, j: usize, len: usize) -> Bytes {
+        let off = (j * 7919) % (self.buf.len() - len);
+        Bytes::from_static(&self.buf[off..off + len])
     }
 }
 
@@ -124,22 +128,28 @@ fn main() {
 
     // --- Memory, with the counting allocator -------------------------------------------
     let (req0, chunk0, _) = ALLOC.live();
+    let rss0 = rss_bytes();
     let t = Instant::now();
     let mut state = fill_state(&input, &mut log);
     let fill_state_s = t.elapsed();
     let (req1, chunk1, allocs_state) = ALLOC.live();
+    let rss1 = rss_bytes();
     let acct = state.memory();
     let t = Instant::now();
     let baseline = fill_baseline(&input);
     let fill_base_s = t.elapsed();
     let (req2, chunk2, _) = ALLOC.live();
+    let rss2 = rss_bytes();
+    // RSS growth catches what block sizes do not (allocator pages, metadata, fragments).
+    let state_rss_pk = (rss1.saturating_sub(rss0) as f64 - payload) / n as f64;
+    let base_rss_pk = (rss2.saturating_sub(rss1) as f64 - payload) / n as f64;
     let state_req_pk = ((req1 - req0) as f64 - payload) / n as f64;
     let state_chunk_pk = ((chunk1 - chunk0) as f64 - payload) / n as f64;
     let base_req_pk = ((req2 - req1) as f64 - payload) / n as f64;
     let base_chunk_pk = ((chunk2 - chunk1) as f64 - payload) / n as f64;
-    println!("keys: {n} x ({KEY_LEN} B key + {VALUE_LEN} B value)");
+    println!("keys: {n} x ({KEY_LEN} B key + {VALUE_LEN} B value), allocator: {ALLOCATOR}");
     println!(
-        "memory overhead/key: state {state_chunk_pk:.1} B (malloc chunks; {state_req_pk:.1} B requested; own accounting {:.1} B + est. malloc {:.1} B) | baseline HashMap<Bytes,Bytes> {base_chunk_pk:.1} B ({base_req_pk:.1} B requested)",
+        "memory overhead/key: state {state_chunk_pk:.1} B (allocator blocks; {state_req_pk:.1} B requested; own accounting {:.1} B + est. allocator {:.1} B; RSS growth {state_rss_pk:.1} B) | baseline HashMap<Bytes,Bytes> {base_chunk_pk:.1} B ({base_req_pk:.1} B requested; RSS growth {base_rss_pk:.1} B)",
         acct.overhead_per_key(),
         acct.allocator_estimate() as f64 / n as f64,
     );
@@ -159,7 +169,7 @@ fn main() {
     // of 200k keys (random order), one after the other, and the figure of a variant is
     // its median over the rounds.
     let mut base = baseline;
-    const VARIANTS: [&str; 7] = [
+    const VARIANTS: [&str; 8] = [
         "get state (Bytes)",
         "get state (Value)",
         "get baseline",
@@ -167,13 +177,21 @@ fn main() {
         "put state",
         "put baseline (copy)",
         "put baseline (no copy)",
+        "put state (other value length)",
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     let slice = 200_000.min(n);
     let slices = (n / slice).max(1);
     let mut salt = 0usize;
+    // Value length stored in the state, by slice. "put state" writes values of that
+    // length: the state rewrites a same-length value of an entry nobody else holds in
+    // place (the common overwrite). "put state (other value length)" switches the slice
+    // between VALUE_LEN and VALUE_LEN + 1: every put builds a new entry (allocation +
+    // free), the path of a size-changing overwrite, reported for reference.
+    let mut slice_len = vec![VALUE_LEN; slices];
     for round in 0..ROUNDS * 5 {
         let part = &input.order[(round % slices) * slice..(round % slices + 1) * slice];
+        let len = &mut slice_len[round % slices];
         for (v, out) in ns.iter_mut().enumerate() {
             salt += part.len();
             let t = Instant::now();
@@ -194,21 +212,36 @@ fn main() {
                 4 => part.iter().enumerate().for_each(|(j, &i)| {
                     let cmd = Command::Put {
                         key: input.key(i as usize),
-                        value: input.value(j + salt),
+                        value: input.value_of_len(j + salt, *len),
                     };
                     black_box(state.apply(log.next(), &cmd).ok());
                 }),
+                7 => {
+                    *len = if *len == VALUE_LEN {
+                        VALUE_LEN + 1
+                    } else {
+                        VALUE_LEN
+                    };
+                    part.iter().enumerate().for_each(|(j, &i)| {
+                        let cmd = Command::Put {
+                            key: input.key(i as usize),
+                            value: input.value_of_len(j + salt, *len),
+                        };
+                        black_box(state.apply(log.next(), &cmd).ok());
+                    })
+                }
                 5 => part.iter().enumerate().for_each(|(j, &i)| {
                     // Overwrite keeps the stored key, as the state does.
                     if let Some(slot) = base.get_mut(&input.keys[i as usize][..]) {
                         *slot = Bytes::copy_from_slice(&input.value(j + salt));
                     }
                 }),
-                _ => part.iter().enumerate().for_each(|(j, &i)| {
+                6 => part.iter().enumerate().for_each(|(j, &i)| {
                     if let Some(slot) = base.get_mut(&input.keys[i as usize][..]) {
                         *slot = input.value(j + salt);
                     }
                 }),
+                _ => unreachable!("one arm per variant"),
             }
             out.push(t.elapsed().as_nanos() as f64 / part.len() as f64);
         }
@@ -233,11 +266,13 @@ fn main() {
         ops[3] / 1e6,
     );
     println!(
-        "put (overwrite): state {:.2} M/s, baseline {:.2} M/s: ratio {:.2} (baseline storing without copying: {:.2} M/s)",
+        "put (overwrite): state {:.2} M/s, baseline {:.2} M/s: ratio {:.2} (baseline storing without copying: {:.2} M/s; state writing another value length: {:.2} M/s, ratio {:.2})",
         put_s / 1e6,
         put_b / 1e6,
         put_s / put_b,
-        ops[6] / 1e6
+        ops[6] / 1e6,
+        ops[7] / 1e6,
+        ops[7] / put_b,
     );
     drop(base);
     // Freeing 2M baseline chunks left glibc fastbins full; its next large request would
@@ -447,10 +482,12 @@ fn main() {
     );
 
     println!(
-        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"get_value_ops_s\":{get_v:.0},\"get_value_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_calls_over_1ms_cpu\":{snap_cpu_over_1ms},\"snapshot_p9999_cpu_us\":{:.0},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
+        "{{\"keys\":{n},\"get_ops_s\":{get_s:.0},\"get_baseline_ops_s\":{get_b:.0},\"get_ratio\":{:.3},\"get_value_ops_s\":{get_v:.0},\"get_value_ratio\":{:.3},\"put_ops_s\":{put_s:.0},\"put_baseline_ops_s\":{put_b:.0},\"put_ratio\":{:.3},\"put_other_len_ops_s\":{:.0},\"put_other_len_ratio\":{:.3},\"mem_overhead_per_key_bytes\":{state_chunk_pk:.1},\"mem_overhead_per_key_requested_bytes\":{state_req_pk:.1},\"mem_overhead_per_key_rss_bytes\":{state_rss_pk:.1},\"allocator\":\"{ALLOCATOR}\",\"baseline_mem_overhead_per_key_bytes\":{base_chunk_pk:.1},\"wheel_insert_per_s\":{wheel_insert:.0},\"wheel_expire_per_s\":{wheel_expire:.0},\"snapshot_max_pause_us\":{:.0},\"snapshot_max_pause_cpu_us\":{:.0},\"snapshot_max_step_us\":{:.0},\"snapshot_max_apply_us\":{:.0},\"snapshot_calls_over_1ms\":{over_1ms},\"snapshot_calls_over_1ms_cpu\":{snap_cpu_over_1ms},\"snapshot_p9999_cpu_us\":{:.0},\"snapshot_steps\":{steps},\"ttl_reclaim_per_s\":{:.0},\"max_tick_us\":{:.0},\"max_tick_cpu_us\":{:.0}}}",
         get_s / get_b,
         get_v / get_b,
         put_s / put_b,
+        ops[7],
+        ops[7] / put_b,
         us(max_pause),
         us(max_pause_cpu),
         us(max_step.0),

@@ -251,13 +251,17 @@ pub fn vote() -> impl Strategy<Value = Vote> {
 pub fn membership() -> impl Strategy<Value = Membership> {
     (
         vec(vec(any::<u64>(), 0..=MAX_NODES), 1..=2),
-        vec((any::<u64>(), addr()), 0..=MAX_NODES),
+        vec((any::<u64>(), addr(), addr()), 0..=MAX_NODES),
     )
         .prop_map(|(configs, nodes)| Membership {
             configs,
             nodes: nodes
                 .into_iter()
-                .map(|(node_id, addr)| PeerNode { node_id, addr })
+                .map(|(node_id, client_addr, peer_addr)| PeerNode {
+                    node_id,
+                    client_addr,
+                    peer_addr,
+                })
                 .collect(),
         })
 }
@@ -321,8 +325,15 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
             vote().prop_map(AppendEntriesResponse::HigherVote),
         ]
         .prop_map(PeerMessage::AppendEntriesResponse),
-        (vote(), option::of(log_id()))
-            .prop_map(|(vote, last_log_id)| PeerMessage::Vote(VoteRequest { vote, last_log_id })),
+        (vote(), option::of(log_id()), any::<bool>()).prop_map(
+            |(vote, last_log_id, leadership_transfer)| {
+                PeerMessage::Vote(VoteRequest {
+                    vote,
+                    last_log_id,
+                    leadership_transfer,
+                })
+            }
+        ),
         (vote(), any::<bool>(), option::of(log_id())).prop_map(
             |(vote, vote_granted, last_log_id)| {
                 PeerMessage::VoteResponse(VoteResponse {
@@ -369,6 +380,22 @@ pub fn peer_message() -> impl Strategy<Value = PeerMessage> {
             })
         }),
         Just(PeerMessage::TransferLeaderAck),
+        (vote(), option::of(log_id())).prop_map(|(vote, last_log_id)| {
+            PeerMessage::PreVote(VoteRequest {
+                vote,
+                last_log_id,
+                leadership_transfer: false,
+            })
+        }),
+        (vote(), any::<bool>(), option::of(log_id())).prop_map(
+            |(vote, vote_granted, last_log_id)| {
+                PeerMessage::PreVoteResponse(VoteResponse {
+                    vote,
+                    vote_granted,
+                    last_log_id,
+                })
+            }
+        ),
         (0..8u8, ".{0,60}").prop_map(|(k, message)| {
             let kind = [
                 PeerErrorKind::IncompatibleVersion,

@@ -1,0 +1,104 @@
+//! The Raft peer transport of one shard's group: openraft's network (client side) and the
+//! listener that feeds peer RPCs to the local `Raft` (server side), over TCP on glommio.
+//!
+//! Group `g` of every node talks only to group `g` of the other nodes. Each node's
+//! membership record ([`ShoalNode`](crate::raft::types::ShoalNode)) carries the peer
+//! address of its shard 0; group `g` listens at the same host, port + `g`
+//! ([`client::group_addr`], the same rule as `config::NodeConfig::shard_peer_addr`).
+//!
+//! Owns: [`client`] (`PeerNetwork`: `RaftNetworkFactory`, `PeerClient`: `RaftNetworkV2`),
+//! [`server`] (`PeerServer`, the `PeerHandler` seam, implemented by `Raft`), [`convert`]
+//! (openraft ↔ `shoal_proto::peer` mirrors), [`assembly`] (snapshot reassembly), [`backoff`] (reconnect backoff),
+//! `conn` (one framed connection). Wire format and connection rules: docs/PROTOCOL.md §7.
+//!
+//! Invariants: everything here runs on the group's executor thread (`!Send`); every
+//! network wait is bounded (RPC deadline, connect, handshake, idle timeouts); every
+//! buffer is bounded (frames by `MAX_PEER_FRAME_LEN`, snapshots by `max_snapshot_len`).
+
+pub mod assembly;
+pub mod backoff;
+pub mod client;
+mod conn;
+pub mod convert;
+pub mod server;
+
+use std::time::Duration;
+
+pub use client::{PeerClient, PeerNetwork, PeerStats};
+pub use conn::ConnError;
+pub use server::{PeerHandler, PeerServer};
+pub use shoal_proto::LocalPeer;
+
+use crate::limits::{DEFAULT_MAX_PEER_CONNECTIONS, MAX_SNAPSHOT_LEN, SNAPSHOT_CHUNK_LEN};
+
+/// Identity and limits of one group's transport, shared by its client and server side.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// This node: cluster id, node id, shard count (checked in every handshake).
+    pub local: LocalPeer,
+    /// The group (= shard index) this transport carries.
+    pub group: u32,
+    /// Bound on one TCP connect (the RPC deadline bounds it too).
+    pub connect_timeout: Duration,
+    /// First delay after a failed connect; doubles per consecutive failure...
+    pub backoff_min: Duration,
+    /// ...up to this.
+    pub backoff_max: Duration,
+    /// Bytes of snapshot per `InstallSnapshot` frame (at most `SNAPSHOT_CHUNK_LEN`).
+    pub snapshot_chunk_len: usize,
+    /// Largest snapshot sent or reassembled (at most `MAX_SNAPSHOT_LEN`).
+    pub max_snapshot_len: usize,
+    /// A new connection must complete its handshake within this.
+    pub handshake_timeout: Duration,
+    /// A connection with no frame for this long is closed (peers reconnect on demand).
+    pub idle_timeout: Duration,
+    /// Connections one group's listener serves at once.
+    pub max_connections: usize,
+}
+
+impl PeerConfig {
+    /// Defaults for group `group` of node `local`.
+    pub fn new(local: LocalPeer, group: u32) -> PeerConfig {
+        PeerConfig {
+            local,
+            group,
+            connect_timeout: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(500),
+            snapshot_chunk_len: SNAPSHOT_CHUNK_LEN,
+            max_snapshot_len: MAX_SNAPSHOT_LEN,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
+        }
+    }
+
+    /// Checks the limits against the protocol's hard maxima.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.snapshot_chunk_len == 0 || self.snapshot_chunk_len > SNAPSHOT_CHUNK_LEN {
+            return Err(format!(
+                "snapshot_chunk_len must be in 1..={SNAPSHOT_CHUNK_LEN}, got {}",
+                self.snapshot_chunk_len
+            ));
+        }
+        if self.max_snapshot_len > MAX_SNAPSHOT_LEN {
+            return Err(format!(
+                "max_snapshot_len must be at most {MAX_SNAPSHOT_LEN}, got {}",
+                self.max_snapshot_len
+            ));
+        }
+        if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
+            return Err("backoff_min must be > 0 and <= backoff_max".to_string());
+        }
+        if self.group >= self.local.shard_count {
+            return Err(format!(
+                "group {} does not exist with {} shards",
+                self.group, self.local.shard_count
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err("max_connections must be > 0".to_string());
+        }
+        Ok(())
+    }
+}
