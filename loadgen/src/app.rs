@@ -1,6 +1,6 @@
 //! The binary's flow: connect the chosen target, run, print and write the outputs.
 //!
-//! Owns target selection (including the clear refusal of targets not built yet), output
+//! Owns target selection (starting and stopping the embedded node for shoal-local), output
 //! files and exit statuses: 0 success, 1 run or output failure, 2 bad flags (clap),
 //! 3 target unreachable or not available in this build.
 
@@ -18,6 +18,7 @@ use crate::targets::floor_fsync::FsyncFloor;
 use crate::targets::floor_tcp::TcpFloor;
 use crate::targets::null::NullTarget;
 use crate::targets::redis::{RedisSettings, RedisTarget};
+use crate::targets::shoal_local::{EmbeddedNode, LocalSettings};
 use crate::targets::shoal_remote::{self, RemoteSettings};
 use crate::targets::{self, ConnectError, Target};
 use crate::workload::OpKind;
@@ -27,14 +28,6 @@ use crate::{hdr_out, plot};
 pub const EXIT_TARGET: u8 = 3;
 /// Exit status: the run or writing its outputs failed.
 pub const EXIT_RUN: u8 = 1;
-
-fn not_built(kind: TargetKind) -> ConnectError {
-    ConnectError::NotBuilt(format!(
-        "--target {}: not built yet: needs the embedded node (`shoal::node::Node`, \
-         `LocalKvClient`), which is not part of the `shoal` crate yet",
-        kind.name()
-    ))
-}
 
 /// The shard count the floors and the embedded node use: `--shards`, or one per core.
 fn shards(cli: &Cli) -> usize {
@@ -74,7 +67,7 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
                 Err(e) => Err(e),
             }
         }
-        kind @ TargetKind::ShoalLocal => Err(not_built(kind)),
+        TargetKind::ShoalLocal => run_local(cli, &cfg).await,
         TargetKind::FloorChannel => match ChannelFloor::start(shards(cli), cfg.value_size) {
             Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
             Err(e) => Err(e),
@@ -97,6 +90,26 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
         Err(e) => {
             eprintln!("loadgen: cannot use the target: {e}");
             ExitCode::from(EXIT_TARGET)
+        }
+    }
+}
+
+/// Starts the embedded node, runs, then stops the node and removes its temporary data
+/// (also when the run failed).
+async fn run_local(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
+    let settings = LocalSettings {
+        data_dir: cli.data_dir.clone(),
+        keep_data: cli.keep_data,
+        shards: shards(cli),
+        request_timeout: cfg.op_timeout,
+    };
+    let (node, target) = EmbeddedNode::start(&settings).await?;
+    let code = execute(cli, cfg, Arc::new(target)).await;
+    match node.stop().await {
+        Ok(()) => Ok(code),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            Ok(ExitCode::from(EXIT_RUN))
         }
     }
 }

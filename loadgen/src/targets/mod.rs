@@ -30,6 +30,7 @@ pub mod floor_tcp;
 pub mod null;
 pub mod redis;
 pub mod shoal;
+pub mod shoal_local;
 pub mod shoal_remote;
 
 /// Why an operation failed, as counted in the report.

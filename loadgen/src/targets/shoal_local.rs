@@ -113,8 +113,8 @@ impl EmbeddedNode {
                 .map(|ready| ready.map(drop));
             match outcome {
                 Ok(Ok(())) => {
-                    let client =
-                        LocalKvClient::new(node.mesh().clone()).with_timeout(settings.request_timeout);
+                    let client = LocalKvClient::new(node.mesh().clone())
+                        .with_timeout(settings.request_timeout);
                     let where_ = if temp.is_some() {
                         if settings.keep_data {
                             format!("{} (temporary, kept)", data_dir.display())
