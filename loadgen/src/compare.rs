@@ -220,10 +220,10 @@ impl Comparison {
                 } => {
                     let key = (workload.clone(), system.clone());
                     c.results.insert(key.clone(), read_figures(json));
-                    if let Ok(h) = read_hdr_all(hdr)
-                        && !h.is_empty()
-                    {
-                        c.hists.insert(key, h);
+                    if let Ok(h) = read_hdr_all(hdr) {
+                        if !h.is_empty() {
+                            c.hists.insert(key, h);
+                        }
                     }
                     c.commands
                         .push((workload.clone(), system.clone(), command.clone()));

@@ -244,10 +244,10 @@ impl RunConfig {
         if self.mix.ttl_write > 0.0 && self.ttl_secs == 0 {
             return Err("--ttl must be at least 1 second".to_string());
         }
-        if let LoadModel::Open { rate } = self.load
-            && !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE)
-        {
-            return Err(format!("--rate must be in (0, {MAX_RATE}], got {rate}"));
+        if let LoadModel::Open { rate } = self.load {
+            if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+                return Err(format!("--rate must be in (0, {MAX_RATE}], got {rate}"));
+            }
         }
         match (self.duration, self.ops) {
             (None, None) => return Err("give --duration or --ops".to_string()),

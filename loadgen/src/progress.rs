@@ -138,10 +138,10 @@ pub async fn collect(
     };
     let mut print_ready = |windows: &mut BTreeMap<i64, WindowAgg>, upto: Option<Instant>| {
         for (idx, w) in windows.range(printed_through.saturating_add(1)..) {
-            if let Some(now) = upto
-                && window_start(*idx) + Duration::from_secs(1) + GRACE > now
-            {
-                break;
+            if let Some(now) = upto {
+                if window_start(*idx) + Duration::from_secs(1) + GRACE > now {
+                    break;
+                }
             }
             if !quiet {
                 eprintln!("{}", w.line());

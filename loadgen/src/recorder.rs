@@ -229,10 +229,10 @@ impl Recorder {
     pub fn record_ok(&mut self, kind: OpKind, latency_ns: u64, done: Instant, measured: bool) {
         let i = kind.index();
         debug_assert!(self.enabled[i], "kind outside the mix");
-        if self.in_window(done, measured)
-            && let Some(h) = &mut self.window[i]
-        {
-            record_ns(h, latency_ns);
+        if self.in_window(done, measured) {
+            if let Some(h) = &mut self.window[i] {
+                record_ns(h, latency_ns);
+            }
         }
         if measured {
             if let Some(h) = &mut self.totals.hists[i] {

@@ -199,7 +199,7 @@ impl FlakyTarget {
 
     fn fail(&self) -> Result<(), OpError> {
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(self.every) {
+        if n % self.every == 0 {
             Err(OpError::new(
                 ErrorKind::Server,
                 format!("injected failure #{n}"),
