@@ -6,6 +6,15 @@
 //! sees it: argument checks, routing, retries and timeouts included. Gets are the
 //! client's default consistency, linearizable. Per-operation timeouts are the client's
 //! (`RemoteOptions::request_timeout`, `LocalKvClient::with_timeout`).
+//!
+//! One exception: `LocalKvClient`'s deadline is enforced by the shard, so a shard that died
+//! without dropping its requests would leave a call waiting forever. A target built
+//! [`with_guard`](ShoalTarget::with_guard) bounds every call on the loadgen side too (a
+//! tokio timer per operation, set well past the client's own deadline so it only ever
+//! fires when the node stopped answering), and counts it as a timeout.
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_client::{KvClient, KvClientError};
@@ -17,6 +26,7 @@ use super::{ErrorKind, OpError, Target};
 pub struct ShoalTarget<C> {
     client: C,
     description: String,
+    guard: Option<Duration>,
 }
 
 impl<C: KvClient> ShoalTarget<C> {
@@ -25,6 +35,33 @@ impl<C: KvClient> ShoalTarget<C> {
         Self {
             client,
             description,
+            guard: None,
+        }
+    }
+
+    /// The same target, bounding every call by `guard` on the loadgen side as well.
+    pub fn with_guard(mut self, guard: Duration) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, KvClientError>>,
+    ) -> Result<T, OpError> {
+        match self.guard {
+            None => op.await.map_err(classify),
+            Some(g) => match tokio::time::timeout(g, op).await {
+                Ok(r) => r.map_err(classify),
+                Err(_) => Err(OpError::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no answer at all within {} ms (loadgen's guard, past the client's own \
+                         deadline: the node stopped answering)",
+                        g.as_millis()
+                    ),
+                )),
+            },
         }
     }
 
@@ -61,22 +98,20 @@ impl<C: KvClient + 'static> Target for ShoalTarget<C> {
     }
 
     async fn put(&self, key: &[u8], value: &[u8]) -> Result<(), OpError> {
-        self.client.put(key, value).await.map_err(classify)
+        self.call(self.client.put(key, value)).await
     }
 
     async fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl_secs: u64) -> Result<(), OpError> {
-        self.client
-            .put_with_ttl(key, value, ttl_secs)
+        self.call(self.client.put_with_ttl(key, value, ttl_secs))
             .await
-            .map_err(classify)
     }
 
     async fn get(&self, key: &[u8]) -> Result<bool, OpError> {
-        Ok(self.client.get(key).await.map_err(classify)?.is_some())
+        Ok(self.call(self.client.get(key)).await?.is_some())
     }
 
     async fn get_multi(&self, keys: &[Bytes]) -> Result<usize, OpError> {
-        let values = self.client.get_multi(keys).await.map_err(classify)?;
+        let values = self.call(self.client.get_multi(keys)).await?;
         if values.len() != keys.len() {
             return Err(OpError::new(
                 ErrorKind::Other,
@@ -91,7 +126,7 @@ impl<C: KvClient + 'static> Target for ShoalTarget<C> {
     }
 
     async fn delete(&self, key: &[u8]) -> Result<(), OpError> {
-        self.client.delete(key).await.map_err(classify)
+        self.call(self.client.delete(key)).await
     }
 }
 

@@ -30,6 +30,10 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most shards of an embedded node: its client and peer ports come from one block of free
 /// loopback ports, and blocks hold at most 256 ports.
 pub const MAX_LOCAL_SHARDS: usize = 128;
+/// Bound on a graceful stop (in-flight requests finish, groups stop, WALs close).
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How far past the client's deadline loadgen's own bound on a call lies.
+pub const GUARD_MARGIN: Duration = Duration::from_secs(2);
 /// Attempts with a fresh port block when another process took a port in between.
 const PORT_ATTEMPTS: usize = 3;
 
@@ -136,7 +140,11 @@ impl EmbeddedNode {
                         temp,
                         keep: settings.keep_data,
                     };
-                    return Ok((embedded, ShoalTarget::new(client, description)));
+                    // The shard enforces the client's deadline; bound calls here too, so
+                    // a shard that died with requests in hand cannot hang the run.
+                    let guard = settings.request_timeout + GUARD_MARGIN;
+                    let target = ShoalTarget::new(client, description).with_guard(guard);
+                    return Ok((embedded, target));
                 }
                 Ok(Err(e)) => {
                     let reason = e.to_string();
@@ -174,10 +182,13 @@ impl EmbeddedNode {
             temp,
             keep,
         } = self;
-        let stopped = node
-            .stop()
-            .await
-            .map_err(|e| format!("stopping the embedded node: {e}"));
+        let stopped = match tokio::time::timeout(STOP_TIMEOUT, node.stop()).await {
+            Ok(r) => r.map_err(|e| format!("stopping the embedded node: {e}")),
+            Err(_) => Err(format!(
+                "the embedded node did not stop within {} s",
+                STOP_TIMEOUT.as_secs()
+            )),
+        };
         if let Some(t) = temp {
             if keep {
                 let kept = t.keep();
