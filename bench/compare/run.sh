@@ -11,6 +11,7 @@
 #
 # Usage: bench/compare/run.sh            (from anywhere inside the repository)
 # Env:   DURATION (default 5s), WARMUP (1s), KEYS (10000), VALUE_SIZE (100),
+#        RUN_LIMIT (120: seconds one loadgen run may take before it is killed and reported),
 #        ONLY="shoal-local redis-none ..." (a subset of systems), SKIP_INSTALL=1,
 #        SKIP_BUILD=1, KEEP_WORK=1 (keep the scratch dir with logs and raw reports),
 #        OUT (default docs/BENCHMARKS.md), CARGO_TARGET_DIR (default target/).
@@ -24,6 +25,7 @@ DURATION=${DURATION:-5s}
 WARMUP=${WARMUP:-1s}
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
+RUN_LIMIT=${RUN_LIMIT:-120}
 OUT=${OUT:-$ROOT/docs/BENCHMARKS.md}
 PLOTS=$(dirname "$OUT")/bench
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -156,6 +158,24 @@ workload_flags() {
     esac
 }
 
+# failure_reason STDERR_FILE STATUS: one line saying why a run failed.
+failure_reason() {
+    local err=$1 rc=$2 line
+    if ((rc == 124 || rc == 137)); then
+        line="no result within ${RUN_LIMIT} s (killed)"
+    else
+        line="exit status $rc"
+    fi
+    if grep -q "panicked at" "$err"; then
+        line+="; a thread panicked: $(grep -m1 -A1 "panicked at" "$err" | tail -n 1)"
+    elif grep -q "^loadgen:" "$err"; then
+        line+="; $(grep "^loadgen:" "$err" | tail -n 1)"
+    else
+        line+="; $(tail -n 2 "$err" | tr '\n' ' ')"
+    fi
+    printf '%s' "$line" | tr '\t|' '  ' | cut -c1-300
+}
+
 # run SYSTEM WORKLOAD [extra loadgen flags...]: one measured run, recorded in the manifest.
 run() {
     local sys=$1 w=$2; shift 2
@@ -164,12 +184,14 @@ run() {
     local cmd=("$LOADGEN" "$@" $(workload_flags "$w") --keys "$KEYS" --value-size "$VALUE_SIZE"
         --warmup "$WARMUP" --duration "$DURATION" --quiet --json "$json" --hdr "$hdr")
     log "$sys / $w"
-    if "${cmd[@]}" >"$WORK/$sys.$w.out" 2>"$WORK/$sys.$w.err"; then
+    # Bounded: a target that stops answering must not stall the comparison.
+    if timeout --kill-after=10s "$RUN_LIMIT" "${cmd[@]}" >"$WORK/$sys.$w.out" \
+        2>"$WORK/$sys.$w.err"; then
         local shown="loadgen ${cmd[*]:1}"
         manifest RUN "$w" "$sys" "$json" "$hdr" "${shown//$WORK/\$WORK}"
     else
-        local why
-        why=$(tail -n 3 "$WORK/$sys.$w.err" | tr '\t\n' '  ' | cut -c1-300)
+        local rc=$? why
+        why=$(failure_reason "$WORK/$sys.$w.err" "$rc")
         log "$sys / $w failed: $why"
         manifest NA "$w" "$sys" "loadgen failed: $why"
     fi
