@@ -170,7 +170,7 @@ failure_reason() {
         line+="; a thread panicked: $(grep -m1 -A1 "panicked at" "$err" | tail -n 1)"
     elif grep -q "^loadgen:" "$err"; then
         line+="; $(grep "^loadgen:" "$err" | tail -n 1)"
-    else
+    elif [[ -s "$err" ]]; then
         line+="; $(tail -n 2 "$err" | tr '\n' ' ')"
     fi
     printf '%s' "$line" | tr '\t|' '  ' | cut -c1-300
