@@ -1,6 +1,6 @@
 //! The binary's flow: connect the chosen target, run, print and write the outputs.
 //!
-//! Owns target selection (including the clear refusal of targets not built yet), output
+//! Owns target selection (starting and stopping the embedded node for shoal-local), output
 //! files and exit statuses: 0 success, 1 run or output failure, 2 bad flags (clap),
 //! 3 target unreachable or not available in this build.
 
@@ -13,8 +13,13 @@ use crate::cli::{Cli, TargetKind};
 use crate::config::RunConfig;
 use crate::driver::{self, RunOutcome};
 use crate::report::Report;
+use crate::targets::floor_channel::ChannelFloor;
+use crate::targets::floor_fsync::FsyncFloor;
+use crate::targets::floor_tcp::TcpFloor;
 use crate::targets::null::NullTarget;
 use crate::targets::redis::{RedisSettings, RedisTarget};
+use crate::targets::shoal_local::{EmbeddedNode, LocalSettings};
+use crate::targets::shoal_remote::{self, RemoteSettings};
 use crate::targets::{self, ConnectError, Target};
 use crate::workload::OpKind;
 use crate::{hdr_out, plot};
@@ -24,12 +29,13 @@ pub const EXIT_TARGET: u8 = 3;
 /// Exit status: the run or writing its outputs failed.
 pub const EXIT_RUN: u8 = 1;
 
-fn not_built(kind: TargetKind) -> ConnectError {
-    ConnectError::NotBuilt(format!(
-        "--target {}: not built yet: needs the Shoal clients (`KvClient`: LocalKvClient / \
-         RemoteKvClient), which do not exist yet",
-        kind.name()
-    ))
+/// The shard count the floors and the embedded node use: `--shards`, or one per core.
+fn shards(cli: &Cli) -> usize {
+    if cli.shards == 0 {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    } else {
+        cli.shards
+    }
 }
 
 /// Connects the target the flags name and runs; the process's exit status.
@@ -49,13 +55,61 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
             }
         }
         TargetKind::Etcd => connect_etcd(cli, &cfg).await,
-        kind @ (TargetKind::ShoalLocal | TargetKind::ShoalRemote) => Err(not_built(kind)),
+        TargetKind::ShoalRemote => {
+            let settings = RemoteSettings {
+                endpoints: cfg.endpoints.clone(),
+                connections_per_shard: cfg.connections,
+                connect_timeout: cfg.connect_timeout,
+                request_timeout: cfg.op_timeout,
+            };
+            match shoal_remote::connect(&settings).await {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
+        TargetKind::ShoalLocal => run_local(cli, &cfg).await,
+        TargetKind::FloorChannel => match ChannelFloor::start(shards(cli), cfg.value_size) {
+            Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+            Err(e) => Err(e),
+        },
+        TargetKind::FloorTcp => {
+            match TcpFloor::start(shards(cli), cfg.key_size, cfg.value_size).await {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
+        TargetKind::FloorFsync => {
+            match FsyncFloor::create(cli.data_dir.as_deref(), cli.keep_data) {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loadgen: cannot use the target: {e}");
             ExitCode::from(EXIT_TARGET)
+        }
+    }
+}
+
+/// Starts the embedded node, runs, then stops the node and removes its temporary data
+/// (also when the run failed).
+async fn run_local(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
+    let settings = LocalSettings {
+        data_dir: cli.data_dir.clone(),
+        keep_data: cli.keep_data,
+        shards: shards(cli),
+        request_timeout: cfg.op_timeout,
+    };
+    let (node, target) = EmbeddedNode::start(&settings).await?;
+    let code = execute(cli, cfg, Arc::new(target)).await;
+    match node.stop().await {
+        Ok(()) => Ok(code),
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            Ok(ExitCode::from(EXIT_RUN))
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 use crate::config::{KeyDist, LoadModel, Preset, RunConfig, limits};
+use crate::targets::{floor_fsync, shoal_remote};
 use crate::workload::Mix;
 
 /// The systems loadgen can drive.
@@ -21,10 +22,17 @@ pub enum TargetKind {
     Etcd,
     /// No I/O at all: measures loadgen's own overhead.
     Null,
-    /// A Shoal node embedded in this process (needs the Shoal clients: not built yet).
+    /// A Shoal node embedded in this process, through `LocalKvClient`.
     ShoalLocal,
-    /// A remote Shoal node or cluster (needs the Shoal clients: not built yet).
+    /// A remote Shoal node or cluster, through `RemoteKvClient`
+    /// (`--endpoint 127.0.0.1:7400`, repeatable).
     ShoalRemote,
+    /// Floor of shoal-local: the tokio -> glommio shard channel round trip, answered at once.
+    FloorChannel,
+    /// Floor of shoal-remote: a loopback TCP round trip with Shoal's frame sizes.
+    FloorTcp,
+    /// Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync (writes only).
+    FloorFsync,
 }
 
 impl TargetKind {
@@ -36,6 +44,9 @@ impl TargetKind {
             TargetKind::Null => "null",
             TargetKind::ShoalLocal => "shoal-local",
             TargetKind::ShoalRemote => "shoal-remote",
+            TargetKind::FloorChannel => "floor-channel",
+            TargetKind::FloorTcp => "floor-tcp",
+            TargetKind::FloorFsync => "floor-fsync",
         }
     }
 }
@@ -57,6 +68,9 @@ Examples:
   loadgen --target redis --workload write --concurrency 1 --ops 20000
   loadgen --target etcd --endpoint http://127.0.0.1:2379 --workload b --rate 2000 --duration 60s
   loadgen --target null --workload c --concurrency 64 --duration 5s   # loadgen's own overhead
+  loadgen --target shoal-local --workload c --preload --value-size 100 -c 1
+  loadgen --target shoal-remote --endpoint 127.0.0.1:7400 --workload write -c 64
+  loadgen --target floor-channel --workload c -c 1   # the floor under shoal-local
   loadgen --target redis --read 80 --write 10 --delete 5 --ttl-write 5 --key-dist uniform \\
           --json run.json --hdr run.hlog --plot run.svg";
 
@@ -67,13 +81,25 @@ pub struct Cli {
     /// System to drive.
     #[arg(long, value_enum)]
     pub target: TargetKind,
-    /// Target address; repeat (or comma-separate) for several etcd members.
-    /// Defaults: redis://127.0.0.1:6379, http://127.0.0.1:2379.
+    /// Target address; repeat (or comma-separate) for several etcd members or Shoal nodes.
+    /// Defaults: redis://127.0.0.1:6379, http://127.0.0.1:2379, 127.0.0.1:7400 (shoal-remote).
     #[arg(long, value_delimiter = ',')]
     pub endpoint: Vec<String>,
     /// Redis: multiplexed connections (each pipelines every request sent on it).
+    /// shoal-remote: connections per (node, shard) address (1..=64).
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
+    /// shoal-local, floor-channel, floor-tcp: shards (0: one per available core, as a node).
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
+    /// shoal-local: the embedded node's data directory (used as is, never removed).
+    /// floor-fsync: where its scratch directory is created. Default: a fresh directory
+    /// under the system temp dir (TMPDIR), removed at exit.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Keep the temporary data directory at exit (its path is printed).
+    #[arg(long)]
+    pub keep_data: bool,
     /// Free text stating the target's settings, copied into the report (e.g.
     /// "appendfsync always").
     #[arg(long)]
@@ -234,7 +260,38 @@ impl Cli {
             TargetKind::Etcd if endpoints.is_empty() => {
                 endpoints = vec!["http://127.0.0.1:2379".to_string()];
             }
+            TargetKind::ShoalRemote => {
+                if endpoints.is_empty() {
+                    endpoints = vec![shoal_remote::DEFAULT_ENDPOINT.to_string()];
+                }
+                if self.connections > shoal_remote::MAX_CONNECTIONS_PER_SHARD {
+                    return Err(format!(
+                        "--connections for shoal-remote is per (node, shard) and must be in \
+                         1..={}, got {}",
+                        shoal_remote::MAX_CONNECTIONS_PER_SHARD,
+                        self.connections
+                    ));
+                }
+            }
+            TargetKind::FloorFsync => floor_fsync::check_mix(&mix)?,
             _ => {}
+        }
+        if self.shards > shoal_proto::limits::MAX_SHARDS {
+            return Err(format!(
+                "--shards must be at most {}, got {}",
+                shoal_proto::limits::MAX_SHARDS,
+                self.shards
+            ));
+        }
+        let uses_endpoint = matches!(
+            self.target,
+            TargetKind::Redis | TargetKind::Etcd | TargetKind::ShoalRemote
+        );
+        if !uses_endpoint && !endpoints.is_empty() {
+            return Err(format!(
+                "--target {} takes no --endpoint",
+                self.target.name()
+            ));
         }
         let threads = self.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)

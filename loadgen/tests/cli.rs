@@ -41,6 +41,22 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
             "exactly one --endpoint",
         ),
         (vec!["--target", "null", "--no-such-flag"], "--no-such-flag"),
+        (
+            vec!["--target", "floor-fsync", "--workload", "a"],
+            "floor-fsync measures durable writes only",
+        ),
+        (
+            vec!["--target", "shoal-remote", "--connections", "65"],
+            "--connections",
+        ),
+        (
+            vec!["--target", "null", "--endpoint", "x:1"],
+            "takes no --endpoint",
+        ),
+        (
+            vec!["--target", "floor-channel", "--shards", "1000"],
+            "--shards",
+        ),
         (vec![], "--target"),
     ] {
         let o = loadgen(&args);
@@ -50,16 +66,29 @@ fn bad_flags_are_usage_errors_naming_the_flag() {
 }
 
 #[test]
-fn shoal_targets_say_they_are_not_built_yet() {
-    for t in ["shoal-local", "shoal-remote"] {
-        let o = loadgen(&["--target", t, "--duration", "1s"]);
-        assert_eq!(o.status.code(), Some(3));
-        assert!(
-            stderr(&o).contains("not built yet: needs the Shoal clients"),
-            "{}",
-            stderr(&o)
-        );
-    }
+fn shoal_remote_refused_connection_fails_fast_with_the_reason() {
+    // A port that was just free: no node listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ep = format!("127.0.0.1:{port}");
+    let o = loadgen(&[
+        "--target",
+        "shoal-remote",
+        "--endpoint",
+        &ep,
+        "--connect-timeout",
+        "1s",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot use the target") && e.contains(&ep),
+        "{e}"
+    );
+    assert!(e.to_lowercase().contains("refused"), "{e}");
 }
 
 #[test]

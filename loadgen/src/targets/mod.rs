@@ -1,7 +1,8 @@
 //! The seam between the load engine and the systems it measures.
 //!
-//! Owns the [`Target`] trait every system implements (Redis, etcd, the `null` calibration
-//! target, and later Shoal's `LocalKvClient`/`RemoteKvClient` adapters), the error
+//! Owns the [`Target`] trait every system implements (Redis, etcd, Shoal's
+//! `LocalKvClient`/`RemoteKvClient` adapters, the `null` calibration target and the floors
+//! under Shoal's figures: channel, loopback TCP, fdatasync), the error
 //! classification the report counts by, and [`ConnectError`], the fail-fast reason a target
 //! could not be reached.
 //!
@@ -23,8 +24,14 @@ use serde::Serialize;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod floor_channel;
+pub mod floor_fsync;
+pub mod floor_tcp;
 pub mod null;
 pub mod redis;
+pub mod shoal;
+pub mod shoal_local;
+pub mod shoal_remote;
 
 /// Why an operation failed, as counted in the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
