@@ -189,7 +189,10 @@ async fn serve(
         node_id,
         shard_count,
     };
-    let peer_cfg = PeerConfig::new(local, shard as u32);
+    let peer_cfg = PeerConfig {
+        append_timeout: Duration::from_millis(config.timeouts.peer_rpc_ms),
+        ..PeerConfig::new(local, shard as u32)
+    };
     let network = PeerNetwork::new(peer_cfg.clone());
     let raft: Raft<ShardStateMachine> = Raft::new(node_id, raft_cfg, network, log, sm)
         .await

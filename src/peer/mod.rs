@@ -54,6 +54,11 @@ pub struct PeerConfig {
     pub idle_timeout: Duration,
     /// Connections one group's listener serves at once.
     pub max_connections: usize,
+    /// Floor of the deadline of an `AppendEntries` that carries entries. openraft offers
+    /// only the heartbeat interval for those (and does not enforce it on replication),
+    /// which a batch of large entries plus the follower's fdatasync can exceed on a busy
+    /// machine: every attempt would time out and the group would never catch up.
+    pub append_timeout: Duration,
 }
 
 impl PeerConfig {
@@ -70,6 +75,7 @@ impl PeerConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
+            append_timeout: Duration::from_secs(1),
         }
     }
 
