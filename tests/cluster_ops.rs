@@ -1,7 +1,8 @@
 //! A 3-node cluster of real `shoal` processes on 127.0.0.1: every group elects a leader,
 //! every operation works through a client that knows only one node (leader routing by
 //! topology and `NotLeader` hints), a write through one node is read through every other,
-//! and the `KvClient` conformance suite passes against the cluster.
+//! the `KvClient` conformance suite passes against the cluster, and `shoal cluster status`
+//! reports every node and every group's leader.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_support;
@@ -32,8 +33,8 @@ fn opts() -> RemoteOptions {
 #[test]
 fn three_nodes_serve_every_operation_through_any_node() {
     let tmp = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(tmp.path(), 3, 2, &[]);
-    rt().block_on(async {
+    let mut cluster = Cluster::start(tmp.path(), 3, 2, &[]);
+    let leaders = rt().block_on(async {
         let leaders = cluster.wait_leaders().await;
         assert_eq!(leaders.len(), 2);
 
@@ -103,7 +104,36 @@ fn three_nodes_serve_every_operation_through_any_node() {
             let seen: Vec<Option<u64>> = t.leaders.iter().map(|l| l.leader).collect();
             assert_eq!(seen, leaders.iter().map(|&l| Some(l)).collect::<Vec<_>>());
         }
+        leaders
     });
+
+    // `shoal cluster status` through any node: every node up, each group's leader named.
+    let addr = cluster.node(2).client_addr.to_string();
+    let out = cluster_status(&addr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{out:?}");
+    for id in 1..=3 {
+        assert!(text.contains(&format!("node {id} at ")), "{text}");
+    }
+    for (g, l) in leaders.iter().enumerate() {
+        let line = format!("group {g}: leader node {l}, term ");
+        assert!(text.contains(&line), "{text}");
+    }
+    assert!(!text.contains("UNREACHABLE"), "{text}");
+    // With a node down, the status still prints and says so, exiting 3.
+    cluster.kill(3);
+    let out = cluster_status(&addr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{text}\n{out:?}");
+    assert!(text.contains("node 3 at "), "{text}");
+    assert!(text.contains("UNREACHABLE"), "{text}");
+}
+
+fn cluster_status(addr: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args(["cluster", "status", "--addr", addr, "--timeout-ms", "2000"])
+        .output()
+        .unwrap()
 }
 
 #[test]
