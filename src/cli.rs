@@ -107,6 +107,33 @@ pub enum ClusterCommand {
         #[command(flatten)]
         conn: ClientArgs,
     },
+    /// Add a node as a learner of every group (it must run with --join); answers once it
+    /// caught up in every group. Give --timeout-ms room for a snapshot transfer.
+    AddLearner {
+        /// The new node's id.
+        #[arg(long)]
+        node_id: u64,
+        /// Its peer address (shard 0; shard s at port + s).
+        #[arg(long, value_name = "IP:PORT")]
+        peer_addr: String,
+        /// Its client address (shard 0; shard s at port + s).
+        #[arg(long, value_name = "IP:PORT")]
+        client_addr: String,
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
+    /// Set the voters of every group: promotes learners, removes voters left out.
+    #[command(alias = "promote")]
+    ChangeMembership {
+        /// The complete new voter set, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Keep removed voters as learners instead of removing them.
+        #[arg(long)]
+        retain: bool,
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
 }
 
 impl Command {
@@ -117,7 +144,10 @@ impl Command {
             | Command::Del { conn, .. }
             | Command::Ping { conn }
             | Command::Cluster {
-                command: ClusterCommand::Status { conn },
+                command:
+                    ClusterCommand::Status { conn }
+                    | ClusterCommand::AddLearner { conn, .. }
+                    | ClusterCommand::ChangeMembership { conn, .. },
             } => conn,
         }
     }
@@ -220,6 +250,18 @@ async fn execute(command: Command, args: &ClientArgs) -> Result<ExitCode, KvClie
         Command::Cluster {
             command: ClusterCommand::Status { .. },
         } => cluster::status(&client).await,
+        Command::Cluster {
+            command:
+                ClusterCommand::AddLearner {
+                    node_id,
+                    peer_addr,
+                    client_addr,
+                    ..
+                },
+        } => cluster::add_learner(&client, node_id, &peer_addr, &client_addr).await,
+        Command::Cluster {
+            command: ClusterCommand::ChangeMembership { voters, retain, .. },
+        } => cluster::change_membership(&client, &voters, retain).await,
     }
 }
 

@@ -1,4 +1,7 @@
-//! `shoal cluster ...`: operator commands against a running cluster.
+//! `shoal cluster ...`: operator commands against a running cluster: `status`,
+//! `add-learner` and `change-membership` (alias `promote`), the latter two applied to
+//! every group in order (a node is a member of all groups or of none, once they finish;
+//! a failure stops at the group that failed, which the output names).
 //!
 //! `status` asks the node given by `--addr` for the topology, then asks every node it
 //! names for its own status, and prints, per group, each node's view: role, term, leader,
@@ -19,6 +22,37 @@ use super::EXIT_FAILED;
 
 /// One node's answer to the status request.
 pub type NodeAnswer = (NodeInfo, Result<StatusReport, KvClientError>);
+
+/// `shoal cluster add-learner`: node `node_id` becomes a learner of every group.
+pub async fn add_learner(
+    client: &RemoteKvClient,
+    node_id: u64,
+    peer_addr: &str,
+    client_addr: &str,
+) -> Result<ExitCode, KvClientError> {
+    let groups = client.topology().await?.shard_count;
+    for group in 0..groups {
+        let index = client
+            .add_learner(group, node_id, peer_addr, client_addr)
+            .await?;
+        println!("group {group}: node {node_id} added as a learner (log index {index})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal cluster change-membership` (alias `promote`): the voters of every group.
+pub async fn change_membership(
+    client: &RemoteKvClient,
+    voters: &[u64],
+    retain: bool,
+) -> Result<ExitCode, KvClientError> {
+    let groups = client.topology().await?.shard_count;
+    for group in 0..groups {
+        let index = client.change_membership(group, voters, retain).await?;
+        println!("group {group}: voters {voters:?} (log index {index})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// `shoal cluster status`.
 pub async fn status(client: &RemoteKvClient) -> Result<ExitCode, KvClientError> {

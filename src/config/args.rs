@@ -33,6 +33,10 @@ pub struct NodeArgs {
     /// 2=127.0.0.1:7410/127.0.0.1:7610; repeat for each member, this node included.
     #[arg(long = "member", value_name = "ID=CLIENT/PEER", value_parser = parse_member)]
     pub members: Vec<Member>,
+    /// Join the cluster whose initial members the --member flags name, instead of forming
+    /// one: the node waits to be added with `shoal cluster add-learner`.
+    #[arg(long)]
+    pub join: bool,
     /// Maximum concurrent client connections.
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -87,6 +91,9 @@ impl NodeArgs {
         set(&mut config.shards, &self.shards);
         if !self.members.is_empty() {
             config.members = self.members.clone();
+        }
+        if self.join {
+            config.join = true;
         }
         let l = &mut config.limits;
         set(&mut l.max_connections, &self.max_connections);

@@ -41,6 +41,16 @@ impl Cluster {
     /// Starts `n` nodes (ids 1..=n) with `shards` shards each under `dir`, all at once,
     /// and waits until every node reports ready (which does not wait for leaders).
     pub fn start(dir: &Path, n: u64, shards: u16, extra: &[&str]) -> Cluster {
+        let cluster = Cluster::start_partial(dir, n, n, shards, extra);
+        for id in 1..=n {
+            assert!(cluster.node(id).process.is_some());
+        }
+        cluster
+    }
+
+    /// Reserves ports for `n` nodes but starts only the first `initial` (ids
+    /// 1..=initial), which form the cluster; the others can [`join`](Self::join) later.
+    pub fn start_partial(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
         let mut nodes = Vec::new();
         for id in 1..=n {
             let client = free_port_block(shards).expect("free client ports");
@@ -56,6 +66,7 @@ impl Cluster {
         }
         let members = nodes
             .iter()
+            .take(initial as usize)
             .map(|n| format!("{}={}/{}", n.id, n.client_addr, n.peer_addr))
             .collect();
         let mut cluster = Cluster {
@@ -64,13 +75,20 @@ impl Cluster {
             members,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        for id in 1..=n {
+        for id in 1..=initial {
             cluster.spawn(id);
         }
-        for id in 1..=n {
+        for id in 1..=initial {
             cluster.wait_ready(id);
         }
         cluster
+    }
+
+    /// Starts node `id` (not an initial member) with `--join`: it serves once ready, and
+    /// its groups wait to be added as learners.
+    pub fn join(&mut self, id: u64) {
+        self.spawn(id);
+        self.wait_ready(id);
     }
 
     pub fn node(&self, id: u64) -> &ClusterNode {
@@ -104,6 +122,10 @@ impl Cluster {
             .args(["--log-level", "warn,shoal=info"]);
         for m in &members {
             cmd.args(["--member", m]);
+        }
+        // A node that is not an initial member joins (and keeps the flag on restarts).
+        if !members.iter().any(|m| m.starts_with(&format!("{id}="))) {
+            cmd.arg("--join");
         }
         cmd.args(&extra);
         let log = node.data_dir.with_extension(format!("log.{}", node.starts));
