@@ -57,15 +57,18 @@ fn grow_from_one_to_three_nodes_under_load() {
     let rt = rt();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(AtomicU64::new(0));
-    let writer = rt.block_on(async {
+    let client = rt.block_on(async {
         cluster.wait_leaders().await;
         let client = cluster.client_on(1, opts()).await;
         for i in 0..600u64 {
             client.put(format!("pre:{i}"), i.to_string()).await.unwrap();
         }
-        // A writer keeps going through the whole change.
+        client
+    });
+    // A writer keeps going through the whole change.
+    let writer = {
         let (stop, acked) = (stop.clone(), acked.clone());
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 client.put(format!("live:{i}"), i.to_string()).await?;
@@ -74,7 +77,7 @@ fn grow_from_one_to_three_nodes_under_load() {
             }
             Ok::<(), shoal_client::KvClientError>(())
         })
-    });
+    };
 
     cluster.join(2);
     cluster.join(3);
