@@ -223,7 +223,7 @@ mod tests {
         assert!(text.contains("group 0: leader node 1, term 4"), "{text}");
         let row3 = text
             .lines()
-            .find(|l| l.trim_start().starts_with("3 "))
+            .find(|l| l.trim_start().starts_with("3 ") && l.contains("Follower"))
             .unwrap();
         assert!(row3.trim_end().ends_with(" 10"), "lag of node 3: {row3}");
     }

@@ -179,6 +179,7 @@ fn member_flag_parses_and_explains_its_shape() {
 fn join_needs_members_and_must_not_be_one_of_them() {
     let mut c = NodeConfig {
         node_id: 4,
+        shards: 1,
         join: true,
         ..NodeConfig::default()
     };
