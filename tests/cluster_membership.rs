@@ -144,6 +144,14 @@ fn grow_from_one_to_three_nodes_under_load() {
             .await;
             voters.unwrap_or_else(|e| panic!("node {id}: {e}\n{}", cluster.logs()));
         }
+        // The joined nodes caught up by snapshot (the log before it was purged).
+        for id in [2, 3] {
+            let log = cluster.node(id).process.as_ref().unwrap().log();
+            assert!(
+                log.contains("installed a snapshot sent by the leader"),
+                "node {id} did not install a snapshot:\n{log}"
+            );
+        }
         // The topology now names the joined nodes.
         let t = admin.topology().await.unwrap();
         assert_eq!(t.nodes.len(), 3, "{t:?}");
