@@ -78,6 +78,16 @@ pub struct Member {
     pub peer_addr: SocketAddr,
 }
 
+/// A local override of where this node dials another node's peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRoute {
+    /// The node reached through `peer_addr` instead of its advertised peer address.
+    pub id: u64,
+    /// Shard 0's address to dial (group `g` at port + `g`): a proxy, a NAT mapping...
+    pub peer_addr: SocketAddr,
+}
+
 /// Operator-tunable limits; each may be lowered below, never raised above, its hard maximum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -209,6 +219,10 @@ pub struct NodeConfig {
     /// initial members (this node not among them, they name the cluster), and this node's
     /// groups wait, uninitialized, to be added as learners (`shoal cluster add-learner`).
     pub join: bool,
+    /// Dial these nodes' peers at these addresses instead of the addresses the group
+    /// membership advertises (only this node's outgoing connections change). Lets a test
+    /// put a fault proxy on each directed link between two nodes.
+    pub peer_routes: Vec<PeerRoute>,
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub snapshot: SnapshotConfig,
@@ -230,6 +244,7 @@ impl Default for NodeConfig {
             shards: 0,
             members: Vec::new(),
             join: false,
+            peer_routes: Vec::new(),
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             snapshot: SnapshotConfig::default(),

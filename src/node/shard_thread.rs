@@ -192,6 +192,11 @@ async fn serve(
     };
     let peer_cfg = PeerConfig {
         append_timeout: Duration::from_millis(config.timeouts.peer_rpc_ms),
+        routes: config
+            .peer_routes
+            .iter()
+            .map(|r| (r.id, r.peer_addr))
+            .collect(),
         ..PeerConfig::new(local, shard as u32)
     };
     let network = PeerNetwork::new(peer_cfg.clone());

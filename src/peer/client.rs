@@ -129,7 +129,10 @@ impl PeerNetwork {
         let state = self.targets.borrow_mut().entry(target).or_default().clone();
         PeerClient {
             target,
-            addr: group_addr(&node.peer_addr, self.config.group),
+            addr: match self.config.routes.get(&target) {
+                Some(route) => group_addr(&route.to_string(), self.config.group),
+                None => group_addr(&node.peer_addr, self.config.group),
+            },
             config: self.config.clone(),
             state,
             conn: None,

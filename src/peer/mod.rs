@@ -59,6 +59,9 @@ pub struct PeerConfig {
     /// which a batch of large entries plus the follower's fdatasync can exceed on a busy
     /// machine: every attempt would time out and the group would never catch up.
     pub append_timeout: Duration,
+    /// Nodes dialed at a local override (shard-0 address) instead of the peer address
+    /// their membership entry advertises (`config::PeerRoute`).
+    pub routes: std::collections::HashMap<u64, std::net::SocketAddr>,
 }
 
 impl PeerConfig {
@@ -76,6 +79,7 @@ impl PeerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
             append_timeout: Duration::from_secs(1),
+            routes: std::collections::HashMap::new(),
         }
     }
 

@@ -27,6 +27,7 @@ pub struct ClusterNode {
     pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
     starts: usize,
+    flags: Vec<String>,
 }
 
 /// A cluster of `shoal` processes that forms its groups from `--member` flags.
@@ -34,6 +35,7 @@ pub struct Cluster {
     pub nodes: Vec<ClusterNode>,
     pub shards: u16,
     members: Vec<String>,
+    initial: u64,
     extra: Vec<String>,
 }
 
@@ -51,6 +53,14 @@ impl Cluster {
     /// Reserves ports for `n` nodes but starts only the first `initial` (ids
     /// 1..=initial), which form the cluster; the others can [`join`](Self::join) later.
     pub fn start_partial(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::plan(dir, n, initial, shards, extra);
+        cluster.launch();
+        cluster
+    }
+
+    /// Reserves ports and directories for `n` nodes, the first `initial` of them the
+    /// initial members, without starting any: set per-node flags, then [`launch`](Self::launch).
+    pub fn plan(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
         let mut nodes = Vec::new();
         for id in 1..=n {
             let client = free_port_block(shards).expect("free client ports");
@@ -62,6 +72,7 @@ impl Cluster {
                 peer_addr: localhost(peer),
                 data_dir: dir.join(format!("node{id}")),
                 starts: 0,
+                flags: Vec::new(),
             });
         }
         let members = nodes
@@ -69,19 +80,28 @@ impl Cluster {
             .take(initial as usize)
             .map(|n| format!("{}={}/{}", n.id, n.client_addr, n.peer_addr))
             .collect();
-        let mut cluster = Cluster {
+        Cluster {
             nodes,
             shards,
             members,
+            initial,
             extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        for id in 1..=initial {
-            cluster.spawn(id);
         }
-        for id in 1..=initial {
-            cluster.wait_ready(id);
+    }
+
+    /// Extra flags of node `id` only (on every start).
+    pub fn set_flags(&mut self, id: u64, flags: Vec<String>) {
+        self.node_mut(id).flags = flags;
+    }
+
+    /// Starts the initial members and waits until each is ready.
+    pub fn launch(&mut self) {
+        for id in 1..=self.initial {
+            self.spawn(id);
         }
-        cluster
+        for id in 1..=self.initial {
+            self.wait_ready(id);
+        }
     }
 
     /// Starts node `id` (not an initial member) with `--join`: it serves once ready, and
@@ -127,7 +147,7 @@ impl Cluster {
         if !members.iter().any(|m| m.starts_with(&format!("{id}="))) {
             cmd.arg("--join");
         }
-        cmd.args(&extra);
+        cmd.args(&extra).args(&node.flags);
         let log = node.data_dir.with_extension(format!("log.{}", node.starts));
         node.starts += 1;
         node.process = Some(ChildProcess::spawn("shoal", cmd, &log).expect("spawn shoal"));
@@ -188,8 +208,20 @@ impl Cluster {
     /// Waits until every running node reports, for every group, the same leader, and
     /// that leader is a running node. Returns the leader of each group.
     pub async fn wait_leaders(&self) -> Vec<u64> {
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| n.id)
+            .collect();
+        self.wait_leaders_among(&running).await
+    }
+
+    /// Like [`wait_leaders`](Self::wait_leaders), asking only nodes `ids` (the side of a
+    /// partition), whose agreed leaders must be among them.
+    pub async fn wait_leaders_among(&self, ids: &[u64]) -> Vec<u64> {
         let running: Vec<&ClusterNode> =
-            self.nodes.iter().filter(|n| n.process.is_some()).collect();
+            self.nodes.iter().filter(|n| ids.contains(&n.id)).collect();
         let opts = RemoteOptions {
             request_timeout: Duration::from_secs(2),
             ..RemoteOptions::default()
