@@ -3,7 +3,7 @@
 //! `--join`, are added as learners of every group (through the client API and the
 //! `shoal cluster add-learner` CLI), catch up by snapshot plus log, and are promoted
 //! (`shoal cluster promote`). Then the original node is killed: the two new nodes elect a
-//! leader and serve every acknowledged write.
+//! leader and serve every acknowledged write; the dead node is removed from every group.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_support;
@@ -197,5 +197,26 @@ fn grow_from_one_to_three_nodes_under_load() {
         };
         check("pre", 600).await;
         check("live", live).await;
+
+        // Remove the dead node: the groups go on with voters {2, 3}.
+        for g in 0..u32::from(SHARDS) {
+            client.change_membership(g, &[2, 3], false).await.unwrap();
+        }
+        for id in [2u64, 3] {
+            let report = client
+                .node_status(&cluster.node(id).client_addr.to_string())
+                .await
+                .unwrap();
+            for g in &report.groups {
+                assert_eq!(g.voters, [2, 3], "node {id}: {g:?}");
+                assert!(g.learners.is_empty(), "node {id}: {g:?}");
+            }
+        }
+        client.put("after-removal", "ok").await.unwrap();
+        let t = client.topology().await.unwrap();
+        assert!(
+            t.leaders.iter().all(|l| matches!(l.leader, Some(2 | 3))),
+            "{t:?}"
+        );
     });
 }
