@@ -1,5 +1,6 @@
 //! The command-line client of the `shoal` binary: `shoal put|get|del|ping` against a
-//! running node, over the remote client.
+//! running node, over the remote client, and `shoal cluster ...` operator commands
+//! (`cluster` submodule).
 //!
 //! Exit codes scripts can rely on: 0 success; 1 a key read by `get` does not exist (the
 //! other keys are still printed); 2 bad usage (clap) or bad input; 3 the node could not be
@@ -16,6 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use clap::{Args, Subcommand, ValueEnum};
 use shoal_client::{KvClient, KvClientError, ReadConsistency, RemoteKvClient, RemoteOptions};
+
+mod cluster;
 
 /// Exit code: a key was not found.
 pub const EXIT_NOT_FOUND: u8 = 1;
@@ -88,6 +91,49 @@ pub enum Command {
         #[command(flatten)]
         conn: ClientArgs,
     },
+    /// Operator commands on a cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+/// `shoal cluster ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClusterCommand {
+    /// Every node, and every group's leader, term, commit and applied index, and lag, as
+    /// each node sees it. Exits 3 when a node does not answer or a group has no leader.
+    Status {
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
+    /// Add a node as a learner of every group (it must run with --join); answers once it
+    /// caught up in every group. Give --timeout-ms room for a snapshot transfer.
+    AddLearner {
+        /// The new node's id.
+        #[arg(long)]
+        node_id: u64,
+        /// Its peer address (shard 0; shard s at port + s).
+        #[arg(long, value_name = "IP:PORT")]
+        peer_addr: String,
+        /// Its client address (shard 0; shard s at port + s).
+        #[arg(long, value_name = "IP:PORT")]
+        client_addr: String,
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
+    /// Set the voters of every group: promotes learners, removes voters left out.
+    #[command(alias = "promote")]
+    ChangeMembership {
+        /// The complete new voter set, e.g. 1,2,3.
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Keep removed voters as learners instead of removing them.
+        #[arg(long)]
+        retain: bool,
+        #[command(flatten)]
+        conn: ClientArgs,
+    },
 }
 
 impl Command {
@@ -96,7 +142,13 @@ impl Command {
             Command::Put { conn, .. }
             | Command::Get { conn, .. }
             | Command::Del { conn, .. }
-            | Command::Ping { conn } => conn,
+            | Command::Ping { conn }
+            | Command::Cluster {
+                command:
+                    ClusterCommand::Status { conn }
+                    | ClusterCommand::AddLearner { conn, .. }
+                    | ClusterCommand::ChangeMembership { conn, .. },
+            } => conn,
         }
     }
 }
@@ -195,6 +247,21 @@ async fn execute(command: Command, args: &ClientArgs) -> Result<ExitCode, KvClie
             println!("pong from {} in {} us", args.addr, rtt.as_micros());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cluster {
+            command: ClusterCommand::Status { .. },
+        } => cluster::status(&client).await,
+        Command::Cluster {
+            command:
+                ClusterCommand::AddLearner {
+                    node_id,
+                    peer_addr,
+                    client_addr,
+                    ..
+                },
+        } => cluster::add_learner(&client, node_id, &peer_addr, &client_addr).await,
+        Command::Cluster {
+            command: ClusterCommand::ChangeMembership { voters, retain, .. },
+        } => cluster::change_membership(&client, &voters, retain).await,
     }
 }
 

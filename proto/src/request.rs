@@ -109,8 +109,11 @@ pub struct AddLearner {
     pub group: u32,
     /// The new node's id.
     pub node_id: u64,
-    /// The new node's peer address, `host:port`.
+    /// The new node's peer address, `host:port` (of its shard 0; group g at port + g).
     pub addr: String,
+    /// The new node's client address, `host:port` (of its shard 0), for `NotLeader`
+    /// hints and the topology once it leads or serves.
+    pub client_addr: String,
 }
 
 /// `ChangeMembership`: replace one group's voter set (openraft runs the joint consensus).
@@ -259,10 +262,12 @@ impl Request {
             Request::Delete(d) => write_keyed(buf, d.shard, &d.key, None, None)?,
             Request::AddLearner(a) => {
                 check_addr(&a.addr)?;
+                check_addr(&a.client_addr)?;
                 group_id(a.group)?;
                 buf.put_u32_le(a.group);
                 buf.put_u64_le(a.node_id);
                 put_string(buf, &a.addr);
+                put_string(buf, &a.client_addr);
             }
             Request::ChangeMembership(c) => {
                 check_node_list(&c.voters)?;
@@ -353,10 +358,12 @@ impl Request {
                 let group = group_id(r.u32()?)?;
                 let node_id = r.u64()?;
                 let addr = r.string(MAX_ADDR_LEN, "learner address length")?;
+                let client_addr = r.string(MAX_ADDR_LEN, "learner client address length")?;
                 Request::AddLearner(AddLearner {
                     group,
                     node_id,
                     addr,
+                    client_addr,
                 })
             }
             Opcode::ChangeMembership => {

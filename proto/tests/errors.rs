@@ -433,6 +433,13 @@ fn encoder_refuses_what_the_decoder_would_refuse_and_leaves_the_buffer_alone() {
             group: 0,
             node_id: 1,
             addr: "x".repeat(MAX_ADDR_LEN + 1),
+            client_addr: "h:1".into(),
+        }),
+        Request::AddLearner(AddLearner {
+            group: 0,
+            node_id: 1,
+            addr: "h:1".into(),
+            client_addr: "x".repeat(MAX_ADDR_LEN + 1),
         }),
         Request::ChangeMembership(ChangeMembership {
             group: 0,

@@ -140,6 +140,16 @@ fn client_requests() {
         }),
     );
     req(
+        "add_learner",
+        7,
+        Request::AddLearner(AddLearner {
+            group: 1,
+            node_id: 4,
+            addr: "h:1".into(),
+            client_addr: "h:2".into(),
+        }),
+    );
+    req(
         "put_with_ttl",
         5,
         Request::PutWithTtl(PutWithTtl {

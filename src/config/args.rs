@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{LogFormat, Member, NodeConfig};
+use super::{LogFormat, Member, NodeConfig, PeerRoute};
 
 /// Flags of the node. Each overrides the same setting of the `--config` file.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -33,6 +33,14 @@ pub struct NodeArgs {
     /// 2=127.0.0.1:7410/127.0.0.1:7610; repeat for each member, this node included.
     #[arg(long = "member", value_name = "ID=CLIENT/PEER", value_parser = parse_member)]
     pub members: Vec<Member>,
+    /// Join the cluster whose initial members the --member flags name, instead of forming
+    /// one: the node waits to be added with `shoal cluster add-learner`.
+    #[arg(long)]
+    pub join: bool,
+    /// Dial node ID's peers at ADDR (its shard 0; shard s at port + s) instead of its
+    /// advertised peer address; repeat per node. For proxies in tests.
+    #[arg(long = "peer-route", value_name = "ID=ADDR", value_parser = parse_peer_route)]
+    pub peer_routes: Vec<PeerRoute>,
     /// Maximum concurrent client connections.
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -88,6 +96,12 @@ impl NodeArgs {
         if !self.members.is_empty() {
             config.members = self.members.clone();
         }
+        if self.join {
+            config.join = true;
+        }
+        if !self.peer_routes.is_empty() {
+            config.peer_routes = self.peer_routes.clone();
+        }
         let l = &mut config.limits;
         set(&mut l.max_connections, &self.max_connections);
         set(
@@ -111,6 +125,21 @@ impl NodeArgs {
             config.unsafe_ack_before_fsync = true;
         }
     }
+}
+
+/// Parses `ID=ADDR`.
+pub(super) fn parse_peer_route(s: &str) -> Result<PeerRoute, String> {
+    let shape = "expected ID=PEER_ADDR, e.g. 2=127.0.0.1:9610";
+    let (id, addr) = s.split_once('=').ok_or_else(|| format!("`{s}`: {shape}"))?;
+    let id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("`{s}`: bad node id: {e}"))?;
+    let peer_addr = addr
+        .trim()
+        .parse()
+        .map_err(|e| format!("`{s}`: bad address: {e}"))?;
+    Ok(PeerRoute { id, peer_addr })
 }
 
 /// Parses `ID=CLIENT_ADDR/PEER_ADDR`.

@@ -78,6 +78,16 @@ pub struct Member {
     pub peer_addr: SocketAddr,
 }
 
+/// A local override of where this node dials another node's peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerRoute {
+    /// The node reached through `peer_addr` instead of its advertised peer address.
+    pub id: u64,
+    /// Shard 0's address to dial (group `g` at port + `g`): a proxy, a NAT mapping...
+    pub peer_addr: SocketAddr,
+}
+
 /// Operator-tunable limits; each may be lowered below, never raised above, its hard maximum.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -205,6 +215,14 @@ pub struct NodeConfig {
     pub shards: usize,
     /// The initial members of the cluster (including this node); empty for a single node.
     pub members: Vec<Member>,
+    /// Join an existing cluster instead of forming one: `members` are that cluster's
+    /// initial members (this node not among them, they name the cluster), and this node's
+    /// groups wait, uninitialized, to be added as learners (`shoal cluster add-learner`).
+    pub join: bool,
+    /// Dial these nodes' peers at these addresses instead of the addresses the group
+    /// membership advertises (only this node's outgoing connections change). Lets a test
+    /// put a fault proxy on each directed link between two nodes.
+    pub peer_routes: Vec<PeerRoute>,
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub snapshot: SnapshotConfig,
@@ -225,6 +243,8 @@ impl Default for NodeConfig {
             peer_addr: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PEER_PORT)),
             shards: 0,
             members: Vec::new(),
+            join: false,
+            peer_routes: Vec::new(),
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             snapshot: SnapshotConfig::default(),
@@ -321,6 +341,13 @@ impl NodeConfig {
 
     fn validate_members(&self) -> Result<(), ConfigError> {
         if self.members.is_empty() {
+            if self.join {
+                return Err(ConfigError::invalid(
+                    "join",
+                    true,
+                    "joining needs the cluster's initial members (--member flags)",
+                ));
+            }
             return Ok(());
         }
         if self.members.len() > limits::MAX_NODES {
@@ -343,6 +370,15 @@ impl NodeConfig {
             return Err(ConfigError::invalid("members.id", 0, "node ids start at 1"));
         }
         match self.members.iter().find(|m| m.id == self.node_id) {
+            None if self.join => Ok(()),
+            Some(_) if self.join => Err(ConfigError::invalid(
+                "join",
+                true,
+                format!(
+                    "node {} is an initial member: it forms the cluster, it does not join it",
+                    self.node_id
+                ),
+            )),
             None => Err(ConfigError::invalid(
                 "members",
                 format!("ids {ids:?}"),

@@ -174,3 +174,20 @@ fn member_flag_parses_and_explains_its_shape() {
         assert!(err.contains(bad), "{err}");
     }
 }
+
+#[test]
+fn join_needs_members_and_must_not_be_one_of_them() {
+    let mut c = NodeConfig {
+        node_id: 4,
+        shards: 1,
+        join: true,
+        ..NodeConfig::default()
+    };
+    assert_eq!(invalid_setting(&c), "join", "no members");
+    c.members = vec![parse_member("1=127.0.0.1:7410/127.0.0.1:7610").unwrap()];
+    c.validate().unwrap();
+    c.node_id = 1;
+    c.client_addr = "127.0.0.1:7410".parse().unwrap();
+    c.peer_addr = "127.0.0.1:7610".parse().unwrap();
+    assert_eq!(invalid_setting(&c), "join", "an initial member");
+}

@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use async_trait::async_trait;
-use shoal_proto::{Request, Response};
+use shoal_proto::{NodeInfo, Request, Response};
 
 /// Executes requests on the shard that owns them.
 #[async_trait(?Send)]
@@ -26,4 +26,11 @@ pub trait ShardService: 'static {
     /// Executes `request`, answering `Timeout` if `deadline` passes first. Writes answer
     /// once committed and applied; reads at the requested consistency.
     async fn execute(&self, request: Request, deadline: Instant) -> Response;
+
+    /// The members of this shard's group as it knows them now (voters and learners, with
+    /// their client addresses), so the topology names nodes added at runtime. Empty when
+    /// the service has no such knowledge.
+    fn members(&self) -> Vec<NodeInfo> {
+        Vec::new()
+    }
 }

@@ -7,7 +7,8 @@
 //! 2. `Raft::new`: openraft installs the snapshot and re-applies the log up to the saved
 //!    committed index, so the state is back where it was before the stop or crash.
 //! 3. A pristine group is initialized: alone on a single node, or with every configured
-//!    member by the member with the lowest id.
+//!    member by the member with the lowest id; a joining node's groups stay uninitialized
+//!    until a leader adds this node as a learner.
 //! 4. Listeners bind; the TTL ticker starts; on a single node the group is awaited until
 //!    it leads with a quorum-acked lease, so the first request is served at once.
 //! 5. `ready` is reported.
@@ -213,7 +214,15 @@ async fn serve(
         node_id,
         shard_count,
     };
-    let peer_cfg = PeerConfig::new(local, shard as u32);
+    let peer_cfg = PeerConfig {
+        append_timeout: Duration::from_millis(config.timeouts.peer_rpc_ms),
+        routes: config
+            .peer_routes
+            .iter()
+            .map(|r| (r.id, r.peer_addr))
+            .collect(),
+        ..PeerConfig::new(local, shard as u32)
+    };
     let network = PeerNetwork::new(peer_cfg.clone());
     let raft: Raft<ShardStateMachine> = Raft::new(node_id, raft_cfg, network, log, sm)
         .await
@@ -224,7 +233,7 @@ async fn serve(
         .is_initialized()
         .await
         .map_err(|e| ShardError::Raft(e.to_string()))?;
-    if !initialized {
+    if !initialized && !config.join {
         let members = initial_members(config);
         let lowest = members.keys().next().copied();
         if lowest == Some(node_id) {

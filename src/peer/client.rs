@@ -11,8 +11,9 @@
 //!   reconnects. Failed connects back off exponentially per target node, shared by all
 //!   clients of that target, and an RPC during the backoff fails at once with
 //!   `Unreachable` without touching the network: a down peer costs no busy loop.
-//! - Every RPC is bounded by `RPCOption::hard_ttl()` (connect and handshake included);
-//!   a snapshot's deadline applies per chunk.
+//! - Every RPC is bounded by `RPCOption::hard_ttl()` (connect and handshake included),
+//!   an `AppendEntries` with entries by at least `PeerConfig::append_timeout`; a
+//!   snapshot's deadline applies per chunk.
 //! - Error mapping (docs/RAFT.md): no connection / refused handshake / remote refusal →
 //!   `Unreachable` (openraft backs off); a failure on an established connection →
 //!   `Network` (openraft retries at once, which reconnects); deadline → `Timeout`. No
@@ -128,7 +129,10 @@ impl PeerNetwork {
         let state = self.targets.borrow_mut().entry(target).or_default().clone();
         PeerClient {
             target,
-            addr: group_addr(&node.peer_addr, self.config.group),
+            addr: match self.config.routes.get(&target) {
+                Some(route) => group_addr(&route.to_string(), self.config.group),
+                None => group_addr(&node.peer_addr, self.config.group),
+            },
             config: self.config.clone(),
             state,
             conn: None,
@@ -423,8 +427,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         let fits = entries_fitting_in_a_frame(&rpc.entries);
         let truncated_at = (fits < rpc.entries.len()).then(|| rpc.entries[fits - 1].log_id);
         let msg = PeerMessage::AppendEntries(convert::append_request_to_wire_prefix(&rpc, fits));
+        // A heartbeat (no entries) keeps openraft's deadline; entries get at least
+        // `append_timeout` (see `PeerConfig::append_timeout`).
+        let ttl = if rpc.entries.is_empty() {
+            option.hard_ttl()
+        } else {
+            option.hard_ttl().max(self.config.append_timeout)
+        };
         let answer = self
-            .call(&msg, option.hard_ttl())
+            .call(&msg, ttl)
             .await
             .map_err(|f| self.rpc_error(f, action))?;
         let result = match &answer {

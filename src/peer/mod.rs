@@ -54,6 +54,14 @@ pub struct PeerConfig {
     pub idle_timeout: Duration,
     /// Connections one group's listener serves at once.
     pub max_connections: usize,
+    /// Floor of the deadline of an `AppendEntries` that carries entries. openraft offers
+    /// only the heartbeat interval for those (and does not enforce it on replication),
+    /// which a batch of large entries plus the follower's fdatasync can exceed on a busy
+    /// machine: every attempt would time out and the group would never catch up.
+    pub append_timeout: Duration,
+    /// Nodes dialed at a local override (shard-0 address) instead of the peer address
+    /// their membership entry advertises (`config::PeerRoute`).
+    pub routes: std::collections::HashMap<u64, std::net::SocketAddr>,
 }
 
 impl PeerConfig {
@@ -70,6 +78,8 @@ impl PeerConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
+            append_timeout: Duration::from_secs(1),
+            routes: std::collections::HashMap::new(),
         }
     }
 

@@ -267,6 +267,11 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         let old = std::mem::replace(&mut *self.shared.state.borrow_mut(), restored.state);
         *self.shared.membership.borrow_mut() = meta.last_membership.clone();
         drop_elsewhere(old);
+        tracing::info!(
+            last_log_id = ?meta.last_log_id,
+            keys = self.shared.state.borrow().len(),
+            "installed a snapshot sent by the leader"
+        );
         Ok(())
     }
 

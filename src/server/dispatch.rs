@@ -240,8 +240,9 @@ impl Dispatcher {
         })
     }
 
-    /// The topology: the configured nodes and, per group, the leader and term this node
-    /// knows (absent when the group's shard cannot say, e.g. during an election).
+    /// The topology: the configured nodes and those this shard's group added at runtime,
+    /// and, per group, the leader and term this node knows (absent when the group's shard
+    /// cannot say, e.g. during an election).
     async fn topology(&self, deadline: Instant) -> Response {
         let leaders = self
             .statuses(deadline)
@@ -264,10 +265,19 @@ impl Dispatcher {
                 }
             })
             .collect();
+        // The configured members, plus any node this shard's group gained at runtime.
+        let mut nodes = self.nodes.clone();
+        for member in self.service.members() {
+            if nodes.len() < shoal_proto::limits::MAX_NODES
+                && !nodes.iter().any(|n| n.node_id == member.node_id)
+            {
+                nodes.push(member);
+            }
+        }
         Response::Topology(Topology {
             cluster_id: self.cluster_id,
             shard_count: self.shard_count,
-            nodes: self.nodes.clone(),
+            nodes,
             leaders,
         })
     }

@@ -13,7 +13,11 @@
 //!   fall back to ReadIndex otherwise; stale reads read whatever is applied.
 //! - Every request ends by its deadline: past it the answer is `Timeout` (a write may still
 //!   commit after that; the client is told the outcome is unknown).
+//! - Membership changes (`AddLearner`, `ChangeMembership`) are proposed only on the group's
+//!   leader (openraft refuses them elsewhere: `NotLeader` with the leader's client address,
+//!   never forwarded). `AddLearner` answers once the learner caught up (blocking add).
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -23,16 +27,16 @@ use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
 use shoal_proto::{
-    ErrorDetail, ErrorResponse, GroupStatus, RaftRole, ReadConsistency, Request, Response,
-    StatusReport,
+    AddLearner, ErrorDetail, ErrorResponse, GroupStatus, NodeInfo, RaftRole, ReadConsistency,
+    Request, Response, StatusReport,
 };
 
 use super::clock::now_ms;
-use super::errors::{fatal, read_error, write_error};
+use super::errors::{fatal, node_info, read_error, write_error};
 use crate::node::ShardService;
 use crate::raft::apply_reply::ApplyReply;
 use crate::raft::state_machine::{ShardStateMachine, SharedState};
-use crate::raft::types::{NodeId, Raft, Request as RaftRequest};
+use crate::raft::types::{NodeId, Raft, Request as RaftRequest, ShoalNode};
 use crate::state::Command;
 
 /// One shard's Raft group and state, serving requests on the shard's executor.
@@ -171,14 +175,44 @@ impl ShardCore {
                     groups: vec![self.group_status()],
                 })
             }
-            Request::AddLearner(_) | Request::ChangeMembership(_) => invalid(
-                "membership changes are not served by this node build (single-node groups)"
-                    .to_string(),
-            ),
+            Request::AddLearner(a) => self.add_learner(a).await,
+            Request::ChangeMembership(c) => {
+                let voters: BTreeSet<NodeId> = c.voters.into_iter().collect();
+                let changed = self.raft.change_membership(voters, c.retain).await;
+                match changed {
+                    Ok(r) => Response::ChangeMembership {
+                        log_index: r.log_id.index,
+                    },
+                    Err(e) => Response::Error(write_error(self.shard, &e, self.shard_count)),
+                }
+            }
             Request::Hello(_) | Request::Ping | Request::Topology => invalid(format!(
                 "{:?} is answered by the server, not by a shard",
                 request.opcode()
             )),
+        }
+    }
+
+    async fn add_learner(&self, a: AddLearner) -> Response {
+        // The peer transport dials `addr` + group, clients `client_addr` + shard: both must
+        // be socket addresses, checked before anything reaches the log.
+        for (what, addr) in [("peer", &a.addr), ("client", &a.client_addr)] {
+            if let Err(e) = addr.parse::<std::net::SocketAddr>() {
+                return invalid(format!("learner {what} address `{addr}`: {e}"));
+            }
+        }
+        if a.node_id == 0 {
+            return invalid("node ids start at 1".to_string());
+        }
+        let node = ShoalNode {
+            client_addr: a.client_addr,
+            peer_addr: a.addr,
+        };
+        match self.raft.add_learner(a.node_id, node, true).await {
+            Ok(r) => Response::AddLearner {
+                log_index: r.log_id.index,
+            },
+            Err(e) => Response::Error(write_error(self.shard, &e, self.shard_count)),
         }
     }
 
@@ -312,6 +346,15 @@ impl ShardCore {
 impl ShardService for ShardCore {
     fn shard(&self) -> u32 {
         self.shard
+    }
+
+    fn members(&self) -> Vec<NodeInfo> {
+        let m = self.raft.metrics().borrow_watched().clone();
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| node_info(*id, node, self.shard_count))
+            .collect()
     }
 
     async fn execute(&self, request: Request, deadline: Instant) -> Response {

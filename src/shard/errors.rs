@@ -67,6 +67,12 @@ pub fn write_error(
                  it may or may not have been applied"
             ),
         ),
+        // A refused membership change (unknown learner, change in progress...): the
+        // request, not the node, is at fault.
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ErrorResponse::new(
+            ErrorDetail::InvalidRequest,
+            format!("group {group}: membership change refused: {e}"),
+        ),
         RaftError::APIError(other) => {
             ErrorResponse::new(ErrorDetail::Internal, format!("group {group}: {other}"))
         }

@@ -114,6 +114,7 @@ fn every_operation_round_trips_on_the_owning_shard() {
                 group: other,
                 node_id: 9,
                 addr: "127.0.0.1:1".into(),
+                client_addr: "127.0.0.1:2".into(),
             })),
             Response::AddLearner {
                 log_index: 100 + u64::from(other)

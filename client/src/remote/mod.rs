@@ -17,8 +17,9 @@
 //! Submodules: `options` (knobs), `connection` (one pipelined connection), `pool`
 //! (connections per (node, shard) address), `topology` (the pure routing table),
 //! `discovery` (fetching/refreshing it, leader hints, suspects), `retry` (the retry
-//! loop and backoff), `multi` (`get_multi` fan-out).
+//! loop and backoff), `multi` (`get_multi` fan-out), `admin` (operator calls: node status).
 
+mod admin;
 mod connection;
 mod discovery;
 mod multi;

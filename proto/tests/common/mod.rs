@@ -71,13 +71,16 @@ pub fn request() -> impl Strategy<Value = Request> {
         }),
         (shard(), bytes(64)).prop_map(|(shard, key)| Request::Delete(Delete { shard, key })),
         Just(Request::Topology),
-        (0..MAX_SHARDS as u32, any::<u64>(), addr()).prop_map(|(group, node_id, addr)| {
-            Request::AddLearner(AddLearner {
-                group,
-                node_id,
-                addr,
-            })
-        }),
+        (0..MAX_SHARDS as u32, any::<u64>(), addr(), addr()).prop_map(
+            |(group, node_id, addr, client_addr)| {
+                Request::AddLearner(AddLearner {
+                    group,
+                    node_id,
+                    addr,
+                    client_addr,
+                })
+            }
+        ),
         (
             0..MAX_SHARDS as u32,
             vec(any::<u64>(), 1..=MAX_NODES),

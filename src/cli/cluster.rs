@@ -1,0 +1,256 @@
+//! `shoal cluster ...`: operator commands against a running cluster: `status`,
+//! `add-learner` and `change-membership` (alias `promote`), the latter two applied to
+//! every group in order (a node is a member of all groups or of none, once they finish;
+//! a failure stops at the group that failed, which the output names).
+//!
+//! `status` asks the node given by `--addr` for the topology, then asks every node it
+//! names for its own status, and prints, per group, each node's view: role, term, leader,
+//! last log, commit and applied index, and lag (entries the node's state machine is
+//! behind the leader's last log entry). The rendering is a pure function of the answers,
+//! so it is tested without a cluster.
+//!
+//! Exit codes: 0 when every node answered and every group has a leader all of them agree
+//! on; 3 (`EXIT_FAILED`) otherwise, the table still printed.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use shoal_client::{KvClientError, RemoteKvClient};
+use shoal_proto::{NodeInfo, StatusReport};
+
+use super::EXIT_FAILED;
+
+/// One node's answer to the status request.
+pub type NodeAnswer = (NodeInfo, Result<StatusReport, KvClientError>);
+
+/// `shoal cluster add-learner`: node `node_id` becomes a learner of every group.
+pub async fn add_learner(
+    client: &RemoteKvClient,
+    node_id: u64,
+    peer_addr: &str,
+    client_addr: &str,
+) -> Result<ExitCode, KvClientError> {
+    let groups = client.topology().await?.shard_count;
+    for group in 0..groups {
+        let index = client
+            .add_learner(group, node_id, peer_addr, client_addr)
+            .await?;
+        println!("group {group}: node {node_id} added as a learner (log index {index})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal cluster change-membership` (alias `promote`): the voters of every group.
+pub async fn change_membership(
+    client: &RemoteKvClient,
+    voters: &[u64],
+    retain: bool,
+) -> Result<ExitCode, KvClientError> {
+    let groups = client.topology().await?.shard_count;
+    for group in 0..groups {
+        let index = client.change_membership(group, voters, retain).await?;
+        println!("group {group}: voters {voters:?} (log index {index})");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `shoal cluster status`.
+pub async fn status(client: &RemoteKvClient) -> Result<ExitCode, KvClientError> {
+    let topology = client.topology().await?;
+    let mut answers: Vec<NodeAnswer> = Vec::with_capacity(topology.nodes.len());
+    for node in topology.nodes {
+        let report = client.node_status(&node.addr).await;
+        answers.push((node, report));
+    }
+    let (text, healthy) = render_status(topology.shard_count, &answers);
+    print!("{text}");
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// The status table, and whether the cluster is healthy (every node answered, every
+/// group has one leader every answering node agrees on).
+pub fn render_status(shard_count: u32, answers: &[NodeAnswer]) -> (String, bool) {
+    let mut out = String::new();
+    let mut healthy = true;
+    let _ = writeln!(out, "{} nodes, {shard_count} groups", answers.len());
+    for (node, report) in answers {
+        match report {
+            Ok(_) => {
+                let _ = writeln!(out, "node {} at {}: up", node.node_id, node.addr);
+            }
+            Err(e) => {
+                healthy = false;
+                let _ = writeln!(
+                    out,
+                    "node {} at {}: UNREACHABLE ({e})",
+                    node.node_id, node.addr
+                );
+            }
+        }
+    }
+    for group in 0..shard_count {
+        let views: Vec<(u64, &shoal_proto::GroupStatus)> = answers
+            .iter()
+            .filter_map(|(n, r)| {
+                let r = r.as_ref().ok()?;
+                let g = r.groups.iter().find(|g| g.group == group)?;
+                Some((n.node_id, g))
+            })
+            .collect();
+        let mut leaders: Vec<u64> = views.iter().filter_map(|(_, g)| g.leader).collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        let leader = match (
+            leaders.as_slice(),
+            views.iter().all(|(_, g)| g.leader.is_some()),
+        ) {
+            ([one], true) => Some(*one),
+            _ => None,
+        };
+        // The leader's own last log index; without an agreed leader, the longest log.
+        let head = leader
+            .and_then(|l| views.iter().find(|(id, _)| *id == l))
+            .and_then(|(_, g)| g.last_log_index)
+            .or_else(|| views.iter().filter_map(|(_, g)| g.last_log_index).max());
+        match leader {
+            Some(l) => {
+                let term = views
+                    .iter()
+                    .find(|(id, _)| *id == l)
+                    .map_or_else(|| "?".to_string(), |(_, g)| g.term.to_string());
+                let _ = writeln!(out, "group {group}: leader node {l}, term {term}");
+            }
+            None => {
+                healthy = false;
+                let seen: Vec<String> = leaders.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "group {group}: NO AGREED LEADER (leaders seen: [{}])",
+                    seen.join(", ")
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
+            "node", "role", "term", "leader", "last_log", "committed", "applied", "lag"
+        );
+        for (id, g) in &views {
+            let lag = match (head, g.applied_index) {
+                (Some(h), Some(a)) => h.saturating_sub(a).to_string(),
+                (Some(h), None) => (h + 1).to_string(),
+                (None, _) => "-".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
+                id,
+                format!("{:?}", g.role),
+                g.term,
+                opt(g.leader),
+                opt(g.last_log_index),
+                opt(g.committed_index),
+                opt(g.applied_index),
+                lag
+            );
+        }
+    }
+    (out, healthy)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use shoal_proto::{GroupStatus, RaftRole};
+
+    use super::*;
+
+    fn node(id: u64) -> NodeInfo {
+        NodeInfo {
+            node_id: id,
+            addr: format!("127.0.0.1:{}", 7400 + 10 * id),
+            shard_addrs: Vec::new(),
+        }
+    }
+
+    fn group(role: RaftRole, leader: Option<u64>, last: u64, applied: u64) -> GroupStatus {
+        GroupStatus {
+            group: 0,
+            role,
+            term: 4,
+            leader,
+            last_log_index: Some(last),
+            committed_index: Some(applied),
+            applied_index: Some(applied),
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+        }
+    }
+
+    fn report(id: u64, g: GroupStatus) -> Result<StatusReport, KvClientError> {
+        Ok(StatusReport {
+            node_id: id,
+            groups: vec![g],
+        })
+    }
+
+    #[test]
+    fn healthy_cluster_shows_leader_and_lag() {
+        let answers = vec![
+            (
+                node(1),
+                report(1, group(RaftRole::Leader, Some(1), 100, 100)),
+            ),
+            (
+                node(2),
+                report(2, group(RaftRole::Follower, Some(1), 100, 97)),
+            ),
+            (
+                node(3),
+                report(3, group(RaftRole::Follower, Some(1), 90, 90)),
+            ),
+        ];
+        let (text, healthy) = render_status(1, &answers);
+        assert!(healthy, "{text}");
+        assert!(text.contains("group 0: leader node 1, term 4"), "{text}");
+        let row3 = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("3 ") && l.contains("Follower"))
+            .unwrap();
+        assert!(row3.trim_end().ends_with(" 10"), "lag of node 3: {row3}");
+    }
+
+    #[test]
+    fn unreachable_node_or_split_leaders_is_unhealthy() {
+        let down = KvClientError::Timeout {
+            detail: "no answer".into(),
+            last_error: None,
+        };
+        let answers = vec![
+            (node(1), report(1, group(RaftRole::Leader, Some(1), 10, 10))),
+            (node(2), Err(down)),
+        ];
+        let (text, healthy) = render_status(1, &answers);
+        assert!(!healthy);
+        assert!(
+            text.contains("node 2 at 127.0.0.1:7420: UNREACHABLE"),
+            "{text}"
+        );
+
+        let answers = vec![
+            (node(1), report(1, group(RaftRole::Leader, Some(1), 10, 10))),
+            (node(2), report(2, group(RaftRole::Candidate, None, 10, 10))),
+        ];
+        let (text, healthy) = render_status(1, &answers);
+        assert!(!healthy);
+        assert!(text.contains("NO AGREED LEADER"), "{text}");
+    }
+}

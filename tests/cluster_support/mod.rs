@@ -1,0 +1,278 @@
+//! Test support for clusters of real `shoal` processes on 127.0.0.1: N nodes on free
+//! ports, each started with `--node-id` and one `--member` flag per node, private data
+//! directories, kill -9 / restart by node id, clients connected to one chosen node, and
+//! waits on the groups' leaders as the nodes' `Topology` reports them.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use shoal_client::{RemoteKvClient, RemoteOptions};
+use shoal_testkit::ports::{free_port_block, localhost};
+use shoal_testkit::process::ChildProcess;
+use shoal_testkit::wait::{wait_for, wait_for_async};
+
+/// Bound on a node's start (recovery of a test-sized log included).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bound on every group electing a leader all nodes agree on.
+pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One node of a test cluster; `process` is `None` while the node is down.
+pub struct ClusterNode {
+    pub id: u64,
+    pub process: Option<ChildProcess>,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    starts: usize,
+    flags: Vec<String>,
+}
+
+/// A cluster of `shoal` processes that forms its groups from `--member` flags.
+pub struct Cluster {
+    pub nodes: Vec<ClusterNode>,
+    pub shards: u16,
+    members: Vec<String>,
+    initial: u64,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) with `shards` shards each under `dir`, all at once,
+    /// and waits until every node reports ready (which does not wait for leaders).
+    pub fn start(dir: &Path, n: u64, shards: u16, extra: &[&str]) -> Cluster {
+        let cluster = Cluster::start_partial(dir, n, n, shards, extra);
+        for id in 1..=n {
+            assert!(cluster.node(id).process.is_some());
+        }
+        cluster
+    }
+
+    /// Reserves ports for `n` nodes but starts only the first `initial` (ids
+    /// 1..=initial), which form the cluster; the others can [`join`](Self::join) later.
+    pub fn start_partial(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster::plan(dir, n, initial, shards, extra);
+        cluster.launch();
+        cluster
+    }
+
+    /// Reserves ports and directories for `n` nodes, the first `initial` of them the
+    /// initial members, without starting any: set per-node flags, then [`launch`](Self::launch).
+    pub fn plan(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let client = free_port_block(shards).expect("free client ports");
+            let peer = free_port_block(shards).expect("free peer ports");
+            nodes.push(ClusterNode {
+                id,
+                process: None,
+                client_addr: localhost(client),
+                peer_addr: localhost(peer),
+                data_dir: dir.join(format!("node{id}")),
+                starts: 0,
+                flags: Vec::new(),
+            });
+        }
+        let members = nodes
+            .iter()
+            .take(initial as usize)
+            .map(|n| format!("{}={}/{}", n.id, n.client_addr, n.peer_addr))
+            .collect();
+        Cluster {
+            nodes,
+            shards,
+            members,
+            initial,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// Extra flags of node `id` only (on every start).
+    pub fn set_flags(&mut self, id: u64, flags: Vec<String>) {
+        self.node_mut(id).flags = flags;
+    }
+
+    /// Starts the initial members and waits until each is ready.
+    pub fn launch(&mut self) {
+        for id in 1..=self.initial {
+            self.spawn(id);
+        }
+        for id in 1..=self.initial {
+            self.wait_ready(id);
+        }
+    }
+
+    /// Starts node `id` (not an initial member) with `--join`: it serves once ready, and
+    /// its groups wait to be added as learners.
+    pub fn join(&mut self, id: u64) {
+        self.spawn(id);
+        self.wait_ready(id);
+    }
+
+    pub fn node(&self, id: u64) -> &ClusterNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut ClusterNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// The client addresses of every node.
+    pub fn client_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|n| n.client_addr).collect()
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let shards = self.shards;
+        let members = self.members.clone();
+        let extra = self.extra.clone();
+        let node = self.node_mut(id);
+        assert!(node.process.is_none(), "node {id} is already running");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        cmd.arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(["--node-id", &id.to_string()])
+            .args(["--shards", &shards.to_string()])
+            .args(["--client-addr", &node.client_addr.to_string()])
+            .args(["--peer-addr", &node.peer_addr.to_string()])
+            // Small segments: zero-filling 64 MiB per shard per start would dominate.
+            .args(["--wal-segment-mib", "8"])
+            .args(["--log-level", "warn,shoal=info"]);
+        for m in &members {
+            cmd.args(["--member", m]);
+        }
+        // A node that is not an initial member joins (and keeps the flag on restarts).
+        if !members.iter().any(|m| m.starts_with(&format!("{id}="))) {
+            cmd.arg("--join");
+        }
+        cmd.args(&extra).args(&node.flags);
+        let log = node.data_dir.with_extension(format!("log.{}", node.starts));
+        node.starts += 1;
+        node.process = Some(ChildProcess::spawn("shoal", cmd, &log).expect("spawn shoal"));
+    }
+
+    fn wait_ready(&mut self, id: u64) {
+        let node = self.node_mut(id);
+        let process = node.process.as_mut().expect("node running");
+        let ready = wait_for(
+            "node ready",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                if let Ok(Some(status)) = process.try_status() {
+                    panic!(
+                        "node {id} exited during start ({status}):\n{}",
+                        process.log()
+                    );
+                }
+                process.log().contains("shoal: ready").then_some(())
+            },
+        );
+        if let Err(e) = ready {
+            panic!("node {id}: {e}:\n{}", process.log());
+        }
+    }
+
+    /// kill -9 of node `id` (a crash, as far as it can tell).
+    pub fn kill(&mut self, id: u64) {
+        let mut process = self.node_mut(id).process.take().expect("node running");
+        process.kill().expect("kill node");
+    }
+
+    /// Starts node `id` again (same ports, data and flags) and waits until it is ready.
+    pub fn restart(&mut self, id: u64) {
+        self.spawn(id);
+        self.wait_ready(id);
+    }
+
+    /// Graceful stop (SIGINT) of node `id`.
+    pub fn stop(&mut self, id: u64) {
+        let mut process = self.node_mut(id).process.take().expect("node running");
+        let status = process
+            .interrupt(Duration::from_secs(30))
+            .expect("graceful stop");
+        assert!(status.success(), "node {id} stopped with {status}");
+    }
+
+    /// A remote client that knows only node `id`'s address (it learns the rest from the
+    /// topology and from `NotLeader` hints).
+    pub async fn client_on(&self, id: u64, opts: RemoteOptions) -> RemoteKvClient {
+        let addr = self.node(id).client_addr;
+        RemoteKvClient::connect([addr], opts)
+            .await
+            .unwrap_or_else(|e| panic!("connect to node {id} at {addr}: {e}"))
+    }
+
+    /// Waits until every running node reports, for every group, the same leader, and
+    /// that leader is a running node. Returns the leader of each group.
+    pub async fn wait_leaders(&self) -> Vec<u64> {
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| n.id)
+            .collect();
+        self.wait_leaders_among(&running).await
+    }
+
+    /// Like [`wait_leaders`](Self::wait_leaders), asking only nodes `ids` (the side of a
+    /// partition), whose agreed leaders must be among them.
+    pub async fn wait_leaders_among(&self, ids: &[u64]) -> Vec<u64> {
+        let running: Vec<&ClusterNode> =
+            self.nodes.iter().filter(|n| ids.contains(&n.id)).collect();
+        let opts = RemoteOptions {
+            request_timeout: Duration::from_secs(2),
+            ..RemoteOptions::default()
+        };
+        let shards = self.shards as usize;
+        let agreed = wait_for_async(
+            "every group to have one agreed leader",
+            LEADER_TIMEOUT,
+            Duration::from_millis(50),
+            || async {
+                let mut seen: Option<Vec<u64>> = None;
+                for n in &running {
+                    let client = RemoteKvClient::connect([n.client_addr], opts.clone())
+                        .await
+                        .ok()?;
+                    let topology = client.topology().await.ok()?;
+                    let leaders: Vec<u64> = topology
+                        .leaders
+                        .iter()
+                        .map(|l| l.leader)
+                        .collect::<Option<Vec<u64>>>()?;
+                    if leaders.len() != shards {
+                        return None;
+                    }
+                    match &seen {
+                        None => seen = Some(leaders),
+                        Some(s) if *s == leaders => {}
+                        Some(_) => return None,
+                    }
+                }
+                let leaders = seen?;
+                let all_running = leaders.iter().all(|l| running.iter().any(|n| n.id == *l));
+                all_running.then_some(leaders)
+            },
+        )
+        .await;
+        match agreed {
+            Ok(leaders) => leaders,
+            Err(e) => panic!("{e}\n{}", self.logs()),
+        }
+    }
+
+    /// The logs of every node (for a failure message).
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| {
+                n.process
+                    .as_ref()
+                    .map(|p| format!("--- node {} ---\n{}", n.id, p.log()))
+            })
+            .collect()
+    }
+}
