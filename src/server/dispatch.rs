@@ -155,6 +155,17 @@ impl Dispatcher {
                 Ok(())
             }
             Request::GetMulti(g) => g.keys.iter().try_for_each(key),
+            Request::SetIf(shoal_proto::SetIf { key: k, value, .. }) => {
+                key(k)?;
+                if value.len() > self.max_value_len {
+                    return Err(too_large(LimitKind::Value, self.max_value_len, value.len()));
+                }
+                Ok(())
+            }
+            Request::Expire(e) => key(&e.key),
+            Request::Persist(p) => key(&p.key),
+            Request::Ttl(t) => key(&t.key),
+            Request::DeleteMulti(d) => d.keys.iter().try_for_each(key),
             _ => Ok(()),
         }
     }
