@@ -90,6 +90,10 @@ pub enum Opcode {
     DeleteMultiResp = 0x98,
     /// Response twin of [`Opcode::Ttl`].
     TtlResp = 0x99,
+    /// Keys stored by one group on the answering node (Redis DBSIZE / INFO keyspace).
+    KeyCount = 0x1A,
+    /// Response twin of [`Opcode::KeyCount`].
+    KeyCountResp = 0x9A,
 }
 
 /// Which kind of connection an opcode belongs to.
@@ -143,6 +147,8 @@ impl Opcode {
             0x97 => PersistResp,
             0x98 => DeleteMultiResp,
             0x99 => TtlResp,
+            0x1A => KeyCount,
+            0x9A => KeyCountResp,
             _ => return None,
         })
     }
@@ -207,7 +213,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(known, 37);
+        assert_eq!(known, 39);
         assert_eq!(Opcode::PeerRpc.channel(), Channel::Peer);
         assert_eq!(Opcode::PeerRpcResp.channel(), Channel::Peer);
         assert_eq!(Opcode::Get.channel(), Channel::Client);

@@ -166,6 +166,11 @@ pub enum Request {
     DeleteMulti(DeleteMulti),
     /// Read a key's expiry.
     Ttl(Ttl),
+    /// Keys stored by one group on the answering node.
+    KeyCount {
+        /// The group.
+        group: u32,
+    },
 }
 
 impl Request {
@@ -188,6 +193,7 @@ impl Request {
             Request::Persist(_) => Opcode::Persist,
             Request::DeleteMulti(_) => Opcode::DeleteMulti,
             Request::Ttl(_) => Opcode::Ttl,
+            Request::KeyCount { .. } => Opcode::KeyCount,
         }
     }
 
@@ -313,6 +319,7 @@ impl Request {
             Request::Persist(p) => write_keyed(buf, p.shard, &p.key, None, None)?,
             Request::DeleteMulti(d) => encode_delete_multi(buf, d)?,
             Request::Ttl(t) => write_keyed(buf, t.shard, &t.key, None, None)?,
+            Request::KeyCount { group } => buf.put_u32_le(group_id(*group)?),
         }
         Ok(())
     }
@@ -431,6 +438,9 @@ impl Request {
                     consistency,
                 })
             }
+            Opcode::KeyCount => Request::KeyCount {
+                group: group_id(r.u32()?)?,
+            },
             _ => return Err(BodyError::Invalid("not a client request opcode")),
         };
         r.finish()?;

@@ -82,6 +82,14 @@ pub enum Response {
     },
     /// The key's expiry.
     Ttl(KeyTtl),
+    /// Keys stored by the group (expired ones not yet reclaimed included, as Redis's
+    /// DBSIZE counts them), and how many of them have an expiry.
+    KeyCount {
+        /// Keys stored.
+        keys: u64,
+        /// Of those, keys with an expiry.
+        expiring: u64,
+    },
 }
 
 impl Response {
@@ -105,6 +113,7 @@ impl Response {
             Response::Persist { .. } => Opcode::PersistResp,
             Response::DeleteMulti { .. } => Opcode::DeleteMultiResp,
             Response::Ttl(_) => Opcode::TtlResp,
+            Response::KeyCount { .. } => Opcode::KeyCountResp,
         }
     }
 
@@ -152,6 +161,10 @@ impl Response {
             }
             Response::DeleteMulti { removed } => buf.put_u32_le(*removed),
             Response::Ttl(t) => encode_key_ttl(buf, *t),
+            Response::KeyCount { keys, expiring } => {
+                buf.put_u64_le(*keys);
+                buf.put_u64_le(*expiring);
+            }
         }
         Ok(())
     }
@@ -234,6 +247,10 @@ impl Response {
             },
             Opcode::DeleteMultiResp => Response::DeleteMulti { removed: r.u32()? },
             Opcode::TtlResp => Response::Ttl(decode_key_ttl(r)?),
+            Opcode::KeyCountResp => Response::KeyCount {
+                keys: r.u64()?,
+                expiring: r.u64()?,
+            },
             _ => return Err(BodyError::Invalid("not a client response opcode")),
         })
     }

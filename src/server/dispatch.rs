@@ -93,6 +93,14 @@ impl Dispatcher {
             Request::AddLearner(ref a) if a.group < s => {
                 self.on_shard(a.group, request.clone(), deadline).await
             }
+            Request::KeyCount { group } if group < s => {
+                self.on_shard(group, Request::KeyCount { group }, deadline)
+                    .await
+            }
+            Request::KeyCount { group: g } => error(
+                ErrorDetail::InvalidRequest,
+                format!("group {g} does not exist: the node has {s} groups"),
+            ),
             Request::ChangeMembership(ref c) if c.group < s => {
                 self.on_shard(c.group, request.clone(), deadline).await
             }

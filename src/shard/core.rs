@@ -147,6 +147,17 @@ impl ShardCore {
             | Request::Persist(_)
             | Request::DeleteMulti(_)
             | Request::Ttl(_) => self.run_conditional(request, deadline).await,
+            Request::KeyCount { group } if group == self.shard => {
+                let state = self.state.borrow();
+                Response::KeyCount {
+                    keys: state.len() as u64,
+                    expiring: state.keys_with_expiry() as u64,
+                }
+            }
+            Request::KeyCount { group } => invalid(format!(
+                "shard {} was asked for the keys of group {group}",
+                self.shard
+            )),
             Request::Hello(_) | Request::Ping | Request::Topology => invalid(format!(
                 "{:?} is answered by the server, not by a shard",
                 request.opcode()

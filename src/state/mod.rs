@@ -357,6 +357,11 @@ impl State {
         }
     }
 
+    /// Stored keys that have an expiry (expired ones not yet reclaimed included).
+    pub fn keys_with_expiry(&self) -> usize {
+        self.wheel.len()
+    }
+
     /// Reclaims keys expired at `now_ms`, doing at most about `max_work` units of work
     /// (one per key reclaimed or timer moved, plus one per entry rehashed when a
     /// sub-table shrinks, or one per entry handle of an aborted snapshot released); the

@@ -131,6 +131,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         (shard(), bytes(64)).prop_map(|(shard, key)| Request::Persist(Persist { shard, key })),
         (shard(), vec(bytes(16), 1..20))
             .prop_map(|(shard, keys)| Request::DeleteMulti(DeleteMulti { shard, keys })),
+        (0..MAX_SHARDS as u32).prop_map(|group| Request::KeyCount { group }),
         (shard(), bytes(64), consistency()).prop_map(|(shard, key, consistency)| {
             Request::Ttl(Ttl {
                 shard,
@@ -279,6 +280,8 @@ pub fn response() -> impl Strategy<Value = Response> {
         any::<bool>().prop_map(|changed| Response::Expire { changed }),
         any::<bool>().prop_map(|changed| Response::Persist { changed }),
         any::<u32>().prop_map(|removed| Response::DeleteMulti { removed }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(keys, expiring)| Response::KeyCount { keys, expiring }),
         prop_oneof![
             Just(KeyTtl::Missing),
             Just(KeyTtl::NoExpiry),
