@@ -286,12 +286,18 @@ impl NodeConfig {
         check_port_range("peer_addr", self.peer_addr, self.shards)?;
         if let Some(resp) = self.resp_addr {
             check_port_range("resp_addr", resp, self.shards)?;
-            for (name, other) in [("client_addr", self.client_addr), ("peer_addr", self.peer_addr)] {
+            for (name, other) in [
+                ("client_addr", self.client_addr),
+                ("peer_addr", self.peer_addr),
+            ] {
                 if ranges_overlap(resp, other, self.shards) {
                     return Err(ConfigError::invalid(
                         "resp_addr",
                         resp,
-                        format!("its {} ports overlap the {name} ports starting at {other}", self.shards),
+                        format!(
+                            "its {} ports overlap the {name} ports starting at {other}",
+                            self.shards
+                        ),
                     ));
                 }
             }

@@ -22,7 +22,9 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{FutureExt, pin_mut, select_biased};
@@ -108,9 +110,11 @@ pub(crate) async fn serve<S>(
             partial_since = None;
             ctx.stats.commands(steps.len() as u64);
             let deadline = Instant::now() + ctx.request_timeout;
-            let replies = join_all(steps.into_iter().map(|s| execute(&ctx, s, deadline))).await;
-            for (reply, protocol) in &replies {
-                encode_reply(reply, *protocol, &mut out);
+            for wave in waves(steps) {
+                let replies = join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
+                for (reply, protocol) in &replies {
+                    encode_reply(reply, *protocol, &mut out);
+                }
             }
         }
         if let Some(e) = &malformed {
@@ -184,6 +188,44 @@ pub(crate) async fn serve<S>(
     }
 }
 
+/// Splits a pipelined batch into waves run one after the other; the commands of a wave
+/// run concurrently. A command joins the current wave only if it touches no key that an
+/// earlier command of the wave touches, unless both only read it; commands without keys
+/// that read the store (DBSIZE, INFO) start a wave of their own. So every command sees
+/// the effects of the commands sent before it on its connection, as with Redis, while
+/// independent commands still share Raft rounds.
+fn waves(steps: Vec<Step>) -> Vec<Vec<Step>> {
+    let mut waves: Vec<Vec<Step>> = Vec::new();
+    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written
+    let mut sealed = false; // the current wave is a DBSIZE/INFO: nothing joins it
+    for step in steps {
+        let (keys, writes, barrier): (&[Bytes], bool, bool) = match &step.action {
+            Action::Read(r) => (r.op.keys(), false, false),
+            Action::Write(w) => (w.op.keys(), true, false),
+            Action::DbSize | Action::Info(_) => (&[], false, true),
+            Action::Reply(_) | Action::Close(_) => (&[], false, false),
+        };
+        let conflict = barrier
+            || sealed
+            || keys
+                .iter()
+                .any(|k| touched.get(k).is_some_and(|&written| written || writes));
+        if conflict || waves.is_empty() {
+            waves.push(Vec::new());
+            touched.clear();
+        }
+        for k in keys {
+            let written = touched.entry(k.clone()).or_insert(false);
+            *written |= writes;
+        }
+        sealed = barrier;
+        if let Some(wave) = waves.last_mut() {
+            wave.push(step);
+        }
+    }
+    waves
+}
+
 async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Protocol) {
     let d = &ctx.dispatcher;
     let reply = match step.action {
@@ -192,7 +234,8 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
             let is_get = matches!(read.op, ReadOp::Get { .. });
             let reply = resp_exec::read(d, read, deadline).await;
             if is_get {
-                ctx.stats.count_get(!matches!(reply, Reply::Null | Reply::Error(_)));
+                ctx.stats
+                    .count_get(!matches!(reply, Reply::Null | Reply::Error(_)));
             }
             reply
         }

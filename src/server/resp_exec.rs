@@ -74,7 +74,14 @@ pub(crate) async fn write(d: &Dispatcher, write: Write, deadline: Instant) -> Re
     let outcome = match write.op {
         WriteOp::Put { key, value } => {
             match d
-                .handle(Request::Put(Put { shard: None, key, value }), deadline)
+                .handle(
+                    Request::Put(Put {
+                        shard: None,
+                        key,
+                        value,
+                    }),
+                    deadline,
+                )
                 .await
             {
                 Response::Put => Ok(WriteOutcome::Done),
@@ -226,7 +233,10 @@ pub(crate) fn error_reply(response: Response) -> Reply {
             };
             format!("-{prefix} {}", e.message)
         }
-        other => format!("internal error: unexpected store answer {:?}", other.opcode()),
+        other => format!(
+            "internal error: unexpected store answer {:?}",
+            other.opcode()
+        ),
     };
     Reply::Error(ErrorReply::new(text))
 }
