@@ -1,5 +1,6 @@
 //! The Redis protocol front door of a node process (`--resp-addr`), driven by the `redis`
 //! crate and by the Debian `redis-tools` (`redis-cli`, `redis-benchmark`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod node_support;
 
