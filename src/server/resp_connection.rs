@@ -255,3 +255,40 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> b
         _ = timer => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(session: &mut Session, args: &[&str]) -> Step {
+        let args = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        session.plan_args(args, 1_000)
+    }
+
+    fn shape(waves: &[Vec<Step>]) -> Vec<usize> {
+        waves.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn waves_keep_each_key_in_order_and_run_independent_commands_together() {
+        let mut s = Session::new(1);
+        let batch = [
+            &["SET", "a", "1"][..],
+            &["SET", "b", "1"],
+            &["GET", "c"],
+            &["GET", "a"], // reads a written above: next wave
+            &["GET", "a"], // read after read: same wave
+            &["GET", "b"],
+            &["PING"],
+            &["DEL", "x", "a"], // writes a, read in this wave: next wave
+            &["DBSIZE"],        // a wave of its own
+            &["GET", "z"],      // nothing joins the DBSIZE wave
+        ];
+        let steps = batch.iter().map(|a| plan(&mut s, a)).collect();
+        assert_eq!(shape(&waves(steps)), vec![3, 4, 1, 1, 1]);
+        assert!(waves(Vec::new()).is_empty());
+    }
+}
