@@ -12,6 +12,7 @@
 
 pub mod limits;
 
+mod conditional;
 mod decoder;
 mod encoder;
 mod error;
@@ -28,6 +29,9 @@ mod status;
 mod topology;
 mod wire;
 
+pub use conditional::{
+    DeleteMulti, Expire, ExpireCondition, KeyTtl, Persist, SetCondition, SetIf, Ttl, TtlMode,
+};
 pub use decoder::{Frame, FrameDecoder, PeerFrame, RequestFrame, ResponseFrame, Role};
 pub use encoder::{
     encode_delete, encode_error, encode_get, encode_peer, encode_put, encode_request,

@@ -70,6 +70,30 @@ pub enum Opcode {
     PeerRpcResp = 0xC1,
     /// A failed client request of any opcode; the header status says why.
     Error = 0xFF,
+    /// Conditional set (NX/XX, old value, keep/clear/absolute expiry), atomic.
+    SetIf = 0x15,
+    /// Set a key's absolute expiry under NX/XX/GT/LT.
+    Expire = 0x16,
+    /// Drop a key's expiry.
+    Persist = 0x17,
+    /// Delete up to `MAX_BATCH_KEYS` keys of one shard, counting the live ones.
+    DeleteMulti = 0x18,
+    /// Read a key's expiry.
+    Ttl = 0x19,
+    /// Response twin of [`Opcode::SetIf`].
+    SetIfResp = 0x95,
+    /// Response twin of [`Opcode::Expire`].
+    ExpireResp = 0x96,
+    /// Response twin of [`Opcode::Persist`].
+    PersistResp = 0x97,
+    /// Response twin of [`Opcode::DeleteMulti`].
+    DeleteMultiResp = 0x98,
+    /// Response twin of [`Opcode::Ttl`].
+    TtlResp = 0x99,
+    /// Keys stored by one group on the answering node (Redis DBSIZE / INFO keyspace).
+    KeyCount = 0x1A,
+    /// Response twin of [`Opcode::KeyCount`].
+    KeyCountResp = 0x9A,
 }
 
 /// Which kind of connection an opcode belongs to.
@@ -113,6 +137,18 @@ impl Opcode {
             0xC0 => PeerHelloResp,
             0xC1 => PeerRpcResp,
             0xFF => Error,
+            0x15 => SetIf,
+            0x16 => Expire,
+            0x17 => Persist,
+            0x18 => DeleteMulti,
+            0x19 => Ttl,
+            0x95 => SetIfResp,
+            0x96 => ExpireResp,
+            0x97 => PersistResp,
+            0x98 => DeleteMultiResp,
+            0x99 => TtlResp,
+            0x1A => KeyCount,
+            0x9A => KeyCountResp,
             _ => return None,
         })
     }
@@ -177,7 +213,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(known, 27);
+        assert_eq!(known, 39);
         assert_eq!(Opcode::PeerRpc.channel(), Channel::Peer);
         assert_eq!(Opcode::PeerRpcResp.channel(), Channel::Peer);
         assert_eq!(Opcode::Get.channel(), Channel::Client);

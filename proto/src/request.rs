@@ -8,6 +8,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::conditional::{
+    DeleteMulti, Expire, Persist, SetIf, Ttl, decode_delete_multi, decode_expire, decode_set_if,
+    encode_delete_multi, encode_expire, encode_set_if,
+};
 use crate::error::BodyError;
 use crate::error_response::{ErrorDetail, ErrorResponse};
 use crate::frame::FLAG_CONSISTENCY_MASK;
@@ -155,6 +159,21 @@ pub enum Request {
         /// The group, or all.
         group: Option<u32>,
     },
+    /// Conditional set.
+    SetIf(SetIf),
+    /// Set a key's expiry.
+    Expire(Expire),
+    /// Drop a key's expiry.
+    Persist(Persist),
+    /// Delete several keys of one shard.
+    DeleteMulti(DeleteMulti),
+    /// Read a key's expiry.
+    Ttl(Ttl),
+    /// Keys stored by one group on the answering node.
+    KeyCount {
+        /// The group.
+        group: u32,
+    },
 }
 
 impl Request {
@@ -172,6 +191,12 @@ impl Request {
             Request::AddLearner(_) => Opcode::AddLearner,
             Request::ChangeMembership(_) => Opcode::ChangeMembership,
             Request::Status { .. } => Opcode::Status,
+            Request::SetIf(_) => Opcode::SetIf,
+            Request::Expire(_) => Opcode::Expire,
+            Request::Persist(_) => Opcode::Persist,
+            Request::DeleteMulti(_) => Opcode::DeleteMulti,
+            Request::Ttl(_) => Opcode::Ttl,
+            Request::KeyCount { .. } => Opcode::KeyCount,
         }
     }
 
@@ -180,6 +205,7 @@ impl Request {
         match self {
             Request::Get(g) => g.consistency as u8,
             Request::GetMulti(g) => g.consistency as u8,
+            Request::Ttl(t) => t.consistency as u8,
             _ => 0,
         }
     }
@@ -191,6 +217,10 @@ impl Request {
             Request::Put(p) => Some(&p.key),
             Request::PutWithTtl(p) => Some(&p.key),
             Request::Delete(d) => Some(&d.key),
+            Request::SetIf(s) => Some(&s.key),
+            Request::Expire(e) => Some(&e.key),
+            Request::Persist(p) => Some(&p.key),
+            Request::Ttl(t) => Some(&t.key),
             _ => None,
         }
     }
@@ -226,6 +256,15 @@ impl Request {
                 None => return Ok(None),
                 Some(_) => (g.shard, &g.keys[..]),
             },
+            Request::SetIf(s) => (s.shard, std::slice::from_ref(&s.key)),
+            Request::Expire(e) => (e.shard, std::slice::from_ref(&e.key)),
+            Request::Persist(p) => (p.shard, std::slice::from_ref(&p.key)),
+            Request::Ttl(t) => (t.shard, std::slice::from_ref(&t.key)),
+            Request::DeleteMulti(d) => {
+                // One shard for the whole batch: stated, or the first key's owner.
+                let first = d.keys.first().map(|k| shard_for_key(k, shard_count));
+                (d.shard.or(first), &d.keys[..])
+            }
             _ => return Ok(None),
         };
         let mut route = None;
@@ -280,13 +319,19 @@ impl Request {
                 put_u64_list(buf, &c.voters);
             }
             Request::Status { group } => put_opt_index(buf, *group, MAX_SHARDS)?,
+            Request::SetIf(s) => encode_set_if(buf, s)?,
+            Request::Expire(e) => encode_expire(buf, e)?,
+            Request::Persist(p) => write_keyed(buf, p.shard, &p.key, None, None)?,
+            Request::DeleteMulti(d) => encode_delete_multi(buf, d)?,
+            Request::Ttl(t) => write_keyed(buf, t.shard, &t.key, None, None)?,
+            Request::KeyCount { group } => buf.put_u32_le(group_id(*group)?),
         }
         Ok(())
     }
 
     /// Parses a request body; `flags` were not yet checked.
     pub(crate) fn decode_body(op: Opcode, flags: u8, mut r: Reader) -> Result<Request, BodyError> {
-        let reads = matches!(op, Opcode::Get | Opcode::GetMulti);
+        let reads = matches!(op, Opcode::Get | Opcode::GetMulti | Opcode::Ttl);
         if !reads && flags != 0 {
             return Err(BodyError::Invalid("flags (must be zero for this opcode)"));
         }
@@ -381,6 +426,27 @@ impl Request {
             }
             Opcode::Status => Request::Status {
                 group: r.opt_index(MAX_SHARDS, "group")?,
+            },
+            Opcode::SetIf => Request::SetIf(decode_set_if(&mut r)?),
+            Opcode::Expire => Request::Expire(decode_expire(&mut r)?),
+            Opcode::Persist => {
+                let shard = r.opt_index(MAX_SHARDS, "shard")?;
+                let key = r.len_prefixed(LimitKind::Key, MAX_KEY_LEN)?;
+                Request::Persist(Persist { shard, key })
+            }
+            Opcode::DeleteMulti => Request::DeleteMulti(decode_delete_multi(&mut r)?),
+            Opcode::Ttl => {
+                let consistency = ReadConsistency::from_flags(flags)?;
+                let shard = r.opt_index(MAX_SHARDS, "shard")?;
+                let key = r.len_prefixed(LimitKind::Key, MAX_KEY_LEN)?;
+                Request::Ttl(Ttl {
+                    shard,
+                    key,
+                    consistency,
+                })
+            }
+            Opcode::KeyCount => Request::KeyCount {
+                group: group_id(r.u32()?)?,
             },
             _ => return Err(BodyError::Invalid("not a client request opcode")),
         };

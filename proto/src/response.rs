@@ -9,6 +9,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::conditional::{
+    KeyTtl, decode_key_ttl, decode_set_if_resp, encode_key_ttl, encode_set_if_resp,
+};
 use crate::error::BodyError;
 use crate::error_response::ErrorResponse;
 use crate::handshake::HelloOk;
@@ -54,6 +57,39 @@ pub enum Response {
     Status(StatusReport),
     /// The request failed.
     Error(ErrorResponse),
+    /// `SetIf` applied (durable on a quorum): whether it stored, and the old live value
+    /// when asked for.
+    SetIf {
+        /// The condition held and the value was stored.
+        applied: bool,
+        /// The old live value (only when the request asked for it).
+        old: Option<Bytes>,
+    },
+    /// `Expire` applied: whether the key's expiry changed (or it was removed).
+    Expire {
+        /// The key changed.
+        changed: bool,
+    },
+    /// `Persist` applied: whether an expiry was dropped.
+    Persist {
+        /// The key changed.
+        changed: bool,
+    },
+    /// `DeleteMulti` applied: how many distinct keys were live.
+    DeleteMulti {
+        /// Live keys removed.
+        removed: u32,
+    },
+    /// The key's expiry.
+    Ttl(KeyTtl),
+    /// Keys stored by the group (expired ones not yet reclaimed included, as Redis's
+    /// DBSIZE counts them), and how many of them have an expiry.
+    KeyCount {
+        /// Keys stored.
+        keys: u64,
+        /// Of those, keys with an expiry.
+        expiring: u64,
+    },
 }
 
 impl Response {
@@ -72,6 +108,12 @@ impl Response {
             Response::ChangeMembership { .. } => Opcode::ChangeMembershipResp,
             Response::Status(_) => Opcode::StatusResp,
             Response::Error(_) => Opcode::Error,
+            Response::SetIf { .. } => Opcode::SetIfResp,
+            Response::Expire { .. } => Opcode::ExpireResp,
+            Response::Persist { .. } => Opcode::PersistResp,
+            Response::DeleteMulti { .. } => Opcode::DeleteMultiResp,
+            Response::Ttl(_) => Opcode::TtlResp,
+            Response::KeyCount { .. } => Opcode::KeyCountResp,
         }
     }
 
@@ -113,6 +155,16 @@ impl Response {
             }
             Response::Status(s) => s.encode(buf)?,
             Response::Error(e) => e.encode(buf)?,
+            Response::SetIf { applied, old } => encode_set_if_resp(buf, *applied, old)?,
+            Response::Expire { changed } | Response::Persist { changed } => {
+                buf.put_u8(u8::from(*changed));
+            }
+            Response::DeleteMulti { removed } => buf.put_u32_le(*removed),
+            Response::Ttl(t) => encode_key_ttl(buf, *t),
+            Response::KeyCount { keys, expiring } => {
+                buf.put_u64_le(*keys);
+                buf.put_u64_le(*expiring);
+            }
         }
         Ok(())
     }
@@ -183,6 +235,22 @@ impl Response {
                 log_index: r.u64()?,
             },
             Opcode::StatusResp => Response::Status(StatusReport::decode(r)?),
+            Opcode::SetIfResp => {
+                let (applied, old) = decode_set_if_resp(r)?;
+                Response::SetIf { applied, old }
+            }
+            Opcode::ExpireResp => Response::Expire {
+                changed: r.bool("changed flag")?,
+            },
+            Opcode::PersistResp => Response::Persist {
+                changed: r.bool("changed flag")?,
+            },
+            Opcode::DeleteMultiResp => Response::DeleteMulti { removed: r.u32()? },
+            Opcode::TtlResp => Response::Ttl(decode_key_ttl(r)?),
+            Opcode::KeyCountResp => Response::KeyCount {
+                keys: r.u64()?,
+                expiring: r.u64()?,
+            },
             _ => return Err(BodyError::Invalid("not a client response opcode")),
         })
     }

@@ -26,6 +26,10 @@ pub struct NodeArgs {
     /// Peer (Raft) address of shard 0; shard s listens on port + s [default: 127.0.0.1:7600].
     #[arg(long, value_name = "IP:PORT")]
     pub peer_addr: Option<SocketAddr>,
+    /// Redis protocol (RESP) address of shard 0; shard s listens on port + s. Off unless
+    /// given.
+    #[arg(long, value_name = "IP:PORT")]
+    pub resp_addr: Option<SocketAddr>,
     /// Number of shards, one per core [default: number of cores].
     #[arg(long)]
     pub shards: Option<usize>,
@@ -93,6 +97,9 @@ impl NodeArgs {
         set(&mut config.client_addr, &self.client_addr);
         set(&mut config.peer_addr, &self.peer_addr);
         set(&mut config.shards, &self.shards);
+        if self.resp_addr.is_some() {
+            config.resp_addr = self.resp_addr;
+        }
         if !self.members.is_empty() {
             config.members = self.members.clone();
         }

@@ -232,6 +232,9 @@ pub struct NodeConfig {
     /// as they are appended in memory, before they are written and fdatasync'd. Loses
     /// acknowledged writes on a crash; never set it anywhere else.
     pub unsafe_ack_before_fsync: bool,
+    /// Redis protocol (RESP) address of shard 0; shard `s` listens on port + s. `None`
+    /// (the default): no RESP listener.
+    pub resp_addr: Option<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -251,6 +254,7 @@ impl Default for NodeConfig {
             wal: WalConfig::default(),
             log: LogConfig::default(),
             unsafe_ack_before_fsync: false,
+            resp_addr: None,
         }
     }
 }
@@ -276,6 +280,11 @@ impl NodeConfig {
         offset_port(self.client_addr, shard)
     }
 
+    /// The RESP address of shard `shard` of this node, if RESP is on.
+    pub fn shard_resp_addr(&self, shard: usize) -> Option<SocketAddr> {
+        self.resp_addr.map(|a| offset_port(a, shard))
+    }
+
     /// The peer address of shard `shard` of this node.
     pub fn shard_peer_addr(&self, shard: usize) -> SocketAddr {
         offset_port(self.peer_addr, shard)
@@ -295,6 +304,24 @@ impl NodeConfig {
         }
         check_port_range("client_addr", self.client_addr, self.shards)?;
         check_port_range("peer_addr", self.peer_addr, self.shards)?;
+        if let Some(resp) = self.resp_addr {
+            check_port_range("resp_addr", resp, self.shards)?;
+            for (name, other) in [
+                ("client_addr", self.client_addr),
+                ("peer_addr", self.peer_addr),
+            ] {
+                if ranges_overlap(resp, other, self.shards) {
+                    return Err(ConfigError::invalid(
+                        "resp_addr",
+                        resp,
+                        format!(
+                            "its {} ports overlap the {name} ports starting at {other}",
+                            self.shards
+                        ),
+                    ));
+                }
+            }
+        }
         if ranges_overlap(self.client_addr, self.peer_addr, self.shards) {
             return Err(ConfigError::invalid(
                 "peer_addr",

@@ -19,6 +19,9 @@ use super::types::Response;
 const TAG_WRITTEN: u8 = 1;
 const TAG_DELETED: u8 = 2;
 const TAG_REJECTED: u8 = 3;
+const TAG_SET_IF: u8 = 4;
+const TAG_CHANGED: u8 = 5;
+const TAG_REMOVED: u8 = 6;
 
 /// The outcome of one applied client command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,13 @@ pub enum ApplyReply {
     /// The command was not applied: its bytes do not decode or it breaks a limit. The log
     /// index still counts as applied, identically on every replica.
     Rejected { reason: String },
+    /// A `SetIf`: whether it stored, and the old live value when asked for. A function of
+    /// the log (the command carries the leader's `now_ms`).
+    SetIf { applied: bool, old: Option<Bytes> },
+    /// A `SetExpiry` / `Persist`: whether the key changed. A function of the log.
+    Changed(bool),
+    /// A `DeleteLive`: how many keys were live. A function of the log.
+    Removed(u32),
 }
 
 /// A reply whose bytes are not an [`ApplyReply`].
@@ -60,6 +70,25 @@ impl ApplyReply {
             ApplyReply::Written => Bytes::from_static(&[TAG_WRITTEN]),
             ApplyReply::Deleted { existed: false } => Bytes::from_static(&[TAG_DELETED, 0]),
             ApplyReply::Deleted { existed: true } => Bytes::from_static(&[TAG_DELETED, 1]),
+            ApplyReply::SetIf { applied, old } => {
+                let mut out = Vec::with_capacity(3 + old.as_ref().map_or(0, Bytes::len));
+                out.push(TAG_SET_IF);
+                out.push(u8::from(*applied));
+                match old {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(1);
+                        out.extend_from_slice(v);
+                    }
+                }
+                Bytes::from(out)
+            }
+            ApplyReply::Changed(c) => Bytes::copy_from_slice(&[TAG_CHANGED, u8::from(*c)]),
+            ApplyReply::Removed(n) => {
+                let mut out = vec![TAG_REMOVED];
+                out.extend_from_slice(&n.to_le_bytes());
+                Bytes::from(out)
+            }
             ApplyReply::Rejected { reason } => {
                 let mut out = Vec::with_capacity(1 + reason.len());
                 out.push(TAG_REJECTED);
@@ -97,6 +126,27 @@ impl ApplyReply {
                     reason: reason.to_string(),
                 })
                 .map_err(|_| ApplyReplyError::BadReason),
+            TAG_SET_IF => match rest {
+                [applied @ (0 | 1), 0] => Ok(ApplyReply::SetIf {
+                    applied: *applied == 1,
+                    old: None,
+                }),
+                [applied @ (0 | 1), 1, old @ ..] => Ok(ApplyReply::SetIf {
+                    applied: *applied == 1,
+                    old: Some(Bytes::copy_from_slice(old)),
+                }),
+                [a, b, ..] if *a > 1 || *b > 1 => Err(ApplyReplyError::BadFlag((*a).max(*b))),
+                _ => Err(bad_length()),
+            },
+            TAG_CHANGED => match rest {
+                [0] => Ok(ApplyReply::Changed(false)),
+                [1] => Ok(ApplyReply::Changed(true)),
+                [flag] => Err(ApplyReplyError::BadFlag(*flag)),
+                _ => Err(bad_length()),
+            },
+            TAG_REMOVED => <[u8; 4]>::try_from(rest)
+                .map(|n| ApplyReply::Removed(u32::from_le_bytes(n)))
+                .map_err(|_| bad_length()),
             other => Err(ApplyReplyError::UnknownTag(other)),
         }
     }
@@ -120,6 +170,22 @@ mod tests {
             ApplyReply::Rejected {
                 reason: String::new(),
             },
+            ApplyReply::SetIf {
+                applied: true,
+                old: None,
+            },
+            ApplyReply::SetIf {
+                applied: false,
+                old: Some(Bytes::new()),
+            },
+            ApplyReply::SetIf {
+                applied: true,
+                old: Some(Bytes::from_static(b"old value")),
+            },
+            ApplyReply::Changed(false),
+            ApplyReply::Changed(true),
+            ApplyReply::Removed(0),
+            ApplyReply::Removed(1024),
             ApplyReply::Rejected {
                 reason: "key of 20000 bytes exceeds MAX_KEY_LEN (16384) ☃".to_string(),
             },
@@ -151,6 +217,22 @@ mod tests {
         assert_eq!(
             ApplyReply::decode(&[TAG_REJECTED, 0xff]),
             Err(ApplyReplyError::BadReason)
+        );
+        assert_eq!(
+            ApplyReply::decode(&[TAG_SET_IF, 1]),
+            Err(ApplyReplyError::BadLength { tag: 4, len: 2 })
+        );
+        assert_eq!(
+            ApplyReply::decode(&[TAG_SET_IF, 2, 0]),
+            Err(ApplyReplyError::BadFlag(2))
+        );
+        assert_eq!(
+            ApplyReply::decode(&[TAG_CHANGED, 7]),
+            Err(ApplyReplyError::BadFlag(7))
+        );
+        assert_eq!(
+            ApplyReply::decode(&[TAG_REMOVED, 1, 0]),
+            Err(ApplyReplyError::BadLength { tag: 6, len: 3 })
         );
     }
 }

@@ -159,10 +159,16 @@ impl ShardStateMachine {
                     // Leader-side information only (followers have no one to tell).
                     let existed = wants_reply
                         && matches!(cmd, Command::Delete { .. })
-                        && state.get_value(cmd.key(), (self.shared.clock)()).is_some();
+                        && cmd
+                            .keys()
+                            .first()
+                            .is_some_and(|k| state.get_value(k, (self.shared.clock)()).is_some());
                     match state.apply(at, &cmd).map_err(invariant)? {
                         ApplyResult::Written => ApplyReply::Written,
                         ApplyResult::Deleted => ApplyReply::Deleted { existed },
+                        ApplyResult::SetIf { applied, old } => ApplyReply::SetIf { applied, old },
+                        ApplyResult::Changed(c) => ApplyReply::Changed(c),
+                        ApplyResult::Removed(n) => ApplyReply::Removed(n),
                         ApplyResult::Rejected(e) => ApplyReply::Rejected {
                             reason: e.to_string(),
                         },

@@ -93,6 +93,14 @@ impl Dispatcher {
             Request::AddLearner(ref a) if a.group < s => {
                 self.on_shard(a.group, request.clone(), deadline).await
             }
+            Request::KeyCount { group } if group < s => {
+                self.on_shard(group, Request::KeyCount { group }, deadline)
+                    .await
+            }
+            Request::KeyCount { group: g } => error(
+                ErrorDetail::InvalidRequest,
+                format!("group {g} does not exist: the node has {s} groups"),
+            ),
             Request::ChangeMembership(ref c) if c.group < s => {
                 self.on_shard(c.group, request.clone(), deadline).await
             }
@@ -155,6 +163,17 @@ impl Dispatcher {
                 Ok(())
             }
             Request::GetMulti(g) => g.keys.iter().try_for_each(key),
+            Request::SetIf(shoal_proto::SetIf { key: k, value, .. }) => {
+                key(k)?;
+                if value.len() > self.max_value_len {
+                    return Err(too_large(LimitKind::Value, self.max_value_len, value.len()));
+                }
+                Ok(())
+            }
+            Request::Expire(e) => key(&e.key),
+            Request::Persist(p) => key(&p.key),
+            Request::Ttl(t) => key(&t.key),
+            Request::DeleteMulti(d) => d.keys.iter().try_for_each(key),
             _ => Ok(()),
         }
     }

@@ -28,6 +28,8 @@ use super::admission::InFlight;
 use super::connection::{self, ConnContext, Phase};
 use super::dispatch::Dispatcher;
 use super::inbox::serve_inbox;
+use super::resp_connection::{self, RespContext};
+use super::resp_stats::RESP_STATS;
 use super::{MAX_LINGERING_REFUSALS, ServerConfig, ServerError};
 use crate::node::{Inbox, Mesh, ShardService};
 
@@ -39,6 +41,8 @@ pub struct Server {
     local_addr: SocketAddr,
     dispatcher: Rc<Dispatcher>,
     inbox: Inbox,
+    /// The Redis protocol listener, when `resp_listen` is set, and its bound address.
+    resp: Option<(TcpListener, SocketAddr)>,
 }
 
 /// What was left when [`Server::run`] returned.
@@ -102,14 +106,15 @@ impl Server {
             addr: cfg.listen,
             source,
         };
-        // std binds with SO_REUSEADDR (restart over TIME_WAIT) and without SO_REUSEPORT.
-        let std_listener = std::net::TcpListener::bind(cfg.listen).map_err(bind_err)?;
-        let local_addr = std_listener.local_addr().map_err(bind_err)?;
-        let fd = std_listener.into_raw_fd();
-        // SAFETY: `fd` is a bound, listening TCP socket whose ownership `into_raw_fd` just
-        // released; glommio's listener takes it over and closes it on drop.
-        #[allow(unsafe_code)]
-        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let (listener, local_addr) = bind_listener(cfg.listen).map_err(bind_err)?;
+        let resp = match cfg.resp_listen {
+            Some(addr) => Some(bind_listener(addr).map_err(|source| ServerError::Bind {
+                shard: cfg.shard,
+                addr,
+                source,
+            })?),
+            None => None,
+        };
         let dispatcher = Rc::new(Dispatcher {
             shard: cfg.shard,
             shard_count: cfg.shard_count,
@@ -127,7 +132,13 @@ impl Server {
             local_addr,
             dispatcher,
             inbox,
+            resp,
         })
+    }
+
+    /// The bound RESP address, if RESP is on.
+    pub fn resp_local_addr(&self) -> Option<SocketAddr> {
+        self.resp.as_ref().map(|(_, a)| *a)
     }
 
     /// The bound address.
@@ -147,6 +158,7 @@ impl Server {
             local_addr,
             dispatcher,
             inbox,
+            resp,
         } = self;
         let progress = Rc::new(Notify::new());
         let in_flight = InFlight::new(cfg.max_in_flight_per_shard, Rc::clone(&progress));
@@ -191,6 +203,25 @@ impl Server {
             .detach();
         }
         tracing::info!(shard = cfg.shard, addr = %local_addr, "serving clients");
+        let (resp_listener, resp_ctx) = match resp {
+            Some((l, addr)) => {
+                tracing::info!(shard = cfg.shard, %addr, "serving Redis protocol clients");
+                let ctx = Rc::new(RespContext {
+                    dispatcher: Rc::clone(&dispatcher),
+                    stats: &RESP_STATS,
+                    max_in_flight: cfg.max_in_flight_per_connection,
+                    request_timeout: cfg.request_timeout,
+                    frame_read_timeout: cfg.frame_read_timeout,
+                    write_timeout: cfg.write_timeout,
+                    port: addr.port(),
+                    max_clients: (cfg.max_connections * cfg.shard_count as usize) as u64,
+                    started: Instant::now(),
+                    next_id: Cell::new(0),
+                });
+                (Some(l), Some(ctx))
+            }
+            None => (None, None),
+        };
         let refusing = Rc::new(Cell::new(0usize));
         {
             let shutdown = shutdown.fuse();
@@ -198,10 +229,38 @@ impl Server {
             loop {
                 let accepted = {
                     let accept = listener.accept().fuse();
-                    pin_mut!(accept);
+                    let accept_resp = async {
+                        match &resp_listener {
+                            Some(l) => l.accept().await,
+                            None => futures::future::pending().await,
+                        }
+                    }
+                    .fuse();
+                    pin_mut!(accept, accept_resp);
                     select_biased! {
                         _ = shutdown => break,
                         r = accept => r,
+                        r = accept_resp => {
+                            match (r, &resp_ctx) {
+                                (Ok(stream), Some(ctx)) if slots.open.get() < cfg.max_connections => {
+                                    slots.open.set(slots.open.get() + 1);
+                                    let slot = Slot(Rc::clone(&slots));
+                                    glommio::spawn_local(resp_connection::serve(
+                                        stream,
+                                        Rc::clone(ctx),
+                                        phase_rx.clone(),
+                                        slot,
+                                    ))
+                                    .detach();
+                                }
+                                (Ok(stream), _) => refuse_resp(stream, &refusing, &cfg),
+                                (Err(e), _) => {
+                                    tracing::warn!(shard = cfg.shard, error = %e, "RESP accept failed");
+                                    Timer::new(Duration::from_millis(10)).await;
+                                }
+                            }
+                            continue;
+                        }
                     }
                 };
                 match accepted {
@@ -226,6 +285,7 @@ impl Server {
             }
         }
         drop(listener);
+        drop(resp_listener);
         tracing::info!(shard = cfg.shard, "draining");
         let _ = phase_tx.send(Phase::Draining);
         let until = Instant::now() + cfg.drain_timeout;
@@ -260,6 +320,46 @@ impl Server {
         let _ = phase_tx.send(Phase::Abort);
         report
     }
+}
+
+/// Binds `addr` for glommio: std binds with SO_REUSEADDR (restart over TIME_WAIT) and
+/// without SO_REUSEPORT (glommio's own `bind` sets it, which would let a second node share
+/// the port silently).
+fn bind_listener(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let std_listener = std::net::TcpListener::bind(addr)?;
+    let local_addr = std_listener.local_addr()?;
+    let fd = std_listener.into_raw_fd();
+    // SAFETY: `fd` is a bound, listening TCP socket whose ownership `into_raw_fd` just
+    // released; glommio's listener takes it over and closes it on drop.
+    #[allow(unsafe_code)]
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    Ok((listener, local_addr))
+}
+
+/// Refuses a RESP connection over the cap with Redis's error, then closes it.
+fn refuse_resp(stream: TcpStream, refusing: &Rc<Cell<usize>>, cfg: &ServerConfig) {
+    RESP_STATS.rejected();
+    if refusing.get() >= MAX_LINGERING_REFUSALS {
+        return; // dropped: closed at once
+    }
+    refusing.set(refusing.get() + 1);
+    let refusing = Rc::clone(refusing);
+    let write_timeout = cfg.write_timeout;
+    glommio::spawn_local(async move {
+        let mut stream = stream;
+        let write = stream
+            .write_all(b"-ERR max number of clients reached\r\n")
+            .fuse();
+        let timer = Timer::new(write_timeout).fuse();
+        pin_mut!(write, timer);
+        select_biased! {
+            _ = write => {},
+            _ = timer => {},
+        }
+        let _ = stream.close().await;
+        refusing.set(refusing.get() - 1);
+    })
+    .detach();
 }
 
 /// Refuses a connection over the cap: `Busy` frame, half-close, bounded linger.

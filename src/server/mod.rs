@@ -38,6 +38,9 @@ mod connection;
 mod dispatch;
 mod inbox;
 mod listener;
+mod resp_connection;
+mod resp_exec;
+mod resp_stats;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -107,6 +110,8 @@ pub struct ServerConfig {
     pub write_timeout: Duration,
     /// See [`DEFAULT_DRAIN_TIMEOUT`].
     pub drain_timeout: Duration,
+    /// Where this shard listens for Redis protocol clients (`None`: RESP off).
+    pub resp_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -147,6 +152,7 @@ impl ServerConfig {
             frame_read_timeout: DEFAULT_FRAME_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            resp_listen: node.shard_resp_addr(shard as usize),
         }
     }
 

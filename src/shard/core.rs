@@ -27,8 +27,8 @@ use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
 use shoal_proto::{
-    AddLearner, ErrorDetail, ErrorResponse, GroupStatus, NodeInfo, RaftRole, ReadConsistency,
-    Request, Response, StatusReport,
+    AddLearner, ErrorDetail, ErrorResponse, GroupStatus, KeyTtl, NodeInfo, RaftRole,
+    ReadConsistency, Request, Response, StatusReport,
 };
 
 use super::clock::now_ms;
@@ -37,7 +37,7 @@ use crate::node::ShardService;
 use crate::raft::apply_reply::ApplyReply;
 use crate::raft::state_machine::{ShardStateMachine, SharedState};
 use crate::raft::types::{NodeId, Raft, Request as RaftRequest, ShoalNode};
-use crate::state::Command;
+use crate::state::{Command, KeyExpiry};
 
 /// One shard's Raft group and state, serving requests on the shard's executor.
 pub struct ShardCore {
@@ -186,6 +186,22 @@ impl ShardCore {
                     Err(e) => Response::Error(write_error(self.shard, &e, self.shard_count)),
                 }
             }
+            Request::SetIf(_)
+            | Request::Expire(_)
+            | Request::Persist(_)
+            | Request::DeleteMulti(_)
+            | Request::Ttl(_) => self.run_conditional(request, deadline).await,
+            Request::KeyCount { group } if group == self.shard => {
+                let state = self.state.borrow();
+                Response::KeyCount {
+                    keys: state.len() as u64,
+                    expiring: state.keys_with_expiry() as u64,
+                }
+            }
+            Request::KeyCount { group } => invalid(format!(
+                "shard {} was asked for the keys of group {group}",
+                self.shard
+            )),
             Request::Hello(_) | Request::Ping | Request::Topology => invalid(format!(
                 "{:?} is answered by the server, not by a shard",
                 request.opcode()
@@ -229,12 +245,91 @@ impl ShardCore {
         .await
     }
 
+    /// The conditional and TTL operations (see `shoal_proto::SetIf` and friends). Writes
+    /// carry this (the proposing leader's) clock as the command's `now_ms`: the state
+    /// machine judges liveness with it, never with its own clock, so every replica decides
+    /// the same.
+    async fn run_conditional(&self, request: Request, deadline: Instant) -> Response {
+        let now = now_ms();
+        let command = match request {
+            Request::SetIf(s) => Command::SetIf {
+                key: s.key,
+                value: s.value,
+                now_ms: now,
+                condition: match s.condition {
+                    shoal_proto::SetCondition::Always => crate::state::SetCondition::Always,
+                    shoal_proto::SetCondition::IfAbsent => crate::state::SetCondition::IfAbsent,
+                    shoal_proto::SetCondition::IfPresent => crate::state::SetCondition::IfPresent,
+                },
+                ttl: match s.ttl {
+                    shoal_proto::TtlMode::Clear => crate::state::TtlChange::Clear,
+                    shoal_proto::TtlMode::Keep => crate::state::TtlChange::Keep,
+                    shoal_proto::TtlMode::ExpireAt(at) => crate::state::TtlChange::ExpireAt(at),
+                },
+                return_old: s.return_old,
+            },
+            Request::Expire(e) => Command::SetExpiry {
+                key: e.key,
+                now_ms: now,
+                expire_at_ms: e.expire_at_ms,
+                condition: crate::state::ExpiryCondition {
+                    nx: e.condition.nx,
+                    xx: e.condition.xx,
+                    gt: e.condition.gt,
+                    lt: e.condition.lt,
+                },
+            },
+            Request::Persist(p) => Command::Persist {
+                key: p.key,
+                now_ms: now,
+            },
+            Request::DeleteMulti(d) => Command::DeleteLive {
+                keys: d.keys,
+                now_ms: now,
+            },
+            Request::Ttl(t) => {
+                return match self.confirm_read(t.consistency, deadline).await {
+                    Ok(()) => Response::Ttl(match self.state.borrow().expiry(&t.key, now_ms()) {
+                        KeyExpiry::Missing => KeyTtl::Missing,
+                        KeyExpiry::Persistent => KeyTtl::NoExpiry,
+                        KeyExpiry::At(at) => KeyTtl::ExpiresAt(at),
+                    }),
+                    Err(e) => Response::Error(e),
+                };
+            }
+            other => return internal(format!("{:?} is not conditional", other.opcode())),
+        };
+        let is_persist = matches!(command, Command::Persist { .. });
+        match self.propose(command).await {
+            Ok(ApplyReply::SetIf { applied, old }) => Response::SetIf { applied, old },
+            Ok(ApplyReply::Changed(changed)) if is_persist => Response::Persist { changed },
+            Ok(ApplyReply::Changed(changed)) => Response::Expire { changed },
+            Ok(ApplyReply::Removed(removed)) => Response::DeleteMulti { removed },
+            Ok(ApplyReply::Rejected { reason }) => invalid(reason),
+            Ok(other) => internal(format!("unexpected apply reply {other:?}")),
+            Err(response) => response,
+        }
+    }
+
     async fn write(&self, command: Command) -> Response {
         let is_put = !matches!(command, Command::Delete { .. });
         let is_ttl = matches!(command, Command::PutWithTtl { .. });
+        match self.propose(command).await {
+            Ok(ApplyReply::Written) if is_ttl => Response::PutWithTtl,
+            Ok(ApplyReply::Written) if is_put => Response::Put,
+            Ok(ApplyReply::Deleted { existed }) if !is_put => Response::Delete { existed },
+            Ok(ApplyReply::Rejected { reason }) => invalid(reason),
+            Ok(other) => internal(format!("unexpected apply reply {other:?}")),
+            Err(response) => response,
+        }
+    }
+
+    /// Proposes `command` and waits until it is applied: its apply reply, or the error
+    /// response to answer.
+    async fn propose(&self, command: Command) -> Result<ApplyReply, Response> {
         let encoded = match command.to_bytes() {
             Ok(b) => b,
-            Err(e) => return invalid(e.to_string()),
+            Err(e) => return Err(invalid(e.to_string())),
         };
         // A fresh leader has no quorum ack yet and refuses writes with `LeaseExpired`
         // (docs/RAFT.md pitfall 6): wait for the ack once, then propose again.
@@ -248,16 +343,8 @@ impl ShardCore {
                 .await;
             match result {
                 Ok(resp) => {
-                    return match ApplyReply::decode(&resp.data.reply) {
-                        Ok(ApplyReply::Written) if is_ttl => Response::PutWithTtl,
-                        Ok(ApplyReply::Written) if is_put => Response::Put,
-                        Ok(ApplyReply::Deleted { existed }) if !is_put => {
-                            Response::Delete { existed }
-                        }
-                        Ok(ApplyReply::Rejected { reason }) => invalid(reason),
-                        Ok(other) => internal(format!("unexpected apply reply {other:?}")),
-                        Err(e) => internal(format!("undecodable apply reply: {e}")),
-                    };
+                    return ApplyReply::decode(&resp.data.reply)
+                        .map_err(|e| internal(format!("undecodable apply reply: {e}")));
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
                     if f.reason == ForwardReason::LeaseExpired && !waited_for_lease =>
@@ -269,15 +356,19 @@ impl ShardCore {
                         .leader_with_quorum_acked(None, "leader lease for a write")
                         .await;
                     if waited.is_err() {
-                        return Response::Error(ErrorResponse::new(
+                        return Err(Response::Error(ErrorResponse::new(
                             ErrorDetail::Unavailable,
                             format!("group {}: leadership lost", self.shard),
-                        ));
+                        )));
                     }
                 }
                 Err(e) => {
                     self.note_fatal(e.fatal());
-                    return Response::Error(write_error(self.shard, &e, self.shard_count));
+                    return Err(Response::Error(write_error(
+                        self.shard,
+                        &e,
+                        self.shard_count,
+                    )));
                 }
             }
         }

@@ -31,6 +31,12 @@ pub enum CommandError {
     /// A length varint is longer than 5 bytes or does not fit in 32 bits.
     #[error("malformed length varint at offset {offset}")]
     BadVarint { offset: usize },
+    /// A flag byte has unknown bits or an invalid combination.
+    #[error("invalid command flags {0:#04x}")]
+    BadFlags(u8),
+    /// A multi-key command names no key or more than `limits::MAX_BATCH_KEYS`.
+    #[error("command with {count} keys (1 to {max} allowed)", max = limits::MAX_BATCH_KEYS)]
+    BadBatch { count: usize },
     /// Bytes remain after a complete command.
     #[error("{extra} trailing bytes after the command")]
     TrailingBytes { extra: usize },

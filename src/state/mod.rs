@@ -35,7 +35,7 @@ mod snapshot_tests;
 
 use bytes::Bytes;
 
-pub use command::{COMMAND_VERSION, Command};
+pub use command::{COMMAND_VERSION, Command, ExpiryCondition, SetCondition, TtlChange};
 pub use entry::{Entry, Value};
 pub use error::{CommandError, SnapshotError, StateError};
 pub use index::{INDEX_HASH_SEED, SUBTABLES, hash_key};
@@ -66,6 +66,14 @@ pub enum ApplyResult {
     /// The command breaks a limit; the state is unchanged (the log index still counts as
     /// applied).
     Rejected(CommandError),
+    /// `SetIf`: whether the condition held and the value was stored, and the old value
+    /// live at the command's `now_ms` when it asked for it.
+    SetIf { applied: bool, old: Option<Bytes> },
+    /// `SetExpiry` / `Persist`: whether the key's expiry changed (or the key was removed
+    /// by an expiry in the past).
+    Changed(bool),
+    /// `DeleteLive`: how many distinct keys were live at the command's `now_ms`.
+    Removed(u32),
 }
 
 /// Expiry of a key as seen at some `now` (for TTL / PTTL).
@@ -144,12 +152,108 @@ impl State {
                 ApplyResult::Written
             }
             Command::Delete { key } => {
-                if let Some(old) = self.index.remove(key) {
-                    self.cancel_timer_of(&old);
-                }
+                self.remove(key);
                 ApplyResult::Deleted
             }
+            Command::SetIf {
+                key,
+                value,
+                now_ms,
+                condition,
+                ttl,
+                return_old,
+            } => self.set_if(key, value, *now_ms, *condition, *ttl, *return_old),
+            Command::SetExpiry {
+                key,
+                now_ms,
+                expire_at_ms,
+                condition,
+            } => {
+                let Some(live) = self.live_entry(key, *now_ms) else {
+                    return Ok(ApplyResult::Changed(false));
+                };
+                if !condition.allows(live.expiry(), *expire_at_ms) {
+                    return Ok(ApplyResult::Changed(false));
+                }
+                if *expire_at_ms <= *now_ms {
+                    self.remove(key);
+                } else {
+                    self.put(key, live.value(), Some(*expire_at_ms));
+                }
+                ApplyResult::Changed(true)
+            }
+            Command::Persist { key, now_ms } => match self.live_entry(key, *now_ms) {
+                Some(live) if live.expiry().is_some() => {
+                    self.put(key, live.value(), None);
+                    ApplyResult::Changed(true)
+                }
+                _ => ApplyResult::Changed(false),
+            },
+            Command::DeleteLive { keys, now_ms } => {
+                let mut removed = 0u32;
+                for key in keys {
+                    // A repeated key is gone by its second mention: counted once.
+                    if let Some(old) = self.remove(key) {
+                        removed += u32::from(!old.is_expired(*now_ms));
+                    }
+                }
+                ApplyResult::Removed(removed)
+            }
         })
+    }
+
+    /// The entry of `key` if it is live at `now_ms` (a cheap handle clone, so the caller
+    /// may rewrite the key while holding it).
+    fn live_entry(&self, key: &[u8], now_ms: u64) -> Option<Entry> {
+        self.index
+            .get(key)
+            .filter(|e| !e.is_expired(now_ms))
+            .cloned()
+    }
+
+    fn remove(&mut self, key: &[u8]) -> Option<Entry> {
+        let old = self.index.remove(key)?;
+        self.cancel_timer_of(&old);
+        Some(old)
+    }
+
+    fn set_if(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        now_ms: u64,
+        condition: SetCondition,
+        ttl: TtlChange,
+        return_old: bool,
+    ) -> ApplyResult {
+        let live = self.live_entry(key, now_ms);
+        let holds = match condition {
+            SetCondition::Always => true,
+            SetCondition::IfAbsent => live.is_none(),
+            SetCondition::IfPresent => live.is_some(),
+        };
+        if holds {
+            let expire_at = match ttl {
+                TtlChange::Clear => None,
+                TtlChange::Keep => live.as_ref().and_then(Entry::expiry),
+                TtlChange::ExpireAt(at) => Some(at),
+            };
+            match expire_at {
+                // Already expired when written: nothing would ever see it.
+                Some(at) if at <= now_ms => {
+                    self.remove(key);
+                }
+                _ => self.put(key, value, expire_at),
+            }
+        }
+        ApplyResult::SetIf {
+            applied: holds,
+            old: if return_old {
+                live.as_ref().map(Entry::value_bytes)
+            } else {
+                None
+            },
+        }
     }
 
     /// Records a log entry that carries no command (blank, membership).
@@ -251,6 +355,11 @@ impl State {
             }
             _ => KeyExpiry::Missing,
         }
+    }
+
+    /// Stored keys that have an expiry (expired ones not yet reclaimed included).
+    pub fn keys_with_expiry(&self) -> usize {
+        self.wheel.len()
     }
 
     /// Reclaims keys expired at `now_ms`, doing at most about `max_work` units of work

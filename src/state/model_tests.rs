@@ -40,6 +40,27 @@ enum Op {
         step: u64,
         max_work: usize,
     },
+    SetIf {
+        key: u8,
+        value: Vec<u8>,
+        condition: u8,
+        /// 0 clear, 1 keep, 2 expire at now + ttl, 3 expire at now - ttl (past).
+        ttl_kind: u8,
+        ttl: u64,
+        return_old: bool,
+    },
+    SetExpiry {
+        key: u8,
+        ttl: u64,
+        past: bool,
+        condition: u8,
+    },
+    Persist {
+        key: u8,
+    },
+    DeleteLive {
+        keys: Vec<u8>,
+    },
 }
 
 fn key_bytes(k: u8) -> Vec<u8> {
@@ -71,6 +92,14 @@ fn arb_op() -> impl Strategy<Value = Op> {
         4 => (0u8..48, value, ttl, proptest::bool::weighted(0.1))
             .prop_map(|(key, value, ttl, past)| Op::PutTtl { key, value, ttl, past }),
         2 => (0u8..48).prop_map(|key| Op::Delete { key }),
+        3 => (0u8..48, proptest::collection::vec(any::<u8>(), 0..8), 0u8..3, 0u8..4, 0u64..5_000, any::<bool>())
+            .prop_map(|(key, value, condition, ttl_kind, ttl, return_old)| Op::SetIf {
+                key, value, condition, ttl_kind, ttl, return_old,
+            }),
+        3 => (0u8..48, 0u64..5_000, proptest::bool::weighted(0.1), 0u8..16)
+            .prop_map(|(key, ttl, past, condition)| Op::SetExpiry { key, ttl, past, condition }),
+        1 => (0u8..48).prop_map(|key| Op::Persist { key }),
+        1 => proptest::collection::vec(0u8..48, 1..6).prop_map(|keys| Op::DeleteLive { keys }),
         3 => (prop_oneof![0u64..3, 0u64..200, 0u64..50_000, 0u64..(1 << 40)], 1usize..20)
             .prop_map(|(step, max_work)| Op::Advance { step, max_work }),
     ]
@@ -151,6 +180,94 @@ proptest! {
                     let r = apply(&mut state, &mut index, Command::Delete { key: Bytes::from(k.clone()) });
                     prop_assert_eq!(r, ApplyResult::Deleted);
                     model.remove(&k);
+                }
+                Op::SetIf { key, value, condition, ttl_kind, ttl, return_old } => {
+                    let k = key_bytes(key);
+                    let old = visible(&model, &k, now);
+                    let cond = [SetCondition::Always, SetCondition::IfAbsent, SetCondition::IfPresent][usize::from(condition)];
+                    let change = match ttl_kind {
+                        0 => TtlChange::Clear,
+                        1 => TtlChange::Keep,
+                        2 => TtlChange::ExpireAt(now + ttl),
+                        _ => TtlChange::ExpireAt(now.saturating_sub(ttl)),
+                    };
+                    let r = apply(&mut state, &mut index, Command::SetIf {
+                        key: Bytes::from(k.clone()), value: Bytes::from(value.clone()), now_ms: now,
+                        condition: cond, ttl: change, return_old,
+                    });
+                    let holds = match cond {
+                        SetCondition::Always => true,
+                        SetCondition::IfAbsent => old.is_none(),
+                        SetCondition::IfPresent => old.is_some(),
+                    };
+                    prop_assert_eq!(r, ApplyResult::SetIf {
+                        applied: holds,
+                        old: if return_old { old.clone().map(Bytes::from) } else { None },
+                    });
+                    if holds {
+                        let at = match change {
+                            TtlChange::Clear => None,
+                            TtlChange::Keep => old.as_ref().and_then(|_| model.get(&k).and_then(|(_, at)| *at)),
+                            TtlChange::ExpireAt(at) => Some(at),
+                        };
+                        if at.is_some_and(|at| at <= now) {
+                            model.remove(&k);
+                        } else {
+                            model.insert(k, (value, at));
+                        }
+                    }
+                }
+                Op::SetExpiry { key, ttl, past, condition } => {
+                    let k = key_bytes(key);
+                    let Some(condition) = ExpiryCondition::from_bits_for_tests(condition) else {
+                        continue;
+                    };
+                    let at = if past { now.saturating_sub(ttl) } else { now + ttl };
+                    let r = apply(&mut state, &mut index, Command::SetExpiry {
+                        key: Bytes::from(k.clone()), now_ms: now, expire_at_ms: at, condition,
+                    });
+                    let live = visible(&model, &k, now);
+                    let current = model.get(&k).and_then(|(_, at)| *at);
+                    // The model's reading of Redis's rules, written out independently.
+                    let allowed = live.is_some()
+                        && !(condition.nx && current.is_some())
+                        && !(condition.xx && current.is_none())
+                        && !(condition.gt && current.is_none_or(|c| at <= c))
+                        && !(condition.lt && current.is_some_and(|c| at >= c));
+                    prop_assert_eq!(r, ApplyResult::Changed(allowed));
+                    if allowed {
+                        if at <= now {
+                            model.remove(&k);
+                        } else if let Some(entry) = model.get_mut(&k) {
+                            entry.1 = Some(at);
+                        }
+                    }
+                }
+                Op::Persist { key } => {
+                    let k = key_bytes(key);
+                    let live = visible(&model, &k, now).is_some();
+                    let has_ttl = model.get(&k).is_some_and(|(_, at)| at.is_some());
+                    let r = apply(&mut state, &mut index, Command::Persist { key: Bytes::from(k.clone()), now_ms: now });
+                    prop_assert_eq!(r, ApplyResult::Changed(live && has_ttl));
+                    if live && has_ttl {
+                        if let Some(entry) = model.get_mut(&k) {
+                            entry.1 = None;
+                        }
+                    }
+                }
+                Op::DeleteLive { keys } => {
+                    let keys: Vec<Vec<u8>> = keys.into_iter().map(key_bytes).collect();
+                    let mut distinct = keys.clone();
+                    distinct.sort();
+                    distinct.dedup();
+                    let live = distinct.iter().filter(|k| visible(&model, k, now).is_some()).count();
+                    let r = apply(&mut state, &mut index, Command::DeleteLive {
+                        keys: keys.iter().cloned().map(Bytes::from).collect(), now_ms: now,
+                    });
+                    prop_assert_eq!(r, ApplyResult::Removed(live as u32));
+                    for k in &distinct {
+                        model.remove(k);
+                    }
                 }
                 Op::Advance { step, max_work } => {
                     now += step;

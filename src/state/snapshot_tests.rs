@@ -133,6 +133,7 @@ fn snapshot_while_writing_equals_state_at_its_log_index() {
                 } => {
                     model.insert(key.to_vec(), (value.to_vec(), Some(*expire_at_ms)));
                 }
+                other => unreachable!("this test generates no {other:?}"),
             }
         }
         s.tick(1_000 + u64::from(steps), 50);

@@ -196,6 +196,7 @@ pub fn config(shard: u32, shard_count: u32) -> ServerConfig {
         frame_read_timeout: Duration::from_secs(20),
         write_timeout: Duration::from_secs(20),
         drain_timeout: Duration::from_secs(20),
+        resp_listen: None,
     }
 }
 

@@ -94,6 +94,54 @@ pub fn request() -> impl Strategy<Value = Request> {
                 }
             )),
         option::of(0..MAX_SHARDS as u32).prop_map(|group| Request::Status { group }),
+        (
+            shard(),
+            bytes(64),
+            bytes(64),
+            0u8..3,
+            0u8..3,
+            any::<u64>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(shard, key, value, c, t, at, return_old)| Request::SetIf(SetIf {
+                    shard,
+                    key,
+                    value,
+                    condition: [
+                        SetCondition::Always,
+                        SetCondition::IfAbsent,
+                        SetCondition::IfPresent
+                    ][c as usize],
+                    ttl: [TtlMode::Clear, TtlMode::Keep, TtlMode::ExpireAt(at)][t as usize],
+                    return_old,
+                })
+            ),
+        (
+            shard(),
+            bytes(64),
+            any::<u64>(),
+            (0u8..16).prop_filter_map("valid", ExpireCondition::from_bits)
+        )
+            .prop_map(
+                |(shard, key, expire_at_ms, condition)| Request::Expire(Expire {
+                    shard,
+                    key,
+                    expire_at_ms,
+                    condition
+                })
+            ),
+        (shard(), bytes(64)).prop_map(|(shard, key)| Request::Persist(Persist { shard, key })),
+        (shard(), vec(bytes(16), 1..20))
+            .prop_map(|(shard, keys)| Request::DeleteMulti(DeleteMulti { shard, keys })),
+        (0..MAX_SHARDS as u32).prop_map(|group| Request::KeyCount { group }),
+        (shard(), bytes(64), consistency()).prop_map(|(shard, key, consistency)| {
+            Request::Ttl(Ttl {
+                shard,
+                key,
+                consistency,
+            })
+        }),
     ]
 }
 
@@ -230,6 +278,19 @@ pub fn response() -> impl Strategy<Value = Response> {
         (any::<u64>(), vec(group_status(), 0..4))
             .prop_map(|(node_id, groups)| Response::Status(StatusReport { node_id, groups })),
         error_response().prop_map(Response::Error),
+        (any::<bool>(), option::of(bytes(64)))
+            .prop_map(|(applied, old)| Response::SetIf { applied, old }),
+        any::<bool>().prop_map(|changed| Response::Expire { changed }),
+        any::<bool>().prop_map(|changed| Response::Persist { changed }),
+        any::<u32>().prop_map(|removed| Response::DeleteMulti { removed }),
+        (any::<u64>(), any::<u64>())
+            .prop_map(|(keys, expiring)| Response::KeyCount { keys, expiring }),
+        prop_oneof![
+            Just(KeyTtl::Missing),
+            Just(KeyTtl::NoExpiry),
+            any::<u64>().prop_map(KeyTtl::ExpiresAt)
+        ]
+        .prop_map(Response::Ttl),
     ]
 }
 

@@ -1,0 +1,294 @@
+//! One Redis protocol (RESP) connection: reads requests, plans them with the sans-IO
+//! `shoal_resp::Session`, executes them through the shard's dispatcher, writes replies.
+//!
+//! Invariants:
+//! - Pipelining: every complete request already buffered (at most
+//!   `max_in_flight_per_connection` at a time) is executed concurrently; replies are
+//!   written in request order, each encoded with the protocol version in force when its
+//!   command was planned.
+//! - Backpressure and bounded memory: no read while a batch executes or its replies are
+//!   being written (TCP pushes back on the client); the read buffer holds at most one
+//!   request under `RESP_MAX_REQUEST_LEN` plus one read chunk (the decoder checks every
+//!   announced length before allocating).
+//! - Malformed RESP: the error reply is written, then only this connection closes.
+//! - Timeouts: a request partly received for longer than `frame_read_timeout` closes the
+//!   connection (slowloris); a write blocked longer than `write_timeout` closes it; each
+//!   command has `request_timeout`. An idle connection (nothing buffered) may stay open,
+//!   as with Redis's default `timeout 0`.
+//! - Drain: on shutdown the batch in flight finishes and is answered, then the connection
+//!   closes; on abort it closes at once.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use futures::{FutureExt, pin_mut, select_biased};
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+use shoal_resp::{Action, Protocol, ReadOp, Reply, Session, Step, encode_reply};
+use tokio::sync::watch;
+
+use super::READ_CHUNK;
+use super::connection::Phase;
+use super::dispatch::Dispatcher;
+use super::resp_exec;
+use super::resp_stats::{self, RespStats};
+
+use crate::shard::clock::now_ms;
+
+/// What every RESP connection of one shard shares.
+pub(crate) struct RespContext {
+    pub(crate) dispatcher: Rc<Dispatcher>,
+    pub(crate) stats: &'static RespStats,
+    pub(crate) max_in_flight: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) frame_read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
+    /// This listener's port (INFO `tcp_port`).
+    pub(crate) port: u16,
+    /// Connections this listener serves at once (INFO `maxclients`, per node).
+    pub(crate) max_clients: u64,
+    /// Shards of the node.
+    pub(crate) started: Instant,
+    /// Next connection id (`CLIENT ID`): shard-local counter, made node-unique by
+    /// interleaving shards (id = counter * shard_count + shard).
+    pub(crate) next_id: Cell<u64>,
+}
+
+impl RespContext {
+    fn connection_id(&self) -> u64 {
+        let n = self.next_id.get();
+        self.next_id.set(n + 1);
+        n * u64::from(self.dispatcher.shard_count) + u64::from(self.dispatcher.shard) + 1
+    }
+}
+
+/// Serves one accepted RESP connection until it closes; holds `_slot` until then.
+pub(crate) async fn serve<S>(
+    mut stream: TcpStream,
+    ctx: Rc<RespContext>,
+    mut phase: watch::Receiver<Phase>,
+    _slot: S,
+) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let _open = ctx.stats.open_connection();
+    let mut session = Session::new(ctx.connection_id());
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut out = BytesMut::new();
+    let mut partial_since: Option<Instant> = None;
+    loop {
+        // Plan a batch from what is buffered.
+        let mut steps: Vec<Step> = Vec::new();
+        let mut close_after = false;
+        let mut malformed = None;
+        while steps.len() < ctx.max_in_flight {
+            match session.next(&mut buf, now_ms()) {
+                Ok(Some(step)) => {
+                    close_after = matches!(step.action, Action::Close(_));
+                    steps.push(step);
+                    if close_after {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    malformed = Some(e);
+                    break;
+                }
+            }
+        }
+        let full_batch = steps.len() == ctx.max_in_flight;
+        if !steps.is_empty() {
+            // A request completed: the slowloris clock restarts for the next one.
+            partial_since = None;
+            ctx.stats.commands(steps.len() as u64);
+            let deadline = Instant::now() + ctx.request_timeout;
+            for wave in waves(steps) {
+                let replies = join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
+                for (reply, protocol) in &replies {
+                    encode_reply(reply, *protocol, &mut out);
+                }
+            }
+        }
+        if let Some(e) = &malformed {
+            tracing::debug!(error = %e, "malformed RESP; closing the connection");
+            encode_reply(&e.reply(), session.state().protocol, &mut out);
+            close_after = true;
+        }
+        if !out.is_empty() {
+            if !write_all(&mut stream, &out, ctx.write_timeout).await {
+                return;
+            }
+            out.clear();
+        }
+        if close_after {
+            let _ = stream.close().await;
+            return;
+        }
+        if *phase.borrow() != Phase::Running {
+            return;
+        }
+        if full_batch {
+            continue; // more may be buffered: serve it before reading
+        }
+        // Read more.
+        if buf.is_empty() {
+            partial_since = None;
+        } else if partial_since.is_none() {
+            partial_since = Some(Instant::now());
+        }
+        buf.reserve(READ_CHUNK);
+        {
+            let len = buf.len();
+            let spare = buf.capacity() - len;
+            buf.resize(len + spare.min(READ_CHUNK), 0);
+            let read = {
+                let fut = stream.read(&mut buf[len..]).fuse();
+                let changed = phase.changed().fuse();
+                let limit = match partial_since {
+                    Some(since) => ctx
+                        .frame_read_timeout
+                        .saturating_sub(since.elapsed())
+                        .max(Duration::from_millis(1)),
+                    // Idle: wait as long as the client likes (only a phase change ends it).
+                    None => Duration::from_secs(24 * 3600),
+                };
+                let timer = Timer::new(limit).fuse();
+                pin_mut!(fut, changed, timer);
+                select_biased! {
+                    r = fut => Some(r),
+                    _ = changed => None,
+                    _ = timer => {
+                        if partial_since.is_some() {
+                            tracing::debug!("RESP request not completed in time; closing");
+                            return;
+                        }
+                        None
+                    }
+                }
+            };
+            match read {
+                Some(Ok(n)) => {
+                    buf.truncate(len + n);
+                    if n == 0 {
+                        return; // peer closed
+                    }
+                }
+                Some(Err(_)) => return,
+                None => buf.truncate(len),
+            }
+        };
+    }
+}
+
+/// Splits a pipelined batch into waves run one after the other; the commands of a wave
+/// run concurrently. A command joins the current wave only if it touches no key that an
+/// earlier command of the wave touches, unless both only read it; commands without keys
+/// that read the store (DBSIZE, INFO) start a wave of their own. So every command sees
+/// the effects of the commands sent before it on its connection, as with Redis, while
+/// independent commands still share Raft rounds.
+fn waves(steps: Vec<Step>) -> Vec<Vec<Step>> {
+    let mut waves: Vec<Vec<Step>> = Vec::new();
+    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written
+    let mut sealed = false; // the current wave is a DBSIZE/INFO: nothing joins it
+    for step in steps {
+        let (keys, writes, barrier): (&[Bytes], bool, bool) = match &step.action {
+            Action::Read(r) => (r.op.keys(), false, false),
+            Action::Write(w) => (w.op.keys(), true, false),
+            Action::DbSize | Action::Info(_) => (&[], false, true),
+            Action::Reply(_) | Action::Close(_) => (&[], false, false),
+        };
+        let conflict = barrier
+            || sealed
+            || keys
+                .iter()
+                .any(|k| touched.get(k).is_some_and(|&written| written || writes));
+        if conflict || waves.is_empty() {
+            waves.push(Vec::new());
+            touched.clear();
+        }
+        for k in keys {
+            let written = touched.entry(k.clone()).or_insert(false);
+            *written |= writes;
+        }
+        sealed = barrier;
+        if let Some(wave) = waves.last_mut() {
+            wave.push(step);
+        }
+    }
+    waves
+}
+
+async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Protocol) {
+    let d = &ctx.dispatcher;
+    let reply = match step.action {
+        Action::Reply(r) | Action::Close(r) => r,
+        Action::Read(read) => {
+            let is_get = matches!(read.op, ReadOp::Get { .. });
+            let reply = resp_exec::read(d, read, deadline).await;
+            if is_get {
+                ctx.stats
+                    .count_get(!matches!(reply, Reply::Null | Reply::Error(_)));
+            }
+            reply
+        }
+        Action::Write(write) => resp_exec::write(d, write, deadline).await,
+        Action::DbSize => resp_stats::dbsize(d, deadline).await,
+        Action::Info(sections) => resp_stats::info(ctx, sections, deadline).await,
+    };
+    (reply, step.protocol)
+}
+
+async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
+    let write = stream.write_all(bytes).fuse();
+    let timer = Timer::new(timeout).fuse();
+    pin_mut!(write, timer);
+    select_biased! {
+        r = write => r.is_ok(),
+        _ = timer => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(session: &mut Session, args: &[&str]) -> Step {
+        let args = args
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        session.plan_args(args, 1_000)
+    }
+
+    fn shape(waves: &[Vec<Step>]) -> Vec<usize> {
+        waves.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn waves_keep_each_key_in_order_and_run_independent_commands_together() {
+        let mut s = Session::new(1);
+        let batch = [
+            &["SET", "a", "1"][..],
+            &["SET", "b", "1"],
+            &["GET", "c"],
+            &["GET", "a"], // reads a written above: next wave
+            &["GET", "a"], // read after read: same wave
+            &["GET", "b"],
+            &["PING"],
+            &["DEL", "x", "a"], // writes a, read in this wave: next wave
+            &["DBSIZE"],        // a wave of its own
+            &["GET", "z"],      // nothing joins the DBSIZE wave
+        ];
+        let steps = batch.iter().map(|a| plan(&mut s, a)).collect();
+        assert_eq!(shape(&waves(steps)), vec![3, 4, 1, 1, 1]);
+        assert!(waves(Vec::new()).is_empty());
+    }
+}
