@@ -106,7 +106,7 @@ fn three_node_put_and_get_figures() {
             p.await.unwrap();
         }
         println!("3 nodes on 127.0.0.1, 1 shard each, 100-byte values, {secs} s per run:");
-        for (puts, in_flight) in [(false, 1), (false, 64), (true, 1), (true, 64)] {
+        for (puts, in_flight) in [(true, 1), (true, 64), (false, 1), (false, 64)] {
             println!("{}", run(&client, in_flight, puts, secs).await);
         }
     });
