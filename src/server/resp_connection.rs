@@ -151,16 +151,23 @@ pub(crate) async fn serve<S>(
             buf.resize(len + spare.min(READ_CHUNK), 0);
             let read = {
                 let fut = stream.read(&mut buf[len..]).fuse();
-                let changed = phase.changed().fuse();
-                let limit = match partial_since {
-                    Some(since) => ctx
-                        .frame_read_timeout
+                let changed = phase.wait_for(|p| *p != Phase::Running).fuse();
+                // Idle (nothing buffered): no timer, only a phase change ends the wait
+                // (as the native connection does).
+                let timeout = partial_since.map(|since| {
+                    ctx.frame_read_timeout
                         .saturating_sub(since.elapsed())
-                        .max(Duration::from_millis(1)),
-                    // Idle: wait as long as the client likes (only a phase change ends it).
-                    None => Duration::from_secs(24 * 3600),
-                };
-                let timer = Timer::new(limit).fuse();
+                        .max(Duration::from_millis(1))
+                });
+                let timer = async {
+                    match timeout {
+                        Some(t) => {
+                            Timer::new(t).await;
+                        }
+                        None => futures::future::pending::<()>().await,
+                    }
+                }
+                .fuse();
                 pin_mut!(fut, changed, timer);
                 select_biased! {
                     r = fut => Some(r),
