@@ -8,6 +8,11 @@
 //! - Arguments are checked against the protocol limits before anything is sent, with the
 //!   same errors as `RemoteKvClient`.
 //! - Every call carries a deadline (`timeout`); the shard answers `Timeout` past it.
+//! - In a cluster, the local shard may not lead its group: writes and linearizable reads
+//!   then fail with `NotLeader` carrying the leader's client address (the node never
+//!   forwards to another node). `RemoteKvClient` follows that hint by itself; an
+//!   embedded application on a follower uses a `RemoteKvClient` for such keys, or reads
+//!   with `ReadConsistency::Stale`.
 //! - Futures are `Send` and need no particular runtime: they only await `tokio::sync`
 //!   channels, so they run on any tokio runtime (or any executor).
 
