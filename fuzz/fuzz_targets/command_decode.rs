@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cmd) = Command::decode(&bytes) else {
         return;
     };
-    assert!(cmd.key().len() <= limits::MAX_KEY_LEN);
+    assert!(cmd.keys().iter().all(|k| k.len() <= limits::MAX_KEY_LEN));
     let encoded = cmd.to_bytes().expect("a decoded command encodes");
     assert_eq!(encoded, bytes, "one encoding per command");
     let mut state = State::new();
