@@ -25,7 +25,7 @@ use shoal_client::{KvClient, KvClientError};
 use shoal_proto::limits::MAX_BATCH_KEYS;
 use shoal_proto::{
     Delete, Get, GetMulti, LimitKind, Put, PutWithTtl, ReadConsistency, Request, Response,
-    shard_for_key,
+    group_by_shard, shard_for_key,
 };
 
 use crate::node::Mesh;
@@ -149,16 +149,8 @@ impl KvClient for LocalKvClient {
         for k in keys {
             check_key(k)?;
         }
-        // Group by owning shard, ask every shard at once, put answers back in input order.
-        let shard_count = self.mesh.shard_count();
-        let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            let s = shard_for_key(k, shard_count);
-            match groups.iter_mut().find(|(g, _)| *g == s) {
-                Some((_, idx)) => idx.push(i),
-                None => groups.push((s, vec![i])),
-            }
-        }
+        // Ask every owning shard at once, put answers back in input order.
+        let groups = group_by_shard(keys, self.mesh.shard_count());
         let deadline = Instant::now() + self.timeout;
         let calls = groups.iter().map(|(s, idx)| {
             let request = Request::GetMulti(GetMulti {

@@ -51,7 +51,7 @@ pub use request::{
     AddLearner, ChangeMembership, Delete, Get, GetMulti, Put, PutWithTtl, ReadConsistency, Request,
 };
 pub use response::Response;
-pub use routing::{HASH_XXH3_64_SEED0, shard_for_key};
+pub use routing::{HASH_XXH3_64_SEED0, group_by_shard, shard_for_key};
 pub use status::{LimitKind, Status};
 pub use topology::{GroupLeader, GroupStatus, NodeInfo, RaftRole, StatusReport, Topology};
 pub use wire::ANY;

@@ -22,6 +22,26 @@ pub fn shard_for_key(key: &[u8], shard_count: u32) -> u32 {
     (xxh3_64(key) % u64::from(shard_count)) as u32
 }
 
+/// The positions of `keys` grouped by owning shard: one `(shard, positions)` per shard
+/// that owns at least one key, in shard order, positions in input order. What a batch
+/// read (`GetMulti`) is split by, on the node and in the clients, before the answers are
+/// put back in input order.
+///
+/// # Panics
+/// If `shard_count` is zero (see [`shard_for_key`]).
+pub fn group_by_shard<K: AsRef<[u8]>>(keys: &[K], shard_count: u32) -> Vec<(u32, Vec<usize>)> {
+    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shard_count as usize];
+    for (i, k) in keys.iter().enumerate() {
+        by_shard[shard_for_key(k.as_ref(), shard_count) as usize].push(i);
+    }
+    by_shard
+        .into_iter()
+        .enumerate()
+        .filter(|(_, positions)| !positions.is_empty())
+        .map(|(shard, positions)| (shard as u32, positions))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +76,26 @@ mod tests {
         for c in counts {
             assert!((800..1200).contains(&c), "uneven spread: {counts:?}");
         }
+    }
+
+    #[test]
+    fn group_by_shard_keeps_every_position_once_on_its_owner() {
+        let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        let groups = group_by_shard(&keys, 5);
+        let mut seen = vec![false; keys.len()];
+        let mut last_shard = None;
+        for (shard, positions) in &groups {
+            assert!(!positions.is_empty());
+            assert!(last_shard < Some(*shard), "shard order");
+            last_shard = Some(*shard);
+            assert!(positions.windows(2).all(|w| w[0] < w[1]), "input order");
+            for &i in positions {
+                assert_eq!(shard_for_key(keys[i].as_bytes(), 5), *shard);
+                assert!(!seen[i]);
+                seen[i] = true;
+            }
+        }
+        assert!(seen.iter().all(|&s| s));
+        assert!(group_by_shard::<&[u8]>(&[], 3).is_empty());
     }
 }

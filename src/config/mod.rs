@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shoal_proto::NodeInfo;
 
 use crate::limits;
 
@@ -479,9 +480,34 @@ impl NodeConfig {
 }
 
 fn offset_port(addr: SocketAddr, shard: usize) -> SocketAddr {
-    let port = usize::from(addr.port()) + shard;
-    let port = u16::try_from(port).expect("validate() keeps every shard port below 65536");
-    SocketAddr::new(addr.ip(), port)
+    shard_addr(addr, shard).expect("validate() keeps every shard port below 65536")
+}
+
+/// Where shard `shard` listens when shard 0 listens at `base`: the same host, port +
+/// `shard` (the rule of every per-shard port: client, peer, RESP). `None` past port 65535.
+pub fn shard_addr(base: SocketAddr, shard: usize) -> Option<SocketAddr> {
+    let port = u16::try_from(usize::from(base.port()) + shard).ok()?;
+    Some(SocketAddr::new(base.ip(), port))
+}
+
+/// How clients see a node whose shard 0 serves clients at `client_addr`: that address and
+/// one per shard. A client address that is not a socket address (a hostname) or whose
+/// shard ports would overflow gets no per-shard list: clients then go through shard 0.
+pub fn client_node_info(node_id: u64, client_addr: &str, shard_count: u32) -> NodeInfo {
+    let shard_addrs = client_addr
+        .parse::<SocketAddr>()
+        .ok()
+        .and_then(|base| {
+            (0..shard_count as usize)
+                .map(|s| shard_addr(base, s).map(|a| a.to_string()))
+                .collect::<Option<Vec<_>>>()
+        })
+        .unwrap_or_default();
+    NodeInfo {
+        node_id,
+        addr: client_addr.to_string(),
+        shard_addrs,
+    }
 }
 
 fn check_port_range(

@@ -54,9 +54,6 @@ pub enum NodeError {
     Vanished(usize),
 }
 
-/// What one shard reports once it serves.
-pub type ShardStatus = ShardReady;
-
 /// Asks a node to stop; cheap to clone, `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {

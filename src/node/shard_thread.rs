@@ -209,8 +209,9 @@ async fn serve(
 
     // 2. The group (recovers the state from the snapshot and the log).
     let raft_cfg = raft_config(config, shard).map_err(|e| ShardError::Raft(e.to_string()))?;
+    let cluster = cluster_id(config);
     let local = LocalPeer {
-        cluster_id: cluster_id(config),
+        cluster_id: cluster,
         node_id,
         shard_count,
     };
@@ -254,7 +255,7 @@ async fn serve(
     let peer_addr = config.shard_peer_addr(shard);
     let peers = PeerServer::bind(peer_addr, peer_cfg, raft.clone())
         .map_err(|e| ShardError::Server(format!("peer listener {peer_addr}: {e}")))?;
-    let server_cfg = ServerConfig::for_shard(config, shard as u32, cluster_id(config));
+    let server_cfg = ServerConfig::for_shard(config, shard as u32, cluster);
     let service: Rc<dyn ShardService> = core.clone();
     let server = Server::bind(server_cfg, service, mesh, inbox)
         .await

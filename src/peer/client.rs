@@ -147,11 +147,8 @@ pub fn group_addr(peer_addr: &str, group: u32) -> Result<SocketAddr, String> {
     let base: SocketAddr = peer_addr
         .parse()
         .map_err(|e| format!("bad peer address `{peer_addr}`: {e}"))?;
-    let port = u16::try_from(group)
-        .ok()
-        .and_then(|g| base.port().checked_add(g))
-        .ok_or_else(|| format!("peer address `{peer_addr}` + group {group} overflows the port"))?;
-    Ok(SocketAddr::new(base.ip(), port))
+    crate::config::shard_addr(base, group as usize)
+        .ok_or_else(|| format!("peer address `{peer_addr}` + group {group} overflows the port"))
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {

@@ -22,7 +22,7 @@ use futures::future::{Either, join_all, select};
 use glommio::timer::Timer;
 use shoal_proto::{
     ErrorDetail, ErrorResponse, GetMulti, GroupLeader, LimitKind, NodeInfo, Request, Response,
-    StatusReport, Topology, shard_for_key,
+    StatusReport, Topology, group_by_shard,
 };
 
 use crate::node::{Mesh, ShardService};
@@ -181,34 +181,26 @@ impl Dispatcher {
     /// A `GetMulti` the client let the node route: one sub-batch per owning shard, run
     /// concurrently, merged back into request order.
     async fn fan_out(&self, g: GetMulti, deadline: Instant) -> Response {
-        let s = self.shard_count as usize;
-        let mut positions: Vec<Vec<usize>> = vec![Vec::new(); s];
-        for (i, k) in g.keys.iter().enumerate() {
-            positions[shard_for_key(k, self.shard_count) as usize].push(i);
-        }
-        let batches = positions
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.is_empty())
-            .map(|(shard, p)| {
-                let sub = GetMulti {
-                    shard: Some(shard as u32),
-                    keys: p.iter().map(|&i| g.keys[i].clone()).collect(),
-                    consistency: g.consistency,
-                };
-                async move {
-                    let answer = self
-                        .on_shard(shard as u32, Request::GetMulti(sub), deadline)
-                        .await;
-                    (shard, answer)
-                }
-            });
+        let groups = group_by_shard(&g.keys, self.shard_count);
+        let batches = groups.iter().map(|(shard, positions)| {
+            let sub = GetMulti {
+                shard: Some(*shard),
+                keys: positions.iter().map(|&i| g.keys[i].clone()).collect(),
+                consistency: g.consistency,
+            };
+            async move {
+                let answer = self
+                    .on_shard(*shard, Request::GetMulti(sub), deadline)
+                    .await;
+                (*shard, positions, answer)
+            }
+        });
         let answers = join_all(batches).await;
         let mut values: Vec<Option<Bytes>> = vec![None; g.keys.len()];
-        for (shard, answer) in answers {
+        for (shard, positions, answer) in answers {
             match answer {
-                Response::GetMulti(vs) if vs.len() == positions[shard].len() => {
-                    for (&i, v) in positions[shard].iter().zip(vs) {
+                Response::GetMulti(vs) if vs.len() == positions.len() => {
+                    for (&i, v) in positions.iter().zip(vs) {
                         values[i] = v;
                     }
                 }

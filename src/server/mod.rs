@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use shoal_proto::NodeInfo;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, client_node_info};
 use crate::limits;
 
 pub use listener::{DrainReport, Server};
@@ -129,11 +129,7 @@ impl ServerConfig {
         };
         let nodes = member_nodes
             .into_iter()
-            .map(|(node_id, addr)| NodeInfo {
-                node_id,
-                addr: addr.to_string(),
-                shard_addrs: (0..s).map(|i| offset_port(addr, i).to_string()).collect(),
-            })
+            .map(|(node_id, addr)| client_node_info(node_id, &addr.to_string(), s as u32))
             .collect();
         ServerConfig {
             shard,
@@ -221,13 +217,6 @@ impl ServerConfig {
         }
         Ok(())
     }
-}
-
-fn offset_port(addr: SocketAddr, shard: usize) -> SocketAddr {
-    let mut a = addr;
-    // NodeConfig::validate checked that port + S - 1 fits in a u16.
-    a.set_port(addr.port().saturating_add(shard as u16));
-    a
 }
 
 /// Why a server could not start.

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use openraft::ReadPolicy;
 use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, ForwardReason, RaftError};
+use openraft::errors::{ClientWriteError, Fatal, ForwardReason, LinearizableReadError, RaftError};
 use shoal_proto::{
     AddLearner, ErrorDetail, ErrorResponse, GroupStatus, KeyTtl, NodeInfo, RaftRole,
     ReadConsistency, Request, Response, StatusReport,
@@ -36,7 +36,7 @@ use super::errors::{fatal, node_info, read_error, write_error};
 use crate::node::ShardService;
 use crate::raft::apply_reply::ApplyReply;
 use crate::raft::state_machine::{ShardStateMachine, SharedState};
-use crate::raft::types::{NodeId, Raft, Request as RaftRequest, ShoalNode};
+use crate::raft::types::{NodeId, Raft, Request as RaftRequest, ShoalNode, TypeConfig};
 use crate::state::{Command, KeyExpiry};
 
 /// One shard's Raft group and state, serving requests on the shard's executor.
@@ -95,10 +95,34 @@ impl ShardCore {
             .map(|f| f.to_string())
     }
 
-    fn note_fatal(&self, fatal: Option<&openraft::errors::Fatal<crate::raft::types::TypeConfig>>) {
+    // Every Raft error reaches the client through one of these three, so a fatal one is
+    // noted wherever it shows up (a panicked group is only visible through calls).
+
+    fn write_failed(
+        &self,
+        e: &RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    ) -> ErrorResponse {
+        self.note_fatal(e.fatal());
+        write_error(self.shard, e, self.shard_count)
+    }
+
+    fn read_failed(
+        &self,
+        e: &RaftError<TypeConfig, LinearizableReadError<TypeConfig>>,
+    ) -> ErrorResponse {
+        self.note_fatal(e.fatal());
+        read_error(self.shard, e, self.shard_count)
+    }
+
+    fn stopped(&self, f: &Fatal<TypeConfig>) -> ErrorResponse {
+        self.note_fatal(Some(f));
+        fatal(self.shard, f)
+    }
+
+    fn note_fatal(&self, fatal: Option<&Fatal<TypeConfig>>) {
         match fatal {
             // A stop we asked for is not a failure.
-            None | Some(openraft::errors::Fatal::Stopped) => {}
+            None | Some(Fatal::Stopped) => {}
             Some(f) => {
                 let mut failure = self.failure.borrow_mut();
                 if failure.is_none() {
@@ -183,7 +207,7 @@ impl ShardCore {
                     Ok(r) => Response::ChangeMembership {
                         log_index: r.log_id.index,
                     },
-                    Err(e) => Response::Error(write_error(self.shard, &e, self.shard_count)),
+                    Err(e) => Response::Error(self.write_failed(&e)),
                 }
             }
             Request::SetIf(_)
@@ -228,7 +252,7 @@ impl ShardCore {
             Ok(r) => Response::AddLearner {
                 log_index: r.log_id.index,
             },
-            Err(e) => Response::Error(write_error(self.shard, &e, self.shard_count)),
+            Err(e) => Response::Error(self.write_failed(&e)),
         }
     }
 
@@ -362,14 +386,7 @@ impl ShardCore {
                         )));
                     }
                 }
-                Err(e) => {
-                    self.note_fatal(e.fatal());
-                    return Err(Response::Error(write_error(
-                        self.shard,
-                        &e,
-                        self.shard_count,
-                    )));
-                }
+                Err(e) => return Err(Response::Error(self.write_failed(&e))),
             }
         }
     }
@@ -385,10 +402,7 @@ impl ShardCore {
                 let m = self.raft.metrics().borrow_watched().clone();
                 match m.running_state {
                     Ok(()) => Ok(()),
-                    Err(f) => {
-                        self.note_fatal(Some(&f));
-                        Err(fatal(self.shard, &f))
-                    }
+                    Err(f) => Err(self.stopped(&f)),
                 }
             }
             ReadConsistency::Lease => {
@@ -399,10 +413,7 @@ impl ShardCore {
                     Err(RaftError::APIError(_)) if self.raft.is_leader() => {
                         self.read_index(deadline).await
                     }
-                    Err(e) => {
-                        self.note_fatal(e.fatal());
-                        Err(read_error(self.shard, &e, self.shard_count))
-                    }
+                    Err(e) => Err(self.read_failed(&e)),
                 }
             }
             ReadConsistency::Linearizable => self.read_index(deadline).await,
@@ -414,10 +425,7 @@ impl ShardCore {
             .raft
             .get_read_linearizer(ReadPolicy::ReadIndex)
             .await
-            .map_err(|e| {
-                self.note_fatal(e.fatal());
-                read_error(self.shard, &e, self.shard_count)
-            })?;
+            .map_err(|e| self.read_failed(&e))?;
         let budget = deadline.saturating_duration_since(Instant::now());
         match linearizer
             .try_await_ready(&self.raft, Some(budget.max(Duration::from_millis(1))))
@@ -425,10 +433,7 @@ impl ShardCore {
         {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(timeout(self.shard)),
-            Err(f) => {
-                self.note_fatal(Some(&f));
-                Err(fatal(self.shard, &f))
-            }
+            Err(f) => Err(self.stopped(&f)),
         }
     }
 }

@@ -11,26 +11,12 @@
 use openraft::errors::{ClientWriteError, ForwardToLeader, LinearizableReadError, RaftError};
 use shoal_proto::{ErrorDetail, ErrorResponse, NodeInfo};
 
+use crate::config::client_node_info;
 use crate::raft::types::{NodeId, ShoalNode, TypeConfig};
 
 /// A node's client-visible identity: shard 0's address and one address per shard.
 pub fn node_info(node_id: NodeId, node: &ShoalNode, shard_count: u32) -> NodeInfo {
-    let shard_addrs = match node.client_addr.parse::<std::net::SocketAddr>() {
-        Ok(base) => (0..shard_count)
-            .map(|s| {
-                let mut a = base;
-                a.set_port(base.port().saturating_add(s as u16));
-                a.to_string()
-            })
-            .collect(),
-        // A hostname instead of an address: the client forwards through shard 0.
-        Err(_) => Vec::new(),
-    };
-    NodeInfo {
-        node_id,
-        addr: node.client_addr.clone(),
-        shard_addrs,
-    }
+    client_node_info(node_id, &node.client_addr, shard_count)
 }
 
 /// `NotLeader` with the hint openraft gave.

@@ -52,12 +52,13 @@ impl Knobs {
     }
 }
 
-/// Polls `cond` until it holds, failing after [`WAIT`].
+/// Polls `cond` until it holds, failing the test after [`WAIT`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
+    let waited = shoal_testkit::wait::wait_for(what, WAIT, Duration::from_millis(2), || {
+        cond().then_some(())
+    });
+    if let Err(e) = waited {
+        panic!("{e}");
     }
 }
 

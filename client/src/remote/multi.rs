@@ -13,7 +13,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use shoal_proto::limits::{MAX_BATCH_KEYS, MAX_FRAME_LEN};
-use shoal_proto::{GetMulti, LimitKind, ReadConsistency, Request, Response, encode_request};
+use shoal_proto::{
+    GetMulti, LimitKind, ReadConsistency, Request, Response, encode_request, group_by_shard,
+};
 use tokio::time::Instant;
 
 use super::{Failure, RemoteKvClient, gen_seen_now, unexpected};
@@ -36,15 +38,11 @@ struct Part {
 type PartFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<(usize, Option<Bytes>)>, KvClientError>> + Send + 'a>>;
 
-fn split(keys: &[Bytes], shard_count: u32, shard_of: impl Fn(&[u8]) -> u32) -> Vec<Part> {
-    let mut by_shard: Vec<Vec<usize>> = vec![Vec::new(); shard_count as usize];
-    for (i, k) in keys.iter().enumerate() {
-        by_shard[shard_of(k) as usize].push(i);
-    }
+fn split(keys: &[Bytes], shard_count: u32) -> Vec<Part> {
     let mut parts = Vec::new();
-    for (shard, positions) in by_shard.into_iter().enumerate() {
+    for (shard, positions) in group_by_shard(keys, shard_count) {
         let mut cur = Part {
-            shard: shard as u32,
+            shard,
             positions: Vec::new(),
             keys: Vec::new(),
         };
@@ -58,7 +56,7 @@ fn split(keys: &[Bytes], shard_count: u32, shard_of: impl Fn(&[u8]) -> u32) -> V
                 parts.push(std::mem::replace(
                     &mut cur,
                     Part {
-                        shard: shard as u32,
+                        shard,
                         positions: Vec::new(),
                         keys: Vec::new(),
                     },
@@ -92,7 +90,7 @@ impl RemoteKvClient {
         let mut resplits = 0;
         loop {
             let (routing, _) = self.routing().await?;
-            let parts = split(keys, routing.shard_count, |k| routing.shard_of(k));
+            let parts = split(keys, routing.shard_count);
             let futs = parts
                 .into_iter()
                 .map(|p| self.fetch_part(p, routing.shard_count, consistency, deadline));
@@ -245,7 +243,7 @@ mod tests {
         let keys: Vec<Bytes> = (0..3000)
             .map(|i| Bytes::from(format!("k{}", i % 2500)))
             .collect();
-        let parts = split(&keys, 4, |k| shard_for_key(k, 4));
+        let parts = split(&keys, 4);
         let mut seen = vec![0u8; keys.len()];
         for p in &parts {
             assert!(p.keys.len() <= MAX_BATCH_KEYS && !p.keys.is_empty());
@@ -262,7 +260,7 @@ mod tests {
     fn split_bounds_request_bytes() {
         let big = Bytes::from(vec![b'x'; shoal_proto::limits::MAX_KEY_LEN]);
         let keys = vec![big; 1000];
-        let parts = split(&keys, 1, |_| 0);
+        let parts = split(&keys, 1);
         assert!(parts.len() > 1);
         for p in &parts {
             let bytes: usize = p.keys.iter().map(|k| 4 + k.len()).sum();
