@@ -123,8 +123,8 @@ async fn complete_flushes(
 impl<D: Disk + Clone + 'static> WalLogStore<D> {
     /// Opens the shard's log on `disk` (for a real shard:
     /// `GlommioDisk::open(<data_dir>/shard-<s>/wal, SyncMode::DEFAULT)` on the shard's
-    /// executor). Must run on a glommio executor: it spawns the WAL's flusher and this
-    /// store's completion task there.
+    /// executor). Spawns the WAL's flusher and this store's completion task through
+    /// `disk` (`Disk::spawn_detached`: on a glommio disk, the current glommio executor).
     pub async fn open(
         disk: D,
         cfg: WalConfig,
@@ -201,7 +201,7 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
         // reported every queued flush).
         let weak = Rc::downgrade(&shared);
         let weak2 = weak.clone();
-        glommio::spawn_local(complete_flushes(
+        shared.wal.disk().spawn_detached(complete_flushes(
             rx,
             move |e| {
                 if let Some(s) = weak.upgrade() {
@@ -213,8 +213,7 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
                     s.st.borrow_mut().stats.flushes_reported += 1;
                 }
             },
-        ))
-        .detach();
+        ));
         Ok((WalLogStore { shared }, report))
     }
 
@@ -429,12 +428,11 @@ impl<D: Disk + Clone + 'static> WalLogStore<D> {
         };
         if start {
             let shared = s.clone();
-            glommio::spawn_local(async move {
+            s.wal.disk().spawn_detached(async move {
                 // A failure poisons the store; the next call reports it.
                 let _ = shared.persist_committed().await;
                 shared.st.borrow_mut().committed_persist_running = false;
-            })
-            .detach();
+            });
         }
         Ok(())
     }

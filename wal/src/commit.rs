@@ -253,7 +253,9 @@ pub(crate) fn prepare_next<D: Disk + Clone + 'static>(inner: &Inner<D>, id: u64)
     }
     let disk = inner.disk.clone();
     let size = inner.cfg.segment_size;
-    let task = glommio::spawn_local(async move { prepare_segment(&disk, id, size).await });
+    let task = inner
+        .disk
+        .spawn_joinable(async move { prepare_segment(&disk, id, size).await });
     *inner.prep.borrow_mut() = Some((id, task));
 }
 

@@ -252,7 +252,9 @@ pub(crate) async fn open<D: Disk + Clone + 'static>(
         meta_lock: futures::lock::Mutex::new(()),
         purge_lock: futures::lock::Mutex::new(()),
     });
-    glommio::spawn_local(commit::flusher(Rc::downgrade(&inner), bell)).detach();
+    inner
+        .disk
+        .spawn_detached(commit::flusher(Rc::downgrade(&inner), bell));
     if end.offset > 0 {
         commit::prepare_next(&inner, end.segment + 1);
     }

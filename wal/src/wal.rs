@@ -61,7 +61,7 @@ pub(crate) struct MetaState<F> {
 /// A submitter waiting for durability up to a (segment, offset) position.
 pub(crate) type Waiter = ((u64, u64), oneshot::Sender<Result<()>>);
 /// A segment being zero-filled in the background.
-pub(crate) type Prep<F> = (u64, glommio::Task<Result<Rc<F>>>);
+pub(crate) type Prep<F> = (u64, crate::disk::Joinable<Result<Rc<F>>>);
 
 pub(crate) struct State<F> {
     pub poison: Option<WalError>,
@@ -419,6 +419,11 @@ impl<D: Disk + Clone + 'static> Wal<D> {
     /// The last saved metadata value.
     pub fn meta(&self) -> Option<Bytes> {
         self.inner.st.borrow().meta.value.clone()
+    }
+
+    /// The disk this WAL runs on (also the spawn seam of the tasks built on it).
+    pub fn disk(&self) -> &D {
+        &self.inner.disk
     }
 }
 

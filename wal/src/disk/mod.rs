@@ -5,12 +5,23 @@
 //! multiples of 4 KiB, and the call returns `Ok` only once the bytes are on stable
 //! storage; `create_zeroed` returns a file whose every byte is durably zero (written, not
 //! sparse); directory changes are durable only after `sync_dir`.
+//!
+//! The trait is also the WAL's spawn seam: the WAL (and the Raft log store over it) start
+//! their background tasks through [`Disk::spawn_detached`] / [`Disk::spawn_joinable`], so
+//! a simulated disk can run them on a simulated executor. The defaults spawn on the current
+//! glommio executor, which is what the real and the in-memory disks use.
 
 pub mod glommio;
 pub mod memory;
 
 use bytes::Bytes;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+
+/// A handle to a task started with [`Disk::spawn_joinable`]: awaiting it yields the
+/// task's output. Dropping it may cancel the task (glommio's `Task` does).
+pub type Joinable<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// A directory of files.
 #[allow(async_fn_in_trait)] // Used on one executor only; the futures need not be Send.
@@ -30,6 +41,20 @@ pub trait Disk {
     async fn remove(&self, name: &str) -> io::Result<()>;
     /// Makes the directory's entries durable (fsync of the directory).
     async fn sync_dir(&self) -> io::Result<()>;
+
+    /// Runs `fut` in the background on the executor this disk is used from, to completion
+    /// (the WAL's flusher, the log store's completion and persist tasks). Default: the
+    /// current glommio executor (`glommio::spawn_local(..).detach()`).
+    fn spawn_detached(&self, fut: impl Future<Output = ()> + 'static) {
+        ::glommio::spawn_local(fut).detach();
+    }
+
+    /// Runs `fut` in the background and returns a handle to await its output (segment
+    /// preallocation). Default: `glommio::spawn_local`, whose task is cancelled when the
+    /// handle is dropped.
+    fn spawn_joinable<T: 'static>(&self, fut: impl Future<Output = T> + 'static) -> Joinable<T> {
+        Box::pin(::glommio::spawn_local(fut))
+    }
 }
 
 /// One open file.
