@@ -41,6 +41,7 @@ use crate::runtime::now;
 use crate::runtime::spawn_tagged;
 use crate::runtime::task_panics;
 use crate::storage::MemStorage;
+use crate::storage::wal_storage::WalStorage;
 use crate::storage::StorageModel;
 use crate::storage::state_machine::Command;
 use crate::types::SimRaft;
@@ -81,6 +82,9 @@ pub struct SimParams {
     pub leader_restore: bool,
     /// Print every trace event to stderr.
     pub echo: bool,
+    /// Run Shoal's real log store (`WalLogStore` over the real WAL on a simulated disk,
+    /// [`WalStorage`]) instead of the simulation's model ([`MemStorage`]).
+    pub wal: bool,
 }
 
 impl SimParams {
@@ -99,6 +103,7 @@ impl SimParams {
             leader_restore: false,
             stale_reads: false,
             echo: false,
+            wal: false,
         }
     }
 }
@@ -239,9 +244,11 @@ impl<S: StorageModel> Cluster<S> {
         let net = self.net.clone();
         // Every task Raft::new spawns inherits the node's tag.
         let raft = spawn_tagged(id, async move {
-            let (log, sm) = storage.open(id, checker);
+            let (log, sm) = storage.open(id, checker).await?;
             let factory = SimNetworkFactory { from: id, net };
-            SimRaft::<S::Sm>::new(id, config, factory, log, sm).await
+            SimRaft::<S::Sm>::new(id, config, factory, log, sm)
+                .await
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("starting node {id}: {e}"))?
@@ -354,9 +361,14 @@ impl<S: StorageModel> Cluster<S> {
     }
 }
 
-/// Run one seed with the simulation's own storage model.
+/// Run one seed with the storage `params.wal` selects: the real WAL log store, or the
+/// simulation's own model.
 pub fn run(params: &SimParams) -> RunReport {
-    run_with(params, MemStorage::new(params.ack_before_sync))
+    if params.wal {
+        run_with(params, WalStorage::new(params.ack_before_sync))
+    } else {
+        run_with(params, MemStorage::new(params.ack_before_sync))
+    }
 }
 
 /// Run one seed over `storage`.

@@ -85,6 +85,7 @@ fn replay_one_seed() {
     params.ack_before_sync = std::env::var("SHOAL_SIM_ACK_BEFORE_SYNC").is_ok();
     params.check_durable_quorum = std::env::var("SHOAL_SIM_NO_DURABILITY_CHECK").is_err();
     params.stale_reads = std::env::var("SHOAL_SIM_STALE_READS").is_ok();
+    params.wal = std::env::var("SHOAL_SIM_WAL").is_ok();
     if let Some(secs) = env_u64("SHOAL_SIM_SECS") {
         params.duration = std::time::Duration::from_secs(secs);
     }

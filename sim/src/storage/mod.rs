@@ -12,7 +12,10 @@
 
 pub mod disk;
 pub mod log_store;
+pub mod sim_disk;
 pub mod state_machine;
+pub mod wal_log;
+pub mod wal_storage;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -32,8 +35,9 @@ use log_store::SimLogStore;
 use state_machine::KvState;
 use state_machine::SimStateMachine;
 
-/// What the cluster harness needs from a node's storage. The real WAL adapter and the real
-/// state machine plug in by implementing this (with a WAL over its in-memory disk).
+/// What the cluster harness needs from a node's storage: [`MemStorage`] (the simulation's
+/// own model) or [`wal_storage::WalStorage`] (the real WAL log store).
+#[allow(async_fn_in_trait)] // One thread: the futures need not be Send.
 pub trait StorageModel: 'static {
     /// The state machine's snapshot data (also the network's).
     type SnapshotData: 'static;
@@ -43,8 +47,9 @@ pub trait StorageModel: 'static {
     type Sm: RaftStateMachine<SimConfig, SnapshotData = Self::SnapshotData>;
 
     /// Open node `node`'s storage for a new incarnation, from its durable state. Called
-    /// from a task of the node (background tasks it spawns die with the node).
-    fn open(&self, node: u64, checker: Checker) -> (Self::Log, Self::Sm);
+    /// from a task of the node (background tasks it spawns die with the node). An error
+    /// (recovery refused the disk) fails the node's start.
+    async fn open(&self, node: u64, checker: Checker) -> Result<(Self::Log, Self::Sm), String>;
 
     /// Crash node `node`: lose what is not durable. Returns how many writes were lost.
     fn crash(&self, node: u64) -> usize;
@@ -92,6 +97,22 @@ impl MemStorage {
         }
     }
 
+    /// Open node `node`'s state machine (over its snapshot) for a new incarnation.
+    pub fn open_sm(&self, node: u64, checker: Checker) -> SimStateMachine {
+        let sm = SimStateMachine::open(node, self.disk(node), checker);
+        if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
+            n.state = Some(sm.state());
+        }
+        sm
+    }
+
+    /// Last log id covered by node `node`'s durable snapshot.
+    pub fn snapshot_last(&self, node: u64) -> Option<LogId> {
+        let disk = self.disk(node);
+        let disk = disk.borrow();
+        disk.snapshot.as_ref().and_then(|s| s.meta.last_log_id)
+    }
+
     fn disk(&self, node: u64) -> Rc<RefCell<NodeDisk<KvState>>> {
         self.nodes
             .borrow_mut()
@@ -110,14 +131,9 @@ impl StorageModel for MemStorage {
     type Log = SimLogStore<KvState>;
     type Sm = SimStateMachine;
 
-    fn open(&self, node: u64, checker: Checker) -> (Self::Log, Self::Sm) {
-        let disk = self.disk(node);
-        let log = SimLogStore::open(node, disk.clone(), checker.clone());
-        let sm = SimStateMachine::open(node, disk, checker);
-        if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
-            n.state = Some(sm.state());
-        }
-        (log, sm)
+    async fn open(&self, node: u64, checker: Checker) -> Result<(Self::Log, Self::Sm), String> {
+        let log = SimLogStore::open(node, self.disk(node), checker.clone());
+        Ok((log, self.open_sm(node, checker)))
     }
 
     fn crash(&self, node: u64) -> usize {

@@ -156,6 +156,27 @@ impl MemDisk {
     pub fn names(&self) -> Vec<String> {
         self.st.borrow().names.keys().cloned().collect()
     }
+
+    /// A write of `data` at `offset` of `file` that was in flight when the power went: only
+    /// its first `keep` bytes reach the disk (both images; call [`MemDisk::crash`] next).
+    /// Unlike a planned [`Fault::Tear`], several writes can be torn this way at one crash.
+    pub fn tear_write(&self, file: &MemFile, offset: u64, data: &[u8], keep: usize) {
+        let mut s = self.st.borrow_mut();
+        let keep = keep.min(data.len());
+        let o = offset as usize;
+        if let Some(f) = s.files.get_mut(&file.id) {
+            let end = (o + keep).min(f.durable.len());
+            if o < end {
+                f.durable[o..end].copy_from_slice(&data[..end - o]);
+                f.volatile[o..end].copy_from_slice(&data[..end - o]);
+            }
+        }
+    }
+
+    /// Names that survive a crash now (made durable by `sync_dir`), in order.
+    pub fn durable_names(&self) -> Vec<String> {
+        self.st.borrow().durable_names.keys().cloned().collect()
+    }
 }
 
 impl Disk for MemDisk {
