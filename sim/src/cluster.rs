@@ -133,6 +133,8 @@ pub struct RunReport {
     pub violations: Vec<String>,
     /// The last trace events (for a failure report).
     pub recent: Vec<String>,
+    /// Extra environment of the replay command (`SHOAL_SIM_WAL=1 ` in WAL mode).
+    pub replay_env: String,
 }
 
 impl RunReport {
@@ -140,11 +142,12 @@ impl RunReport {
     pub fn failure(&self) -> String {
         format!(
             "SIM FAILED seed={} trace_hash={:#018x}\n  violations:\n    {}\n  last events:\n    {}\n  \
-             replay with: SHOAL_SIM_SEED={} cargo test -p shoal-sim --test sim_seeds replay_one_seed -- --nocapture",
+             replay with: {}SHOAL_SIM_SEED={} cargo test -p shoal-sim --test sim_seeds replay_one_seed -- --nocapture",
             self.seed,
             self.trace_hash,
             self.violations.join("\n    "),
             self.recent.join("\n    "),
+            self.replay_env,
             self.seed
         )
     }
@@ -375,6 +378,7 @@ pub fn run(params: &SimParams) -> RunReport {
 pub fn run_with<S: StorageModel>(params: &SimParams, storage: S) -> RunReport {
     let mut rt = SimRuntime::with_seed(params.seed, params.shuffle);
     rt.sim().trace.set_echo(params.echo);
+    let wal = params.wal;
     let params = params.clone();
     let mut report = rt.block_on(async move {
         let mut report = RunReport {
@@ -388,6 +392,9 @@ pub fn run_with<S: StorageModel>(params: &SimParams, storage: S) -> RunReport {
         report
     });
     report.trace_hash = rt.sim().trace.hash();
+    if wal {
+        report.replay_env = "SHOAL_SIM_WAL=1 ".into();
+    }
     report.events = rt.sim().trace.events();
     report.recent = rt.sim().trace.recent();
     report

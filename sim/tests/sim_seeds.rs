@@ -94,13 +94,13 @@ fn replay_one_seed() {
     assert!(r.violations.is_empty(), "{}", r.failure());
 }
 
-fn sweep(first: u64, count: u64) {
+fn sweep(first: u64, count: u64, wal: bool) {
     // Wall time of the test itself (outside any simulation), for the report only.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
-    let failed = run_seeds(first, count, |_| {});
+    let failed = run_seeds(first, count, |p| p.wal = wal);
     eprintln!(
-        "swept seeds {first}..{}: {} failed, {:?} wall",
+        "swept seeds {first}..{} (wal: {wal}): {} failed, {:?} wall",
         first + count,
         failed.len(),
         started.elapsed()
@@ -116,23 +116,62 @@ fn sweep(first: u64, count: u64) {
 
 #[test]
 fn ci_seed_sweep_first_half() {
-    sweep(0, CI_SEEDS / 2);
+    sweep(0, CI_SEEDS / 2, false);
 }
 
 #[test]
 fn ci_seed_sweep_second_half() {
-    sweep(CI_SEEDS / 2, CI_SEEDS - CI_SEEDS / 2);
+    sweep(CI_SEEDS / 2, CI_SEEDS - CI_SEEDS / 2, false);
+}
+
+/// Seeds of the CI sweep with the real WAL log store (`SimParams::wal`), split in two.
+const CI_WAL_SEEDS: u64 = 100;
+
+#[test]
+fn ci_wal_seed_sweep_first_half() {
+    sweep(0, CI_WAL_SEEDS / 2, true);
+}
+
+#[test]
+fn ci_wal_seed_sweep_second_half() {
+    sweep(CI_WAL_SEEDS / 2, CI_WAL_SEEDS - CI_WAL_SEEDS / 2, true);
+}
+
+/// NEGATIVE CONTROL for the real store: `WalLogStore` in its own unsafe mode
+/// (`AckMode::BeforeFsyncUnsafe`: IOFlushed before the WAL write) must be caught.
+#[test]
+fn negative_control_wal_ack_before_fsync_is_caught() {
+    let failed = run_seeds(0, 20, |p| {
+        p.wal = true;
+        p.ack_before_sync = true;
+    });
+    eprintln!(
+        "negative control (real WAL, ack before fsync): {} of 20 seeds caught: {:?}; first: {:?}",
+        failed.len(),
+        failed.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        failed.first().map(|r| &r.violations)
+    );
+    assert!(
+        !failed.is_empty(),
+        "the real store acknowledging before fsync went unnoticed"
+    );
 }
 
 #[test]
 fn one_seed_run_twice_gives_the_same_trace() {
-    for seed in [3, 4, 5] {
-        // Seed 3: FIFO scheduling, 3 nodes; 4: shuffled; 5: 5 nodes, shuffled.
-        let a = shoal_sim::run(&SimParams::for_seed(seed));
-        let b = shoal_sim::run(&SimParams::for_seed(seed));
+    // Seed 3: FIFO scheduling, 3 nodes; 4: shuffled; 5: 5 nodes, shuffled; each with the
+    // simulation's storage model and with the real WAL log store.
+    for (seed, wal) in [(3, false), (4, false), (5, false), (3, true), (4, true), (5, true)] {
+        let params = SimParams {
+            wal,
+            ..SimParams::for_seed(seed)
+        };
+        let a = shoal_sim::run(&params);
+        let b = shoal_sim::run(&params);
+        assert!(a.violations.is_empty(), "{}", a.failure());
         assert_eq!(
             a.trace_hash, b.trace_hash,
-            "seed {seed} did not replay exactly"
+            "seed {seed} (wal: {wal}) did not replay exactly"
         );
         assert_eq!(a.events, b.events);
         assert_eq!(a.ops, b.ops);
@@ -231,13 +270,15 @@ fn soak() {
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let secs = env_u64("SHOAL_SIM_SECS");
+    let wal = std::env::var("SHOAL_SIM_WAL").is_ok();
     let failed = run_seeds(first, count, |p| {
+        p.wal = wal;
         if let Some(secs) = secs {
             p.duration = std::time::Duration::from_secs(secs);
         }
     });
     eprintln!(
-        "soak: {count} seeds from {first}, {} failed, {:?} wall",
+        "soak: {count} seeds from {first} (wal: {wal}), {} failed, {:?} wall",
         failed.len(),
         started.elapsed()
     );
@@ -249,24 +290,34 @@ fn soak() {
 #[test]
 fn a_seed_replays_exactly_in_another_process() {
     let seed = 5;
-    let here = shoal_sim::run(&SimParams::for_seed(seed));
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "replay_one_seed",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("SHOAL_SIM_SEED", seed.to_string())
-        .env_remove("SHOAL_SIM_ECHO")
-        .env_remove("SHOAL_SIM_LEADER_RESTORE")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    let expected = format!("seed={seed} hash={:#018x} ", here.trace_hash);
-    assert!(out.status.success(), "child replay failed:\n{text}");
-    assert!(
-        text.contains(&expected),
-        "child printed a different trace: expected {expected:?} in\n{text}"
-    );
+    for wal in [false, true] {
+        let here = shoal_sim::run(&SimParams {
+            wal,
+            ..SimParams::for_seed(seed)
+        });
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "replay_one_seed",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("SHOAL_SIM_SEED", seed.to_string())
+            .env_remove("SHOAL_SIM_ECHO")
+            .env_remove("SHOAL_SIM_LEADER_RESTORE");
+        if wal {
+            child.env("SHOAL_SIM_WAL", "1");
+        } else {
+            child.env_remove("SHOAL_SIM_WAL");
+        }
+        let out = child.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        let expected = format!("seed={seed} hash={:#018x} ", here.trace_hash);
+        assert!(out.status.success(), "child replay (wal: {wal}) failed:\n{text}");
+        assert!(
+            text.contains(&expected),
+            "child (wal: {wal}) printed a different trace: expected {expected:?} in\n{text}"
+        );
+    }
 }
