@@ -133,6 +133,9 @@ pub struct RunReport {
     pub violations: Vec<String>,
     /// The last trace events (for a failure report).
     pub recent: Vec<String>,
+    /// Disk counters of the storage, if it has any: (durable writes completed, writes torn
+    /// by a crash while in flight). The real WAL's `SimDisk` counts them.
+    pub disk: (u64, u64),
     /// Extra environment of the replay command (`SHOAL_SIM_WAL=1 ` in WAL mode).
     pub replay_env: String,
 }
@@ -423,6 +426,7 @@ async fn drive<S: StorageModel>(
     report.faults = *cluster.faults.borrow();
     report.net = cluster.net.stats();
     (report.appends, report.applies) = cluster.checker.counts();
+    report.disk = cluster.storage.disk_stats();
     report.virtual_time = now().since_start();
 }
 

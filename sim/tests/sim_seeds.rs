@@ -14,7 +14,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn summary(r: &RunReport) -> String {
     format!(
-        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?}",
+        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?} disk(durable/torn)={:?}",
         r.seed,
         r.trace_hash,
         r.events,
@@ -23,7 +23,8 @@ fn summary(r: &RunReport) -> String {
         r.appends,
         r.applies,
         r.faults,
-        r.net
+        r.net,
+        r.disk
     )
 }
 
@@ -33,11 +34,13 @@ const CI_SEEDS: u64 = 300;
 fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunReport> {
     let mut failed = Vec::new();
     let (mut ops, mut faults, mut msgs) = ((0u64, 0u64, 0u64), Vec::new(), (0u64, 0u64, 0u64));
+    let mut disk = (0u64, 0u64);
     for seed in first..first + count {
         let mut params = SimParams::for_seed(seed);
         tweak(&mut params);
         let r = shoal_sim::run(&params);
         ops = (ops.0 + r.ops.0, ops.1 + r.ops.1, ops.2 + r.ops.2);
+        disk = (disk.0 + r.disk.0, disk.1 + r.disk.1);
         msgs = (
             msgs.0 + r.net.delivered,
             msgs.1 + r.net.dropped + r.net.cut,
@@ -52,7 +55,8 @@ fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunR
     let sum = |f: fn(&shoal_sim::nemesis::FaultStats) -> u64| faults.iter().map(f).sum::<u64>();
     eprintln!(
         "seeds {first}..{}: client ops ok/fail/unknown {ops:?}; faults: crashes {} leader crashes {} \
-         isolations {} splits {} bridges {} lossy periods {} bad links {}; messages delivered/lost/duplicated {msgs:?}",
+         isolations {} splits {} bridges {} lossy periods {} bad links {}; messages delivered/lost/duplicated {msgs:?}; \
+         WAL disk writes durable/torn at crash {disk:?}",
         first + count,
         sum(|f| f.crashes),
         sum(|f| f.leader_crashes),

@@ -72,6 +72,11 @@ pub trait StorageModel: 'static {
 
     /// Last applied log id of `node`'s current state machine.
     fn last_applied(&self, node: u64) -> Option<LogId>;
+
+    /// Disk counters over all nodes: (durable writes completed, writes torn by a crash).
+    fn disk_stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 #[derive(Debug)]

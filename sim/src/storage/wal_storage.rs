@@ -103,15 +103,6 @@ impl WalStorage {
             .clone()
     }
 
-    /// Durable writes done and writes torn at crashes, over every node.
-    pub fn disk_counts(&self) -> (u64, u64) {
-        self.nodes
-            .borrow()
-            .values()
-            .map(|n| n.disk.counts())
-            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-    }
-
     fn durable(&self, node: u64) -> Rc<DurableLog> {
         let disk = self.disk(node);
         let version = disk.durable_version();
@@ -252,5 +243,13 @@ impl StorageModel for WalStorage {
 
     fn last_applied(&self, node: u64) -> Option<LogId> {
         self.sm.last_applied(node)
+    }
+
+    fn disk_stats(&self) -> (u64, u64) {
+        self.nodes
+            .borrow()
+            .values()
+            .map(|n| n.disk.counts())
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 }
