@@ -103,6 +103,11 @@ impl SimDisk {
         self.shared.version.get()
     }
 
+    /// Writes in flight now (begun, their latency not yet elapsed).
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.borrow().len()
+    }
+
     /// Durable writes completed, and writes torn by crashes, so far.
     pub fn counts(&self) -> (u64, u64) {
         (self.shared.writes.get(), self.shared.torn.get())
