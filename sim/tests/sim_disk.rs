@@ -78,5 +78,8 @@ fn crash_mid_write(seed: u64) -> bool {
 fn acknowledged_records_survive_a_crash_mid_write() {
     let torn = (0..40).filter(|s| crash_mid_write(*s)).count();
     eprintln!("40 crashes mid-write: {torn} left a torn tail that recovery cut");
-    assert!(torn > 0, "no crash ever tore a write: the tear model is not exercised");
+    assert!(
+        torn > 0,
+        "no crash ever tore a write: the tear model is not exercised"
+    );
 }

@@ -165,7 +165,14 @@ fn negative_control_wal_ack_before_fsync_is_caught() {
 fn one_seed_run_twice_gives_the_same_trace() {
     // Seed 3: FIFO scheduling, 3 nodes; 4: shuffled; 5: 5 nodes, shuffled; each with the
     // simulation's storage model and with the real WAL log store.
-    for (seed, wal) in [(3, false), (4, false), (5, false), (3, true), (4, true), (5, true)] {
+    for (seed, wal) in [
+        (3, false),
+        (4, false),
+        (5, false),
+        (3, true),
+        (4, true),
+        (5, true),
+    ] {
         let params = SimParams {
             wal,
             ..SimParams::for_seed(seed)
@@ -318,7 +325,10 @@ fn a_seed_replays_exactly_in_another_process() {
         let out = child.output().unwrap();
         let text = String::from_utf8_lossy(&out.stderr);
         let expected = format!("seed={seed} hash={:#018x} ", here.trace_hash);
-        assert!(out.status.success(), "child replay (wal: {wal}) failed:\n{text}");
+        assert!(
+            out.status.success(),
+            "child replay (wal: {wal}) failed:\n{text}"
+        );
         assert!(
             text.contains(&expected),
             "child (wal: {wal}) printed a different trace: expected {expected:?} in\n{text}"

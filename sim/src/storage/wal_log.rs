@@ -166,8 +166,8 @@ impl RaftLogReader<SimConfig> for WalLog {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let entries = RaftLogReader::<TypeConfig>::try_get_log_entries(&mut self.store, range)
-            .await?;
+        let entries =
+            RaftLogReader::<TypeConfig>::try_get_log_entries(&mut self.store, range).await?;
         Ok(entries.into_iter().map(entry_from_real).collect())
     }
 
@@ -199,11 +199,8 @@ impl RaftLogStorage<SimConfig> for WalLog {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        RaftLogStorage::<TypeConfig>::save_committed(
-            &mut self.store,
-            committed.map(log_id_to_real),
-        )
-        .await
+        RaftLogStorage::<TypeConfig>::save_committed(&mut self.store, committed.map(log_id_to_real))
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -248,14 +245,12 @@ impl RaftLogStorage<SimConfig> for WalLog {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        let removed: Vec<LogId> = RaftLogReader::<TypeConfig>::try_get_log_entries(
-            &mut self.store,
-            from..,
-        )
-        .await?
-        .into_iter()
-        .map(|e| log_id_from_real(e.log_id))
-        .collect();
+        let removed: Vec<LogId> =
+            RaftLogReader::<TypeConfig>::try_get_log_entries(&mut self.store, from..)
+                .await?
+                .into_iter()
+                .map(|e| log_id_from_real(e.log_id))
+                .collect();
         self.checker.on_truncate(self.node, &removed);
         RaftLogStorage::<TypeConfig>::truncate_after(
             &mut self.store,

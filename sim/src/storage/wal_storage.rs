@@ -106,7 +106,12 @@ impl WalStorage {
     fn durable(&self, node: u64) -> Rc<DurableLog> {
         let disk = self.disk(node);
         let version = disk.durable_version();
-        if let Some((v, d)) = self.nodes.borrow().get(&node).and_then(|n| n.durable.clone()) {
+        if let Some((v, d)) = self
+            .nodes
+            .borrow()
+            .get(&node)
+            .and_then(|n| n.durable.clone())
+        {
             if v == version {
                 return d;
             }
@@ -218,8 +223,8 @@ impl StorageModel for WalStorage {
         let mut store = log.store().clone();
         let i = log_id.index;
         // Reads of the simulated disk never wait, so the real reader completes in one poll.
-        let read = RaftLogReader::<TypeConfig>::try_get_log_entries(&mut store, i..=i)
-            .now_or_never();
+        let read =
+            RaftLogReader::<TypeConfig>::try_get_log_entries(&mut store, i..=i).now_or_never();
         match read {
             Some(Ok(es)) => es
                 .first()
