@@ -118,10 +118,16 @@ impl WalStorage {
         }
         let d = match recover_durable(&disk) {
             Ok(d) => Rc::new(d),
-            // The harness treats the node as holding nothing durable, which the quorum
-            // check turns into a violation if it matters; the start after the next crash
-            // will fail with the real recovery's own error.
-            Err(_) => Rc::new(DurableLog::default()),
+            // Only damage makes a durable image fail recovery (a torn tail is cut, not an
+            // error). Say so in the trace and treat the node as holding nothing durable:
+            // the quorum check then reports any committed entry that relied on it, and the
+            // next start after a crash fails with the real recovery's own error.
+            Err(e) => {
+                crate::runtime::note(format!(
+                    "node {node}: the durable WAL image does not recover: {e}"
+                ));
+                Rc::new(DurableLog::default())
+            }
         };
         if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
             n.durable = Some((version, d.clone()));
