@@ -92,6 +92,12 @@ fn isolated_leader_is_replaced_serves_no_stale_read_and_converges_after_heal() {
             }
         }
 
+        // A write sent to the old leader alone: it may append it to its own log, but with
+        // no quorum it never commits, so it is never acknowledged, and healing must
+        // discard it (the digests below and the final read check that).
+        let minority = direct.put("k", "minority").await;
+        assert!(minority.is_err(), "an isolated leader acknowledged a write");
+
         // Heal: every node converges on the new leader and the same applied index.
         for proxy in links.values() {
             proxy.heal();
@@ -118,9 +124,8 @@ fn isolated_leader_is_replaced_serves_no_stale_read_and_converges_after_heal() {
         )
         .await;
         converged.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-        // Identical state on the three replicas, compared at one applied index. The old
-        // leader's log had no entry of its own to discard here (it could not commit
-        // without the others); its state still came entirely from the new leader's log.
+        // Identical state on the three replicas, compared at one applied index: the old
+        // leader's uncommitted entry was replaced by the new leader's log.
         let digests = cluster.wait_converged(&[1, 2, 3]).await;
         assert_eq!(digests[0].keys, 51, "k and during:0..50: {digests:?}");
         let healed = cluster.client_on(old, opts(Duration::from_secs(10))).await;
