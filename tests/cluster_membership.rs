@@ -373,4 +373,15 @@ fn replace_a_node_whose_data_directory_was_wiped() {
             assert_eq!(v.as_deref(), Some((live - 1).to_string().as_bytes()));
         }
     });
+    // `shoal cluster status` counts the cluster healthy: the lost node is listed (it is
+    // a configured member) as removed, the replacement as up.
+    let out = cli(&["cluster", "status", "--addr", &seed, "--timeout-ms", "5000"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{out:?}");
+    assert!(text.contains(&format!("node {lost} at ")), "{text}");
+    assert!(
+        text.contains("not a member of any group (removed)"),
+        "{text}"
+    );
+    assert!(text.contains("node 4 at "), "{text}");
 }

@@ -102,10 +102,29 @@ pub fn render_status(
     let mut out = String::new();
     let mut healthy = true;
     let _ = writeln!(out, "{} nodes, {shard_count} groups", answers.len());
+    // The topology keeps listing a configured member after it was removed from every
+    // group (replaced, say): such a node is not part of the cluster any more, its
+    // absence is no failure.
+    let member = |id: u64| {
+        answers.iter().any(|(_, r)| {
+            r.as_ref().is_ok_and(|r| {
+                r.groups
+                    .iter()
+                    .any(|g| g.voters.contains(&id) || g.learners.contains(&id))
+            })
+        })
+    };
     for (node, report) in answers {
         match report {
             Ok(_) => {
                 let _ = writeln!(out, "node {} at {}: up", node.node_id, node.addr);
+            }
+            Err(_) if !member(node.node_id) => {
+                let _ = writeln!(
+                    out,
+                    "node {} at {}: not a member of any group (removed), unreachable",
+                    node.node_id, node.addr
+                );
             }
             Err(e) => {
                 healthy = false;
@@ -327,12 +346,23 @@ mod tests {
         };
         let answers = vec![
             (node(1), report(1, group(RaftRole::Leader, Some(1), 10, 10))),
-            (node(2), Err(down)),
+            (node(2), Err(down.clone())),
         ];
         let (text, healthy) = render_status(1, &answers, &[]);
         assert!(!healthy);
         assert!(
             text.contains("node 2 at 127.0.0.1:7420: UNREACHABLE"),
+            "{text}"
+        );
+
+        // A node no group lists any more (removed) may be down.
+        let mut alone = group(RaftRole::Leader, Some(1), 10, 10);
+        alone.voters = vec![1, 3];
+        let answers = vec![(node(1), report(1, alone)), (node(2), Err(down))];
+        let (text, healthy) = render_status(1, &answers, &[]);
+        assert!(healthy, "{text}");
+        assert!(
+            text.contains("node 2 at 127.0.0.1:7420: not a member"),
             "{text}"
         );
 
