@@ -279,6 +279,11 @@ fn replace_a_node_whose_data_directory_was_wiped() {
     // The disk of `lost` dies.
     cluster.kill(lost);
     std::fs::remove_dir_all(&cluster.node(lost).data_dir).unwrap();
+    // As an operator would (`shoal cluster status`), wait until the survivors lead every
+    // group before changing the members: the lost node may have led some (the client's
+    // retry budget can run out on a dead leader's refused connections before an election
+    // ends on a loaded machine).
+    rt.block_on(cluster.wait_leaders_among(&survivors));
     let seed = cluster.node(survivor).client_addr.to_string();
     let voters: Vec<String> = survivors.iter().map(u64::to_string).collect();
     let out = cli(&[
@@ -289,7 +294,7 @@ fn replace_a_node_whose_data_directory_was_wiped() {
         "--addr",
         &seed,
         "--timeout-ms",
-        "20000",
+        "30000",
     ]);
     assert!(out.status.success(), "{out:?}\n{}", cluster.logs());
 
@@ -322,7 +327,7 @@ fn replace_a_node_whose_data_directory_was_wiped() {
         "--addr",
         &seed,
         "--timeout-ms",
-        "20000",
+        "30000",
     ]);
     assert!(out.status.success(), "{out:?}\n{}", cluster.logs());
 

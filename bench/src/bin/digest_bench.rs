@@ -55,7 +55,9 @@ fn main() {
     let per_key = |m: f64| m * 1e6 / n as f64;
     println!(
         "digest of {n} keys: runs {:?} ms; min {:.1} ms ({:.0} ns/key), median {:.1} ms ({:.0} ns/key), max {:.1} ms",
-        ms.iter().map(|m| (m * 10.0).round() / 10.0).collect::<Vec<_>>(),
+        ms.iter()
+            .map(|m| (m * 10.0).round() / 10.0)
+            .collect::<Vec<_>>(),
         sorted[0],
         per_key(sorted[0]),
         sorted[RUNS / 2],
