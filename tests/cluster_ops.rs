@@ -107,11 +107,22 @@ fn three_nodes_serve_every_operation_through_any_node() {
         leaders
     });
 
-    // `shoal cluster status` through any node: every node up, each group's leader named.
+    // `shoal cluster status` through any node: every node up, each group's leader named,
+    // and each node's digest of each group, the same on all three once they converged.
+    let digests = rt().block_on(cluster.wait_converged(&[1, 2, 3]));
     let addr = cluster.node(2).client_addr.to_string();
     let out = cluster_status(&addr);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}\n{out:?}");
+    for d in &digests {
+        let shown = format!("{}/{:016x}@", d.keys, d.digest);
+        assert_eq!(
+            text.matches(&shown).count(),
+            3,
+            "group {}: {shown}\n{text}",
+            d.group
+        );
+    }
     for id in 1..=3 {
         assert!(text.contains(&format!("node {id} at ")), "{text}");
     }
