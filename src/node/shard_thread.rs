@@ -251,7 +251,8 @@ async fn serve(
         node_id,
         raft.clone(),
         state.clone(),
-    ));
+    )
+    .with_unsafe_local_reads(config.unsafe_local_reads));
     let peer_addr = config.shard_peer_addr(shard);
     let peers = PeerServer::bind(peer_addr, peer_cfg, raft.clone())
         .map_err(|e| ShardError::Server(format!("peer listener {peer_addr}: {e}")))?;

@@ -49,6 +49,8 @@ pub struct ShardCore {
     /// The first fatal error any call returned: the group is dead on this node (a panic
     /// leaves `metrics().running_state` reading `Ok`, so calls are the only witness).
     failure: std::cell::RefCell<Option<String>>,
+    /// TEST-ONLY negative control (`NodeConfig::unsafe_local_reads`): see `confirm_read`.
+    unsafe_local_reads: bool,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -77,7 +79,15 @@ impl ShardCore {
             raft,
             state,
             failure: std::cell::RefCell::new(None),
+            unsafe_local_reads: false,
         }
+    }
+
+    /// TEST-ONLY: a leader answers linearizable and lease reads from its local state
+    /// without confirming its leadership (the negative control of the stale-read checks).
+    pub fn with_unsafe_local_reads(mut self, on: bool) -> ShardCore {
+        self.unsafe_local_reads = on;
+        self
     }
 
     /// Why the group stopped on this node, if a call saw it stop (storage failure, panic).
@@ -396,6 +406,11 @@ impl ShardCore {
         consistency: ReadConsistency,
         deadline: Instant,
     ) -> Result<(), ErrorResponse> {
+        // TEST-ONLY (`--unsafe-local-reads`): whoever believes it leads serves what it
+        // applied, no ReadIndex, no lease. Deliberately wrong; the fault suite must see it.
+        if self.unsafe_local_reads && self.raft.is_leader() {
+            return Ok(());
+        }
         match consistency {
             ReadConsistency::Stale => {
                 // Any replica serves what it applied, unless its group is stopped.

@@ -1,0 +1,103 @@
+//! The end-of-run checks on a recorded history besides linearizability (which is
+//! `shoal_checker::check`): no acknowledged write missing from the final reads, and no
+//! TTL'd value read after its expiry.
+//!
+//! Both are deliberately simple, conservative rules that cannot flag a correct store:
+//! a write counts as lost only if it strictly followed every other (not definitely failed)
+//! write of its key; a read counts as "after expiry" only if it was invoked more than
+//! `ttl + slack` after the TTL put *completed* (the latest instant the store may have
+//! fixed the expiry, plus clock skew and rounding).
+
+use std::collections::BTreeMap;
+
+use shoal_checker::{Blob, History, Op, Outcome};
+
+/// The key, the value (`None` for a delete) and whether it has a TTL, of a write op.
+fn write_of(op: &Op) -> Option<(&Blob, Option<&Blob>, bool)> {
+    match op {
+        Op::Put { key, value } => Some((key, Some(value), false)),
+        Op::PutWithTtl { key, value, .. } => Some((key, Some(value), true)),
+        Op::Delete { key } => Some((key, None, false)),
+        _ => None,
+    }
+}
+
+/// Acknowledged writes that strictly followed every other (not definitely failed) write
+/// of their key but are not what the final read of the key (by `final_client`) returned.
+pub fn lost_writes(h: &History, final_client: u64) -> Vec<String> {
+    let mut finals: BTreeMap<&Blob, Option<&Blob>> = BTreeMap::new();
+    for op in h.ops.iter().filter(|o| o.client == final_client) {
+        if let (Op::Get { key }, Outcome::Read(v)) = (&op.op, &op.outcome) {
+            finals.insert(key, v.as_ref());
+        }
+    }
+    let mut lost = Vec::new();
+    for (i, w) in h.ops.iter().enumerate() {
+        let Some((key, value, ttl)) = write_of(&w.op) else {
+            continue;
+        };
+        if w.outcome != Outcome::Ok || ttl {
+            continue;
+        }
+        let strictly_last = h.ops.iter().enumerate().all(|(j, o)| {
+            j == i
+                || o.outcome == Outcome::Failed
+                || write_of(&o.op).is_none_or(|(k, _, _)| k != key)
+                || (o.outcome == Outcome::Ok && o.complete_ns < w.invoke_ns)
+        });
+        let Some(got) = finals.get(key) else {
+            continue;
+        };
+        if strictly_last && *got != value {
+            lost.push(format!(
+                "{} {key}={value:?} acknowledged, final read {got:?}",
+                w.op.name()
+            ));
+        }
+    }
+    lost
+}
+
+/// Reads that returned a TTL'd value and were invoked more than `slack_ns` after its
+/// expiry (counted from the put's completion), and the number of (read, acknowledged TTL
+/// put of the same key) pairs with the read after that point: how much the check covered.
+pub fn reads_after_expiry(h: &History, slack_ns: u64) -> (Vec<String>, usize) {
+    let mut expiry: BTreeMap<(&Blob, &Blob), u64> = BTreeMap::new();
+    let mut by_key: BTreeMap<&Blob, Vec<u64>> = BTreeMap::new();
+    for o in &h.ops {
+        if let (Op::PutWithTtl { key, value, ttl_ns }, Outcome::Ok) = (&o.op, &o.outcome) {
+            let e = o.complete_ns + ttl_ns + slack_ns;
+            expiry.insert((key, value), e);
+            by_key.entry(key).or_default().push(e);
+        }
+    }
+    let mut bad = Vec::new();
+    let mut covered = 0;
+    let mut check = |key: &Blob, v: &Option<Blob>, at: u64| {
+        covered += by_key
+            .get(key)
+            .map_or(0, |es| es.iter().filter(|e| **e < at).count());
+        if let Some(v) = v {
+            if let Some(e) = expiry.get(&(key, v)) {
+                if at > *e {
+                    bad.push(format!(
+                        "{key}={v} read {} ms after expiry",
+                        (at - e) / 1_000_000
+                    ));
+                }
+            }
+        }
+    };
+    for o in &h.ops {
+        match (&o.op, &o.outcome) {
+            (Op::Get { key }, Outcome::Read(v)) => check(key, v, o.invoke_ns),
+            (Op::GetMulti { keys }, Outcome::ReadMulti(vs)) => {
+                for (k, v) in keys.iter().zip(vs) {
+                    check(k, v, o.invoke_ns);
+                }
+            }
+            _ => {}
+        }
+    }
+    (bad, covered)
+}
