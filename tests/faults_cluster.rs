@@ -130,8 +130,7 @@ fn run(setup: &Setup) -> Figures {
         if kind.restarts() {
             // Read every key at once: a lost write shows before a client overwrites it.
             rt.block_on(async {
-                if let Ok(p) = RemoteKvClient::connect(c.client_addrs(), probe_options()).await
-                {
+                if let Ok(p) = RemoteKvClient::connect(c.client_addrs(), probe_options()).await {
                     read_all(&rec, PROBE_CLIENT, &p, setup.keys).await;
                 }
             });
@@ -219,8 +218,9 @@ fn liveness_options() -> RemoteOptions {
 async fn heal_checks(c: &FaultyCluster, rec: &Recorder, setup: &Setup, f: &mut Figures) {
     for g in 0..setup.shards as usize {
         if c.wait_leader(g, None, HEAL_DEADLINE).await.is_none() {
-            f.liveness_failures
-                .push(format!("group {g} elected no leader within {HEAL_DEADLINE:?}"));
+            f.liveness_failures.push(format!(
+                "group {g} elected no leader within {HEAL_DEADLINE:?}"
+            ));
         }
     }
     let Ok(client) = RemoteKvClient::connect(c.client_addrs(), liveness_options()).await else {
@@ -240,8 +240,10 @@ async fn heal_checks(c: &FaultyCluster, rec: &Recorder, setup: &Setup, f: &mut F
         let read = get_recorded(rec, LIVENESS_CLIENT, &client, &key).await;
         f.slowest_liveness_call = f.slowest_liveness_call.max(t.elapsed() / 2);
         if !wrote || read.is_none() {
-            f.liveness_failures
-                .push(format!("{key}: write ok {wrote}, read ok {}", read.is_some()));
+            f.liveness_failures.push(format!(
+                "{key}: write ok {wrote}, read ok {}",
+                read.is_some()
+            ));
         }
     }
     f.divergence = convergence(c, &client, setup.shards).await.err();
@@ -269,16 +271,18 @@ async fn convergence(c: &FaultyCluster, admin: &RemoteKvClient, shards: u16) -> 
             }
         }
         let same = per_group.len() == shards as usize
-            && per_group.values().all(|v| {
-                v.len() == 3 && v.iter().all(|(_, a, l)| a == l && *a == v[0].1)
-            });
+            && per_group
+                .values()
+                .all(|v| v.len() == 3 && v.iter().all(|(_, a, l)| a == l && *a == v[0].1));
         if same {
             return Ok(());
         }
         last = format!("{last} {per_group:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(format!("replicas did not converge within {HEAL_DEADLINE:?}: {last}"))
+    Err(format!(
+        "replicas did not converge within {HEAL_DEADLINE:?}: {last}"
+    ))
 }
 
 fn cycles_from_env(default: usize) -> usize {

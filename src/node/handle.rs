@@ -111,6 +111,9 @@ impl Node {
             );
         }
         crate::shard::clock::set_offset_ms(config.clock_offset_ms);
+        if config.unsafe_local_reads {
+            tracing::warn!("UNSAFE: leaders serve reads without ReadIndex (test-only switch)");
+        }
         let config = Arc::new(config);
         let data = DataDir::prepare(&config.data_dir, config.node_id, config.shards)?;
         let (mesh, inboxes) = Mesh::new(config.shards, config.limits.shard_queue_depth);

@@ -45,9 +45,14 @@ pub enum Fault {
     Hold,
     Cut,
     /// Hold each chunk for a uniformly random time in `[min, max]`.
-    Jitter { min: Duration, max: Duration },
+    Jitter {
+        min: Duration,
+        max: Duration,
+    },
     /// Reset the connection instead of forwarding a chunk, with probability `per_mille`/1000.
-    Lossy { per_mille: u16 },
+    Lossy {
+        per_mille: u16,
+    },
 }
 
 /// The fault of each direction: towards the upstream (requests), towards the client
@@ -271,7 +276,11 @@ async fn pump(
                 }
                 Fault::Jitter { min, max } => {
                     let span = max.saturating_sub(min).as_micros() as u64;
-                    let extra = if span == 0 { 0 } else { rng.next() % (span + 1) };
+                    let extra = if span == 0 {
+                        0
+                    } else {
+                        rng.next() % (span + 1)
+                    };
                     tokio::time::sleep(min + Duration::from_micros(extra)).await;
                     break;
                 }

@@ -79,10 +79,10 @@ pub fn inject(
             let other = (1..=NODES)
                 .find(|&n| n != leader && n != survivor)
                 .expect("a third node");
-            // The survivor hears the others late, so it may lack what they acknowledged.
-            c.set_links(Fault::Delay(Duration::from_millis(150)), |_, to| {
-                to == survivor
-            });
+            // The survivor is cut off first, so what the other two acknowledge meanwhile
+            // lives only on the two nodes that crash (a delay would not do: the proxy
+            // still delivers what a dead node sent).
+            c.set_links(Fault::Cut, |x, y| x == survivor || y == survivor);
             std::thread::sleep(Duration::from_millis(300));
             // Back to back (each SIGKILL is reaped before the next, milliseconds apart).
             c.kill(leader);
@@ -98,7 +98,8 @@ pub fn inject(
                 return inject(c, rt, rng, rec, Nemesis::SplitRandom, probe_seq);
             };
             let key = key_name(probe_key(rng));
-            let pinned = rt.block_on(c.pinned_client(old, one_shot_options(Duration::from_secs(2))));
+            let pinned =
+                rt.block_on(c.pinned_client(old, one_shot_options(Duration::from_secs(2))));
             if kind == Nemesis::PauseLeader {
                 c.pause(old);
             } else {
@@ -130,9 +131,7 @@ pub fn inject(
                 if kind == Nemesis::PauseLeader {
                     // The read waits in the stopped node's socket; it runs when the node
                     // resumes, before or after it learns of the new term.
-                    let read = async {
-                        get_recorded(rec, STALE_PROBE_CLIENT, &pinned, &key).await
-                    };
+                    let read = async { get_recorded(rec, STALE_PROBE_CLIENT, &pinned, &key).await };
                     let resume = async {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         c.resume(old);

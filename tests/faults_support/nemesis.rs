@@ -33,8 +33,8 @@ pub enum Nemesis {
     KillRandom,
     /// SIGKILL of the leader of group 0, restarted after the fault window.
     KillLeader,
-    /// SIGKILL of two nodes at once (the leader among them) while the links into the
-    /// third are slow, so it may lag: a majority crash.
+    /// SIGKILL of two nodes back to back (the leader among them) after the third was cut
+    /// off for 300 ms, so it lacks what they acknowledged: a majority crash.
     KillMajority,
     /// SIGSTOP of the leader of group 0, longer than the election timeout, then SIGCONT;
     /// while it is stopped a key is overwritten through the others and read through it.
@@ -141,9 +141,8 @@ impl FaultyCluster {
             if n.process.is_none() {
                 continue;
             }
-            let opts = crate::faults_support::workload::one_shot_options(Duration::from_millis(
-                500,
-            ));
+            let opts =
+                crate::faults_support::workload::one_shot_options(Duration::from_millis(500));
             let Ok(Ok(c)) = tokio::time::timeout(
                 Duration::from_secs(1),
                 RemoteKvClient::connect([n.client_addr], opts),
@@ -152,8 +151,7 @@ impl FaultyCluster {
             else {
                 continue;
             };
-            let Ok(Ok(t)) = tokio::time::timeout(Duration::from_secs(1), c.topology()).await
-            else {
+            let Ok(Ok(t)) = tokio::time::timeout(Duration::from_secs(1), c.topology()).await else {
                 continue;
             };
             let l = t.leaders.get(group).and_then(|l| l.leader)?;
@@ -169,7 +167,12 @@ impl FaultyCluster {
 
     /// Polls [`leader_of`](Self::leader_of) until it names a leader other than `not`
     /// (`None`: any), within `within`.
-    pub async fn wait_leader(&self, group: usize, not: Option<u64>, within: Duration) -> Option<u64> {
+    pub async fn wait_leader(
+        &self,
+        group: usize,
+        not: Option<u64>,
+        within: Duration,
+    ) -> Option<u64> {
         let began = Instant::now();
         while began.elapsed() < within {
             if let Some(l) = self.leader_of(group).await {
@@ -204,12 +207,22 @@ impl FaultyCluster {
     }
 
     pub fn pause(&self, id: u64) {
-        let p = self.cluster.node(id).process.as_ref().expect("node running");
+        let p = self
+            .cluster
+            .node(id)
+            .process
+            .as_ref()
+            .expect("node running");
         p.pause().expect("SIGSTOP");
     }
 
     pub fn resume(&self, id: u64) {
-        let p = self.cluster.node(id).process.as_ref().expect("node running");
+        let p = self
+            .cluster
+            .node(id)
+            .process
+            .as_ref()
+            .expect("node running");
         p.resume().expect("SIGCONT");
     }
 
