@@ -249,35 +249,47 @@ async fn heal_checks(c: &FaultyCluster, rec: &Recorder, setup: &Setup, f: &mut F
     f.divergence = convergence(c, &client, setup.shards).await.err();
 }
 
+/// One replica's state as its node reports it.
+#[derive(Debug)]
+struct Replica {
+    #[allow(dead_code)] // read through `Debug`, in the divergence message
+    node: u64,
+    applied: Option<u64>,
+    last_log: Option<u64>,
+}
+
 /// Waits until, for every group, every node reports the same applied index, equal to its
 /// last log index; `Err` with what differed last if that does not happen in time.
 async fn convergence(c: &FaultyCluster, admin: &RemoteKvClient, shards: u16) -> Result<(), String> {
     let began = Instant::now();
     let mut last = String::new();
     while began.elapsed() < HEAL_DEADLINE {
-        let mut per_group: BTreeMap<u32, Vec<(u64, Option<u64>, Option<u64>)>> = BTreeMap::new();
+        let mut per_group: BTreeMap<u32, Vec<Replica>> = BTreeMap::new();
+        let mut errors = String::new();
         for (i, addr) in c.client_addrs().iter().enumerate() {
             match admin.node_status(&addr.to_string()).await {
                 Ok(report) => {
                     for g in report.groups {
-                        per_group.entry(g.group).or_default().push((
-                            i as u64 + 1,
-                            g.applied_index,
-                            g.last_log_index,
-                        ));
+                        per_group.entry(g.group).or_default().push(Replica {
+                            node: i as u64 + 1,
+                            applied: g.applied_index,
+                            last_log: g.last_log_index,
+                        });
                     }
                 }
-                Err(e) => last = format!("node {}: {e}", i + 1),
+                Err(e) => errors.push_str(&format!("node {}: {e}; ", i + 1)),
             }
         }
         let same = per_group.len() == shards as usize
-            && per_group
-                .values()
-                .all(|v| v.len() == 3 && v.iter().all(|(_, a, l)| a == l && *a == v[0].1));
+            && per_group.values().all(|v| {
+                v.len() == 3
+                    && v.iter()
+                        .all(|r| r.applied == r.last_log && r.applied == v[0].applied)
+            });
         if same {
             return Ok(());
         }
-        last = format!("{last} {per_group:?}");
+        last = format!("{errors}{per_group:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Err(format!(

@@ -245,16 +245,14 @@ async fn serve(
     }
 
     // 4. Serve.
-    let core = Rc::new(
-        ShardCore::new(
-            shard as u32,
-            shard_count,
-            node_id,
-            raft.clone(),
-            state.clone(),
-        )
-        .with_unsafe_local_reads(config.unsafe_local_reads),
-    );
+    let core = Rc::new(ShardCore::new(
+        shard as u32,
+        shard_count,
+        node_id,
+        raft.clone(),
+        state.clone(),
+    ));
+    core.set_unsafe_local_reads(config.unsafe_local_reads);
     let peer_addr = config.shard_peer_addr(shard);
     let peers = PeerServer::bind(peer_addr, peer_cfg, raft.clone())
         .map_err(|e| ShardError::Server(format!("peer listener {peer_addr}: {e}")))?;
