@@ -24,23 +24,30 @@ fn write_of(op: &Op) -> Option<(&Blob, Option<&Blob>, bool)> {
 
 /// Acknowledged writes that strictly followed every other (not definitely failed) write
 /// of their key but are not what the final read of the key (by `final_client`) returned.
-pub fn lost_writes(h: &History, final_client: u64) -> Vec<String> {
+/// Only writes invoked before the first final read count (the harness may write after).
+/// Also returns how many writes were checked (a key with a write of unknown outcome left
+/// at the end has none: that write may still land).
+pub fn lost_writes(h: &History, final_client: u64) -> (Vec<String>, usize) {
     let mut finals: BTreeMap<&Blob, Option<&Blob>> = BTreeMap::new();
+    let mut first_final = u64::MAX;
     for op in h.ops.iter().filter(|o| o.client == final_client) {
+        first_final = first_final.min(op.invoke_ns);
         if let (Op::Get { key }, Outcome::Read(v)) = (&op.op, &op.outcome) {
             finals.insert(key, v.as_ref());
         }
     }
     let mut lost = Vec::new();
+    let mut checked = 0;
     for (i, w) in h.ops.iter().enumerate() {
         let Some((key, value, ttl)) = write_of(&w.op) else {
             continue;
         };
-        if w.outcome != Outcome::Ok || ttl {
+        if w.outcome != Outcome::Ok || ttl || w.invoke_ns >= first_final {
             continue;
         }
         let strictly_last = h.ops.iter().enumerate().all(|(j, o)| {
             j == i
+                || o.invoke_ns >= first_final
                 || o.outcome == Outcome::Failed
                 || write_of(&o.op).is_none_or(|(k, _, _)| k != key)
                 || (o.outcome == Outcome::Ok && o.complete_ns < w.invoke_ns)
@@ -48,6 +55,7 @@ pub fn lost_writes(h: &History, final_client: u64) -> Vec<String> {
         let Some(got) = finals.get(key) else {
             continue;
         };
+        checked += usize::from(strictly_last);
         if strictly_last && *got != value {
             lost.push(format!(
                 "{} {key}={value:?} acknowledged, final read {got:?}",
@@ -55,7 +63,7 @@ pub fn lost_writes(h: &History, final_client: u64) -> Vec<String> {
             ));
         }
     }
-    lost
+    (lost, checked)
 }
 
 /// Reads that returned a TTL'd value and were invoked more than `slack_ns` after its
