@@ -101,9 +101,13 @@ pub enum Command {
 /// `shoal cluster ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum ClusterCommand {
-    /// Every node, and every group's leader, term, commit and applied index, and lag, as
-    /// each node sees it. Exits 3 when a node does not answer or a group has no leader.
+    /// Every node, and every group's leader, term, commit and applied index, lag and
+    /// state digest, as each node sees it. Exits 3 when a node does not answer, a group
+    /// has no leader, or two replicas at the same applied index differ.
     Status {
+        /// Skip the state digests (each one visits every key of the group on the node).
+        #[arg(long)]
+        no_digest: bool,
         #[command(flatten)]
         conn: ClientArgs,
     },
@@ -145,7 +149,7 @@ impl Command {
             | Command::Ping { conn }
             | Command::Cluster {
                 command:
-                    ClusterCommand::Status { conn }
+                    ClusterCommand::Status { conn, .. }
                     | ClusterCommand::AddLearner { conn, .. }
                     | ClusterCommand::ChangeMembership { conn, .. },
             } => conn,
@@ -248,8 +252,8 @@ async fn execute(command: Command, args: &ClientArgs) -> Result<ExitCode, KvClie
             Ok(ExitCode::SUCCESS)
         }
         Command::Cluster {
-            command: ClusterCommand::Status { .. },
-        } => cluster::status(&client).await,
+            command: ClusterCommand::Status { no_digest, .. },
+        } => cluster::status(&client, !no_digest).await,
         Command::Cluster {
             command:
                 ClusterCommand::AddLearner {

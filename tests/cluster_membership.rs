@@ -4,6 +4,7 @@
 //! `shoal cluster add-learner` CLI), catch up by snapshot plus log, and are promoted
 //! (`shoal cluster promote`). Then the original node is killed: the two new nodes elect a
 //! leader and serve every acknowledged write; the dead node is removed from every group.
+//! A second test replaces a node whose data directory was wiped by a fresh node.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_support;
@@ -171,6 +172,12 @@ fn grow_from_one_to_three_nodes_under_load() {
         writer.await.unwrap().unwrap();
     });
     let live = acked.load(Ordering::Acquire);
+    // The three replicas of every group hold identical state.
+    rt.block_on(async {
+        let digests = cluster.wait_converged(&[1, 2, 3]).await;
+        let keys: u64 = digests.iter().map(|d| d.keys).sum();
+        assert_eq!(keys, 600 + live, "{digests:?}");
+    });
 
     // Without node 1, nodes 2 and 3 hold a quorum, elect, and serve everything.
     cluster.kill(1);
@@ -218,5 +225,152 @@ fn grow_from_one_to_three_nodes_under_load() {
             t.leaders.iter().all(|l| matches!(l.leader, Some(2 | 3))),
             "{t:?}"
         );
+    });
+}
+
+/// Replacing a node whose data directory was lost, the way the README's cluster section
+/// tells an operator to: the dead node is removed from every group (`shoal cluster
+/// change-membership` with the survivors), a fresh node with a new id and an empty data
+/// directory starts with `--join`, is added as a learner and promoted. Node ids are never
+/// reused: a voter that comes back empty under its old id would have forgotten its vote
+/// and its log, which Raft's safety rests on. Writers run throughout; the survivors keep
+/// serving; the new node catches up by snapshot plus log and ends with the same state
+/// digest as the others.
+#[test]
+fn replace_a_node_whose_data_directory_was_wiped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("shoal.toml");
+    std::fs::write(
+        &config,
+        "[snapshot]\nevery_entries = 100\nkeep_entries = 10\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    // Ports and a directory for node 4, the replacement; nodes 1..=3 form the cluster.
+    let mut cluster = Cluster::start_partial(tmp.path(), 4, 3, SHARDS, &["--config", &config]);
+    let rt = rt();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let leaders = rt.block_on(cluster.wait_leaders());
+    // Lose a follower of group 0 (a leader loss is the failover tests' subject).
+    let lost = (1..=3u64).find(|id| *id != leaders[0]).unwrap();
+    let survivor = (1..=3u64).find(|id| *id != lost).unwrap();
+    let survivors: Vec<u64> = (1..=3u64).filter(|id| *id != lost).collect();
+    let client = rt.block_on(async {
+        let client = cluster.client_on(survivor, opts()).await;
+        for i in 0..400u64 {
+            client.put(format!("pre:{i}"), i.to_string()).await.unwrap();
+        }
+        client
+    });
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        rt.spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                client.put(format!("live:{i}"), i.to_string()).await?;
+                i += 1;
+                acked.store(i, Ordering::Release);
+            }
+            Ok::<(), shoal_client::KvClientError>(())
+        })
+    };
+
+    // The disk of `lost` dies.
+    cluster.kill(lost);
+    std::fs::remove_dir_all(&cluster.node(lost).data_dir).unwrap();
+    let seed = cluster.node(survivor).client_addr.to_string();
+    let voters: Vec<String> = survivors.iter().map(u64::to_string).collect();
+    let out = cli(&[
+        "cluster",
+        "change-membership",
+        "--voters",
+        &voters.join(","),
+        "--addr",
+        &seed,
+        "--timeout-ms",
+        "20000",
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", cluster.logs());
+
+    // The replacement: fresh id, empty directory.
+    cluster.join(4);
+    let n4 = cluster.node(4);
+    let (peer4, client4) = (n4.peer_addr.to_string(), n4.client_addr.to_string());
+    let out = cli(&[
+        "cluster",
+        "add-learner",
+        "--node-id",
+        "4",
+        "--peer-addr",
+        &peer4,
+        "--client-addr",
+        &client4,
+        "--addr",
+        &seed,
+        "--timeout-ms",
+        "30000",
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", cluster.logs());
+    let mut new_voters = voters.clone();
+    new_voters.push("4".to_string());
+    let out = cli(&[
+        "cluster",
+        "promote",
+        "--voters",
+        &new_voters.join(","),
+        "--addr",
+        &seed,
+        "--timeout-ms",
+        "20000",
+    ]);
+    assert!(out.status.success(), "{out:?}\n{}", cluster.logs());
+
+    rt.block_on(async {
+        // The writer kept going through the whole replacement.
+        let from = acked.load(Ordering::Acquire);
+        wait_for_async(
+            "writes with the new voter set",
+            Duration::from_secs(20),
+            Duration::from_millis(10),
+            || async { (acked.load(Ordering::Acquire) >= from + 20).then_some(()) },
+        )
+        .await
+        .unwrap();
+        stop.store(true, Ordering::Relaxed);
+        writer.await.unwrap().unwrap();
+    });
+    let live = acked.load(Ordering::Acquire);
+    let log = cluster.node(4).process.as_ref().unwrap().log();
+    assert!(
+        log.contains("installed a snapshot sent by the leader"),
+        "node 4 did not catch up by snapshot:\n{log}"
+    );
+    let mut members = survivors.clone();
+    members.push(4);
+    rt.block_on(async {
+        let digests = cluster.wait_converged(&members).await;
+        let keys: u64 = digests.iter().map(|d| d.keys).sum();
+        assert_eq!(keys, 400 + live, "{digests:?}");
+        let admin = cluster.client_on(4, opts()).await;
+        for &id in &members {
+            let report = admin
+                .node_status(&cluster.node(id).client_addr.to_string())
+                .await
+                .unwrap();
+            for g in &report.groups {
+                assert_eq!(g.voters, members, "node {id}: {g:?}");
+                assert!(g.learners.is_empty(), "node {id}: {g:?}");
+            }
+        }
+        // A client that knows only the new node reads every acknowledged write.
+        for i in [0, 399] {
+            let v = admin.get(format!("pre:{i}")).await.unwrap();
+            assert_eq!(v.as_deref(), Some(i.to_string().as_bytes()));
+        }
+        if live > 0 {
+            let v = admin.get(format!("live:{}", live - 1)).await.unwrap();
+            assert_eq!(v.as_deref(), Some((live - 1).to_string().as_bytes()));
+        }
     });
 }

@@ -2,7 +2,8 @@
 //! through its own fault proxy (node X dials Y's peers through it, `--peer-route`).
 //! Cutting the four links of the leader isolates it: the other two elect a new leader and
 //! keep serving, the old leader serves no stale linearizable read, and after healing all
-//! three replicas converge (same leader, same applied index) and serve the latest value.
+//! three replicas converge (same leader, same applied index, and identical state: the
+//! same state digest at that index) and serve the latest value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_support;
@@ -117,6 +118,11 @@ fn isolated_leader_is_replaced_serves_no_stale_read_and_converges_after_heal() {
         )
         .await;
         converged.unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        // Identical state on the three replicas, compared at one applied index. The old
+        // leader's log had no entry of its own to discard here (it could not commit
+        // without the others); its state still came entirely from the new leader's log.
+        let digests = cluster.wait_converged(&[1, 2, 3]).await;
+        assert_eq!(digests[0].keys, 51, "k and during:0..50: {digests:?}");
         let healed = cluster.client_on(old, opts(Duration::from_secs(10))).await;
         assert_eq!(healed.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
         assert_eq!(

@@ -7,13 +7,14 @@
 //! in `docs/PROTOCOL.md`.
 //!
 //! Dependencies point one way: `limits`, `frame`, `opcode`, `status` ← `wire` ←
-//! message modules (`handshake`, `topology`, `error_response`, `request`, `response`,
+//! message modules (`handshake`, `topology`, `digest`, `error_response`, `request`, `response`,
 //! `peer`) ← `encoder`, `decoder`, `peer_handshake`.
 
 pub mod limits;
 
 mod conditional;
 mod decoder;
+mod digest;
 mod encoder;
 mod error;
 mod error_response;
@@ -33,6 +34,7 @@ pub use conditional::{
     DeleteMulti, Expire, ExpireCondition, KeyTtl, Persist, SetCondition, SetIf, Ttl, TtlMode,
 };
 pub use decoder::{Frame, FrameDecoder, PeerFrame, RequestFrame, ResponseFrame, Role};
+pub use digest::GroupDigest;
 pub use encoder::{
     encode_delete, encode_error, encode_get, encode_peer, encode_put, encode_request,
     encode_response,

@@ -94,6 +94,10 @@ pub enum Opcode {
     KeyCount = 0x1A,
     /// Response twin of [`Opcode::KeyCount`].
     KeyCountResp = 0x9A,
+    /// Admin: the digest of one group's state machine on the answering node.
+    StateDigest = 0x33,
+    /// Response twin of [`Opcode::StateDigest`].
+    StateDigestResp = 0xB3,
 }
 
 /// Which kind of connection an opcode belongs to.
@@ -149,6 +153,8 @@ impl Opcode {
             0x99 => TtlResp,
             0x1A => KeyCount,
             0x9A => KeyCountResp,
+            0x33 => StateDigest,
+            0xB3 => StateDigestResp,
             _ => return None,
         })
     }
@@ -213,7 +219,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(known, 39);
+        assert_eq!(known, 41);
         assert_eq!(Opcode::PeerRpc.channel(), Channel::Peer);
         assert_eq!(Opcode::PeerRpcResp.channel(), Channel::Peer);
         assert_eq!(Opcode::Get.channel(), Channel::Client);

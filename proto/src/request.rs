@@ -174,6 +174,11 @@ pub enum Request {
         /// The group.
         group: u32,
     },
+    /// Admin: the digest of one group's state machine on the answering node.
+    StateDigest {
+        /// The group.
+        group: u32,
+    },
 }
 
 impl Request {
@@ -197,6 +202,7 @@ impl Request {
             Request::DeleteMulti(_) => Opcode::DeleteMulti,
             Request::Ttl(_) => Opcode::Ttl,
             Request::KeyCount { .. } => Opcode::KeyCount,
+            Request::StateDigest { .. } => Opcode::StateDigest,
         }
     }
 
@@ -324,7 +330,9 @@ impl Request {
             Request::Persist(p) => write_keyed(buf, p.shard, &p.key, None, None)?,
             Request::DeleteMulti(d) => encode_delete_multi(buf, d)?,
             Request::Ttl(t) => write_keyed(buf, t.shard, &t.key, None, None)?,
-            Request::KeyCount { group } => buf.put_u32_le(group_id(*group)?),
+            Request::KeyCount { group } | Request::StateDigest { group } => {
+                buf.put_u32_le(group_id(*group)?)
+            }
         }
         Ok(())
     }
@@ -446,6 +454,9 @@ impl Request {
                 })
             }
             Opcode::KeyCount => Request::KeyCount {
+                group: group_id(r.u32()?)?,
+            },
+            Opcode::StateDigest => Request::StateDigest {
                 group: group_id(r.u32()?)?,
             },
             _ => return Err(BodyError::Invalid("not a client request opcode")),

@@ -12,6 +12,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::conditional::{
     KeyTtl, decode_key_ttl, decode_set_if_resp, encode_key_ttl, encode_set_if_resp,
 };
+use crate::digest::GroupDigest;
 use crate::error::BodyError;
 use crate::error_response::ErrorResponse;
 use crate::handshake::HelloOk;
@@ -90,6 +91,8 @@ pub enum Response {
         /// Of those, keys with an expiry.
         expiring: u64,
     },
+    /// The digest of one group's state machine on the answering node.
+    StateDigest(GroupDigest),
 }
 
 impl Response {
@@ -114,6 +117,7 @@ impl Response {
             Response::DeleteMulti { .. } => Opcode::DeleteMultiResp,
             Response::Ttl(_) => Opcode::TtlResp,
             Response::KeyCount { .. } => Opcode::KeyCountResp,
+            Response::StateDigest(_) => Opcode::StateDigestResp,
         }
     }
 
@@ -165,6 +169,7 @@ impl Response {
                 buf.put_u64_le(*keys);
                 buf.put_u64_le(*expiring);
             }
+            Response::StateDigest(d) => d.encode(buf)?,
         }
         Ok(())
     }
@@ -251,6 +256,7 @@ impl Response {
                 keys: r.u64()?,
                 expiring: r.u64()?,
             },
+            Opcode::StateDigestResp => Response::StateDigest(GroupDigest::decode(r)?),
             _ => return Err(BodyError::Invalid("not a client response opcode")),
         })
     }

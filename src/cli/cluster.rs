@@ -5,23 +5,30 @@
 //!
 //! `status` asks the node given by `--addr` for the topology, then asks every node it
 //! names for its own status, and prints, per group, each node's view: role, term, leader,
-//! last log, commit and applied index, and lag (entries the node's state machine is
-//! behind the leader's last log entry). The rendering is a pure function of the answers,
-//! so it is tested without a cluster.
+//! last log, commit and applied index, lag (entries the node's state machine is behind
+//! the leader's last log entry), and the state digest of the group on that node (keys and
+//! hash, stamped with the applied index it was computed at; `--no-digest` skips them, as
+//! each visits every key). The rendering is a pure function of the answers, so it is
+//! tested without a cluster.
 //!
-//! Exit codes: 0 when every node answered and every group has a leader all of them agree
-//! on; 3 (`EXIT_FAILED`) otherwise, the table still printed.
+//! Exit codes: 0 when every node answered, every group has a leader all of them agree
+//! on, and no two nodes report different digests at the same applied index; 3
+//! (`EXIT_FAILED`) otherwise, the table still printed. (A key whose expiry falls between
+//! two nodes' digests can make them differ once; run again to confirm a divergence.)
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use shoal_client::{KvClientError, RemoteKvClient};
-use shoal_proto::{NodeInfo, StatusReport};
+use shoal_proto::{GroupDigest, NodeInfo, StatusReport};
 
 use super::EXIT_FAILED;
 
 /// One node's answer to the status request.
 pub type NodeAnswer = (NodeInfo, Result<StatusReport, KvClientError>);
+
+/// One node's digest of one group (`node_id`, digest).
+pub type NodeDigest = (u64, GroupDigest);
 
 /// `shoal cluster add-learner`: node `node_id` becomes a learner of every group.
 pub async fn add_learner(
@@ -54,15 +61,24 @@ pub async fn change_membership(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `shoal cluster status`.
-pub async fn status(client: &RemoteKvClient) -> Result<ExitCode, KvClientError> {
+/// `shoal cluster status`; with `digests`, each answering node's digest of each group.
+pub async fn status(client: &RemoteKvClient, digests: bool) -> Result<ExitCode, KvClientError> {
     let topology = client.topology().await?;
     let mut answers: Vec<NodeAnswer> = Vec::with_capacity(topology.nodes.len());
+    let mut seen: Vec<NodeDigest> = Vec::new();
     for node in topology.nodes {
         let report = client.node_status(&node.addr).await;
+        if digests && report.is_ok() {
+            for group in 0..topology.shard_count {
+                // A missing digest (older node, timeout) shows as "-", it is no failure.
+                if let Ok(d) = client.state_digest(&node.addr, group).await {
+                    seen.push((node.node_id, d));
+                }
+            }
+        }
         answers.push((node, report));
     }
-    let (text, healthy) = render_status(topology.shard_count, &answers);
+    let (text, healthy) = render_status(topology.shard_count, &answers, &seen);
     print!("{text}");
     Ok(if healthy {
         ExitCode::SUCCESS
@@ -76,8 +92,13 @@ fn opt(v: Option<u64>) -> String {
 }
 
 /// The status table, and whether the cluster is healthy (every node answered, every
-/// group has one leader every answering node agrees on).
-pub fn render_status(shard_count: u32, answers: &[NodeAnswer]) -> (String, bool) {
+/// group has one leader every answering node agrees on, no two digests of a group at the
+/// same applied index differ).
+pub fn render_status(
+    shard_count: u32,
+    answers: &[NodeAnswer],
+    digests: &[NodeDigest],
+) -> (String, bool) {
     let mut out = String::new();
     let mut healthy = true;
     let _ = writeln!(out, "{} nodes, {shard_count} groups", answers.len());
@@ -138,10 +159,25 @@ pub fn render_status(shard_count: u32, answers: &[NodeAnswer]) -> (String, bool)
                 );
             }
         }
+        let group_digests: Vec<&NodeDigest> =
+            digests.iter().filter(|(_, d)| d.group == group).collect();
+        for (i, (a, da)) in group_digests.iter().enumerate() {
+            let differs = group_digests[i + 1..].iter().find(|(_, db)| {
+                db.applied_index == da.applied_index && (db.keys, db.digest) != (da.keys, da.digest)
+            });
+            if let Some((b, _)) = differs {
+                healthy = false;
+                let _ = writeln!(
+                    out,
+                    "group {group}: DIGESTS DIFFER between nodes {a} and {b} at applied index {}",
+                    opt(da.applied_index)
+                );
+            }
+        }
         let _ = writeln!(
             out,
-            "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
-            "node", "role", "term", "leader", "last_log", "committed", "applied", "lag"
+            "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}  digest (keys/hash@applied)",
+            "node", "role", "term", "leader", "last_log", "committed", "applied", "lag",
         );
         for (id, g) in &views {
             let lag = match (head, g.applied_index) {
@@ -149,9 +185,13 @@ pub fn render_status(shard_count: u32, answers: &[NodeAnswer]) -> (String, bool)
                 (Some(h), None) => (h + 1).to_string(),
                 (None, _) => "-".to_string(),
             };
+            let digest = group_digests.iter().find(|(n, _)| n == id).map_or_else(
+                || "-".to_string(),
+                |(_, d)| format!("{}/{:016x}@{}", d.keys, d.digest, opt(d.applied_index)),
+            );
             let _ = writeln!(
                 out,
-                "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}",
+                "  {:>6}  {:<9} {:>6} {:>7} {:>10} {:>10} {:>10} {:>8}  {}",
                 id,
                 format!("{:?}", g.role),
                 g.term,
@@ -159,7 +199,8 @@ pub fn render_status(shard_count: u32, answers: &[NodeAnswer]) -> (String, bool)
                 opt(g.last_log_index),
                 opt(g.committed_index),
                 opt(g.applied_index),
-                lag
+                lag,
+                digest
             );
         }
     }
@@ -218,14 +259,64 @@ mod tests {
                 report(3, group(RaftRole::Follower, Some(1), 90, 90)),
             ),
         ];
-        let (text, healthy) = render_status(1, &answers);
+        let (text, healthy) = render_status(1, &answers, &[]);
         assert!(healthy, "{text}");
         assert!(text.contains("group 0: leader node 1, term 4"), "{text}");
         let row3 = text
             .lines()
             .find(|l| l.trim_start().starts_with("3 ") && l.contains("Follower"))
             .unwrap();
-        assert!(row3.trim_end().ends_with(" 10"), "lag of node 3: {row3}");
+        assert!(row3.trim_end().ends_with(" 10  -"), "lag of node 3: {row3}");
+    }
+
+    fn digest(applied: u64, hash: u64) -> GroupDigest {
+        GroupDigest {
+            group: 0,
+            applied_term: 4,
+            applied_index: Some(applied),
+            keys: 12,
+            digest: hash,
+        }
+    }
+
+    #[test]
+    fn digests_are_shown_and_a_difference_at_one_index_is_unhealthy() {
+        let answers = vec![
+            (
+                node(1),
+                report(1, group(RaftRole::Leader, Some(1), 100, 100)),
+            ),
+            (
+                node(2),
+                report(2, group(RaftRole::Follower, Some(1), 100, 100)),
+            ),
+            (
+                node(3),
+                report(3, group(RaftRole::Follower, Some(1), 100, 90)),
+            ),
+        ];
+        // Nodes 1 and 2 agree at 100; node 3 differs but is at another index.
+        let same = [
+            (1, digest(100, 0xab)),
+            (2, digest(100, 0xab)),
+            (3, digest(90, 0xcd)),
+        ];
+        let (text, healthy) = render_status(1, &answers, &same);
+        assert!(healthy, "{text}");
+        assert!(text.contains("12/00000000000000ab@100"), "{text}");
+        assert!(text.contains("12/00000000000000cd@90"), "{text}");
+
+        let differ = [
+            (1, digest(100, 0xab)),
+            (2, digest(100, 0xac)),
+            (3, digest(90, 0xcd)),
+        ];
+        let (text, healthy) = render_status(1, &answers, &differ);
+        assert!(!healthy, "{text}");
+        assert!(
+            text.contains("group 0: DIGESTS DIFFER between nodes 1 and 2 at applied index 100"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -238,7 +329,7 @@ mod tests {
             (node(1), report(1, group(RaftRole::Leader, Some(1), 10, 10))),
             (node(2), Err(down)),
         ];
-        let (text, healthy) = render_status(1, &answers);
+        let (text, healthy) = render_status(1, &answers, &[]);
         assert!(!healthy);
         assert!(
             text.contains("node 2 at 127.0.0.1:7420: UNREACHABLE"),
@@ -249,7 +340,7 @@ mod tests {
             (node(1), report(1, group(RaftRole::Leader, Some(1), 10, 10))),
             (node(2), report(2, group(RaftRole::Candidate, None, 10, 10))),
         ];
-        let (text, healthy) = render_status(1, &answers);
+        let (text, healthy) = render_status(1, &answers, &[]);
         assert!(!healthy);
         assert!(text.contains("NO AGREED LEADER"), "{text}");
     }

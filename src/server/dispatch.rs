@@ -97,7 +97,11 @@ impl Dispatcher {
                 self.on_shard(group, Request::KeyCount { group }, deadline)
                     .await
             }
-            Request::KeyCount { group: g } => error(
+            Request::StateDigest { group } if group < s => {
+                self.on_shard(group, Request::StateDigest { group }, deadline)
+                    .await
+            }
+            Request::KeyCount { group: g } | Request::StateDigest { group: g } => error(
                 ErrorDetail::InvalidRequest,
                 format!("group {g} does not exist: the node has {s} groups"),
             ),

@@ -27,7 +27,7 @@ use openraft::ServerState;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, Fatal, ForwardReason, LinearizableReadError, RaftError};
 use shoal_proto::{
-    AddLearner, ErrorDetail, ErrorResponse, GroupStatus, KeyTtl, NodeInfo, RaftRole,
+    AddLearner, ErrorDetail, ErrorResponse, GroupDigest, GroupStatus, KeyTtl, NodeInfo, RaftRole,
     ReadConsistency, Request, Response, StatusReport,
 };
 
@@ -224,6 +224,18 @@ impl ShardCore {
             | Request::Persist(_)
             | Request::DeleteMulti(_)
             | Request::Ttl(_) => self.run_conditional(request, deadline).await,
+            Request::StateDigest { group } if group == self.shard => {
+                // One pass over the state in one borrow: the digest and the applied log
+                // id it is stamped with describe the same state.
+                let d = self.state.borrow().digest(now_ms());
+                Response::StateDigest(GroupDigest {
+                    group,
+                    applied_term: d.applied.map_or(0, |l| l.term),
+                    applied_index: d.applied.map(|l| l.index),
+                    keys: d.keys,
+                    digest: d.hash,
+                })
+            }
             Request::KeyCount { group } if group == self.shard => {
                 let state = self.state.borrow();
                 Response::KeyCount {
@@ -231,8 +243,8 @@ impl ShardCore {
                     expiring: state.keys_with_expiry() as u64,
                 }
             }
-            Request::KeyCount { group } => invalid(format!(
-                "shard {} was asked for the keys of group {group}",
+            Request::KeyCount { group } | Request::StateDigest { group } => invalid(format!(
+                "shard {} was asked about group {group}",
                 self.shard
             )),
             Request::Hello(_) | Request::Ping | Request::Topology => invalid(format!(

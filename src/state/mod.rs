@@ -4,7 +4,8 @@
 //! Parts, one per module: `command` (commands and their encoding), `entry` (one key's
 //! single allocation), `index` (hash sub-tables, memory counters, copy-on-write),
 //! `ttl_wheel` (timer wheel reclaiming expired keys), `snapshot` + `snapshot_format`
-//! (incremental snapshots and restore), `memory` (figures), `error`.
+//! (incremental snapshots and restore), `digest` (order-independent digest of the
+//! contents, to compare replicas), `memory` (figures), `error`.
 //!
 //! Invariants:
 //! - Deterministic: applying the same commands at the same log ids in the same order gives
@@ -20,6 +21,7 @@
 //!   the entry's only handle (`Entry::overwrite_value_in_place`).
 
 mod command;
+mod digest;
 mod entry;
 mod error;
 mod index;
@@ -29,6 +31,8 @@ mod snapshot_format;
 mod ttl_wheel;
 
 #[cfg(test)]
+mod digest_tests;
+#[cfg(test)]
 mod model_tests;
 #[cfg(test)]
 mod snapshot_tests;
@@ -36,6 +40,7 @@ mod snapshot_tests;
 use bytes::Bytes;
 
 pub use command::{COMMAND_VERSION, Command, ExpiryCondition, SetCondition, TtlChange};
+pub use digest::{DIGEST_SEED, StateDigest};
 pub use entry::{Entry, Value};
 pub use error::{CommandError, SnapshotError, StateError};
 pub use index::{INDEX_HASH_SEED, SUBTABLES, hash_key};
@@ -466,6 +471,16 @@ impl State {
         let mut out = Vec::new();
         while self.snapshot_step(&mut out)? == SnapshotProgress::More {}
         Ok(out)
+    }
+
+    /// The digest of the keys visible at `now_ms` (values and expiries included), with
+    /// the last applied log id (see `digest`). Visits every entry: O(keys).
+    pub fn digest(&self, now_ms: u64) -> StateDigest {
+        let mut builder = digest::DigestBuilder::default();
+        for entry in self.index.iter().filter(|e| !e.is_expired(now_ms)) {
+            builder.add(entry);
+        }
+        builder.finish(self.last_applied)
     }
 
     /// Every stored entry (expired ones not yet reclaimed included), in index order.

@@ -1,15 +1,18 @@
 //! Test support for clusters of real `shoal` processes on 127.0.0.1: N nodes on free
 //! ports, each started with `--node-id` and one `--member` flag per node, private data
-//! directories, kill -9 / restart by node id, clients connected to one chosen node, and
-//! waits on the groups' leaders as the nodes' `Topology` reports them.
+//! directories, kill -9 / restart by node id, clients connected to one chosen node,
+//! waits on the groups' leaders as the nodes' `Topology` reports them, and the state
+//! digests of every group on every node (`digests`, `wait_converged`).
 #![allow(dead_code)]
 
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use shoal_client::{RemoteKvClient, RemoteOptions};
+use shoal_client::{KvClientError, RemoteKvClient, RemoteOptions};
+use shoal_proto::GroupDigest;
 use shoal_testkit::ports::{free_port_block, localhost};
 use shoal_testkit::process::ChildProcess;
 use shoal_testkit::wait::{wait_for, wait_for_async};
@@ -18,6 +21,8 @@ use shoal_testkit::wait::{wait_for, wait_for_async};
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on every group electing a leader all nodes agree on.
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on the replicas of every group reaching the same applied index and digest.
+pub const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One node of a test cluster; `process` is `None` while the node is down.
 pub struct ClusterNode {
@@ -261,6 +266,73 @@ impl Cluster {
         match agreed {
             Ok(leaders) => leaders,
             Err(e) => panic!("{e}\n{}", self.logs()),
+        }
+    }
+
+    /// The state digest of every group on node `id` (running), as that node computes it
+    /// (no routing: each replica's own state), in group order.
+    pub async fn digests(&self, id: u64) -> Result<Vec<GroupDigest>, KvClientError> {
+        let addr = self.node(id).client_addr;
+        let opts = RemoteOptions {
+            request_timeout: Duration::from_secs(5),
+            ..RemoteOptions::default()
+        };
+        let client = RemoteKvClient::connect([addr], opts).await?;
+        let mut out = Vec::with_capacity(self.shards as usize);
+        for group in 0..u32::from(self.shards) {
+            out.push(client.state_digest(&addr.to_string(), group).await?);
+        }
+        Ok(out)
+    }
+
+    /// Waits until, for every group, nodes `ids` report the same applied index and the
+    /// same digest (keys and hash) at it, and returns that per group. Stop writers first:
+    /// under load the replicas rarely stand at one index together. Panics, with every
+    /// node's digests, when two nodes differ at one applied index in two consecutive
+    /// polls (a divergence; one poll could be a key's expiry falling between the two
+    /// reads) or when `CONVERGE_TIMEOUT` passes.
+    pub async fn wait_converged(&self, ids: &[u64]) -> Vec<GroupDigest> {
+        assert!(!ids.is_empty());
+        let last: RefCell<Vec<(u64, Vec<GroupDigest>)>> = RefCell::new(Vec::new());
+        let differed_before = Cell::new(false);
+        let converged = wait_for_async(
+            "every replica of every group at the same applied index and digest",
+            CONVERGE_TIMEOUT,
+            Duration::from_millis(100),
+            || async {
+                let mut seen = Vec::with_capacity(ids.len());
+                for &id in ids {
+                    seen.push((id, self.digests(id).await.ok()?));
+                }
+                let first = seen[0].1.clone();
+                let mut all_same = true;
+                let mut differ = false;
+                for (_, ds) in &seen[1..] {
+                    for (a, b) in first.iter().zip(ds) {
+                        if a.applied_index != b.applied_index {
+                            all_same = false;
+                        } else if (a.keys, a.digest) != (b.keys, b.digest) {
+                            all_same = false;
+                            differ = true;
+                        }
+                    }
+                }
+                *last.borrow_mut() = seen;
+                if differ && differed_before.get() {
+                    panic!(
+                        "replicas differ at the same applied index: {:#?}\n{}",
+                        last.borrow(),
+                        self.logs()
+                    );
+                }
+                differed_before.set(differ);
+                all_same.then_some(first)
+            },
+        )
+        .await;
+        match converged {
+            Ok(d) => d,
+            Err(e) => panic!("{e}; last digests: {:#?}\n{}", last.borrow(), self.logs()),
         }
     }
 

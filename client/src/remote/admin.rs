@@ -1,15 +1,18 @@
 //! Operator calls of `RemoteKvClient`: the Raft status of one node (every group as that
-//! node sees it), and membership changes of one group (add a learner, change the voters).
+//! node sees it), the state digest of one group on one node, and membership changes of
+//! one group (add a learner, change the voters).
 //!
 //! Invariants:
-//! - A status is asked of exactly the node named (never re-routed to another node): the
+//! - A status or digest is asked of exactly the node named (never re-routed to another node): the
 //!   point is to see each node's own view, lagging or partitioned ones included.
 //! - A membership change is sent to the group's leader on the group's shard port, and
 //!   follows `NotLeader` hints like any write, within the request timeout and retry
 //!   budget. Both changes are idempotent (re-adding a learner replaces its addresses; the
 //!   same voter set again changes nothing), so an uncertain one is resent like a put.
 
-use shoal_proto::{AddLearner, ChangeMembership, Request, Response, StatusReport, encode_request};
+use shoal_proto::{
+    AddLearner, ChangeMembership, GroupDigest, Request, Response, StatusReport, encode_request,
+};
 
 use super::{Failure, RemoteKvClient, gen_seen_now, unexpected};
 use crate::error::KvClientError;
@@ -22,22 +25,55 @@ impl RemoteKvClient {
     /// `Timeout` when the node does not answer within the request timeout; the node's
     /// error otherwise.
     pub async fn node_status(&self, addr: &str) -> Result<StatusReport, KvClientError> {
+        let request = Request::Status { group: None };
+        self.ask_node(addr, "Status", request, |r| match r {
+            Response::Status(report) => Ok(report),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// The digest of `group`'s state machine on the node whose client address is `addr`,
+    /// with the applied log position it was computed at. Replicas that applied the same
+    /// log prefix report the same digest: compare digests at equal `applied_index`.
+    ///
+    /// # Errors
+    /// `Timeout` when the node does not answer within the request timeout; the node's
+    /// error otherwise (`InvalidRequest` from a node that predates the opcode).
+    pub async fn state_digest(&self, addr: &str, group: u32) -> Result<GroupDigest, KvClientError> {
+        self.ask_node(
+            addr,
+            "StateDigest",
+            Request::StateDigest { group },
+            |r| match r {
+                Response::StateDigest(d) if d.group == group => Ok(d),
+                other => Err(other),
+            },
+        )
+        .await
+    }
+
+    /// Sends `request` to exactly the node at `addr` (no routing, no retry) and maps its
+    /// answer with `accept`, within the request timeout.
+    async fn ask_node<T>(
+        &self,
+        addr: &str,
+        what: &str,
+        request: Request,
+        accept: impl Fn(Response) -> Result<T, Response>,
+    ) -> Result<T, KvClientError> {
         let timeout = self.inner.opts.request_timeout;
         let ask = async {
             let conn = self.inner.pool.get(addr, self.cluster_id()).await?;
-            match conn
-                .call(|b, id| encode_request(b, id, &Request::Status { group: None }))
-                .await?
-            {
-                Response::Status(report) => Ok(report),
+            match conn.call(|b, id| encode_request(b, id, &request)).await? {
                 Response::Error(e) => Err(KvClientError::from_error_response(e)),
-                other => Err(unexpected(&conn, "Status", &other)),
+                other => accept(other).map_err(|other| unexpected(&conn, what, &other)),
             }
         };
         match tokio::time::timeout(timeout, ask).await {
             Ok(r) => r,
             Err(_) => Err(KvClientError::Timeout {
-                detail: format!("status of {addr}: no answer within {timeout:?}"),
+                detail: format!("{what} of {addr}: no answer within {timeout:?}"),
                 last_error: None,
             }),
         }

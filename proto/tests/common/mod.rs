@@ -135,6 +135,7 @@ pub fn request() -> impl Strategy<Value = Request> {
         (shard(), vec(bytes(16), 1..20))
             .prop_map(|(shard, keys)| Request::DeleteMulti(DeleteMulti { shard, keys })),
         (0..MAX_SHARDS as u32).prop_map(|group| Request::KeyCount { group }),
+        (0..MAX_SHARDS as u32).prop_map(|group| Request::StateDigest { group }),
         (shard(), bytes(64), consistency()).prop_map(|(shard, key, consistency)| {
             Request::Ttl(Ttl {
                 shard,
@@ -285,6 +286,22 @@ pub fn response() -> impl Strategy<Value = Response> {
         any::<u32>().prop_map(|removed| Response::DeleteMulti { removed }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(keys, expiring)| Response::KeyCount { keys, expiring }),
+        (
+            0..MAX_SHARDS as u32,
+            any::<u64>(),
+            option::of(any::<u64>()),
+            any::<u64>(),
+            any::<u64>()
+        )
+            .prop_map(|(group, applied_term, applied_index, keys, digest)| {
+                Response::StateDigest(GroupDigest {
+                    group,
+                    applied_term,
+                    applied_index,
+                    keys,
+                    digest,
+                })
+            }),
         prop_oneof![
             Just(KeyTtl::Missing),
             Just(KeyTtl::NoExpiry),
