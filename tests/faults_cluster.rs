@@ -13,8 +13,8 @@
 //!   difference), across failovers and restarts, so a TTL reset by a new leader shows;
 //! - liveness: after the last fault healed, every group elects a leader, and every key is
 //!   read, written and read back, each call within a deadline;
-//! - convergence: every replica of each group reaches the same applied index (= its last
-//!   log index) and reports the same state digest.
+//! - convergence: every replica of each group reaches the same applied index and reports
+//!   the same state digest there (`Cluster::digests`).
 //!
 //! Negative controls (a suite that cannot fail proves nothing): `--unsafe-ack-before-fsync`
 //! on every node with majority kills must be reported as a lost or non-linearizable write,
@@ -84,6 +84,8 @@ struct Figures {
     liveness_failures: Vec<String>,
     slowest_liveness_call: Duration,
     divergence: Option<String>,
+    /// Applied index of each group where every replica's digest matched.
+    converged_at: Vec<Option<u64>>,
     elapsed: Duration,
 }
 
@@ -254,51 +256,52 @@ async fn heal_checks(c: &FaultyCluster, rec: &Recorder, setup: &Setup, f: &mut F
             ));
         }
     }
-    f.divergence = convergence(c, &client, setup.shards).await.err();
+    match convergence(c).await {
+        Ok(applied) => f.converged_at = applied,
+        Err(e) => f.divergence = Some(e),
+    }
 }
 
-/// One replica's state as its node reports it.
-#[derive(Debug)]
-struct Replica {
-    #[allow(dead_code)] // read through `Debug`, in the divergence message
-    node: u64,
-    applied: Option<u64>,
-    last_log: Option<u64>,
-}
-
-/// Waits until, for every group, every node reports the same applied index, equal to its
-/// last log index; `Err` with what differed last if that does not happen in time.
-async fn convergence(c: &FaultyCluster, admin: &RemoteKvClient, shards: u16) -> Result<(), String> {
+/// Waits until, for every group, every node reports the same applied index and the same
+/// state digest (visible keys, values, expiries) at it. `Err` when two replicas differ at
+/// one applied index in two consecutive polls (one poll could straddle a key's expiry),
+/// or when they do not meet within `HEAL_DEADLINE`. Returns the groups' applied indexes.
+async fn convergence(c: &FaultyCluster) -> Result<Vec<Option<u64>>, String> {
     let began = Instant::now();
     let mut last = String::new();
+    let mut differed_before = false;
     while began.elapsed() < HEAL_DEADLINE {
-        let mut per_group: BTreeMap<u32, Vec<Replica>> = BTreeMap::new();
-        let mut errors = String::new();
-        for (i, addr) in c.client_addrs().iter().enumerate() {
-            match admin.node_status(&addr.to_string()).await {
-                Ok(report) => {
-                    for g in report.groups {
-                        per_group.entry(g.group).or_default().push(Replica {
-                            node: i as u64 + 1,
-                            applied: g.applied_index,
-                            last_log: g.last_log_index,
-                        });
-                    }
-                }
-                Err(e) => errors.push_str(&format!("node {}: {e}; ", i + 1)),
+        let mut seen = Vec::new();
+        for id in 1..=3u64 {
+            match c.cluster.digests(id).await {
+                Ok(ds) => seen.push((id, ds)),
+                Err(e) => last = format!("node {id}: {e}"),
             }
         }
-        let same = per_group.len() == shards as usize
-            && per_group.values().all(|v| {
-                v.len() == 3
-                    && v.iter()
-                        .all(|r| r.applied == r.last_log && r.applied == v[0].applied)
-            });
-        if same {
-            return Ok(());
+        if seen.len() == 3 {
+            let first = &seen[0].1;
+            let mut same = true;
+            let mut differ = false;
+            for (_, ds) in &seen[1..] {
+                for (a, b) in first.iter().zip(ds) {
+                    if a.applied_index != b.applied_index {
+                        same = false;
+                    } else if (a.keys, a.digest) != (b.keys, b.digest) {
+                        same = false;
+                        differ = true;
+                    }
+                }
+            }
+            last = format!("{seen:?}");
+            if same {
+                return Ok(first.iter().map(|d| d.applied_index).collect());
+            }
+            if differ && differed_before {
+                return Err(format!("replicas differ at one applied index: {last}"));
+            }
+            differed_before = differ;
         }
-        last = format!("{errors}{per_group:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(format!(
         "replicas did not converge within {HEAL_DEADLINE:?}: {last}"
@@ -318,7 +321,7 @@ fn report(name: &str, f: &Figures) {
         "{name}: {} ops ({} ok, {} failed, {} unknown); faults: {}; stale-read probes {} \
          ({} answered); eps {} ms; verdict: {}; lost acknowledged writes: {} of {} checked; reads after \
          expiry: {} ({} read/expired-TTL pairs checked); liveness failures: {} (slowest \
-         call after healing {:?}); divergence: {}; {:.1} s",
+         call after healing {:?}); divergence: {} (digests equal at applied {:?}); {:.1} s",
         f.ops,
         f.ok,
         f.failed,
@@ -337,6 +340,7 @@ fn report(name: &str, f: &Figures) {
         f.liveness_failures.len(),
         f.slowest_liveness_call,
         f.divergence.as_deref().unwrap_or("none"),
+        f.converged_at,
         f.elapsed.as_secs_f64(),
     );
 }

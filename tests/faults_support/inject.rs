@@ -84,7 +84,11 @@ pub fn inject(
             // still delivers what a dead node sent).
             c.set_links(Fault::Cut, |x, y| x == survivor || y == survivor);
             std::thread::sleep(Duration::from_millis(300));
-            // Back to back (each SIGKILL is reaped before the next, milliseconds apart).
+            // Frozen together first (two signals, microseconds apart), then killed: with
+            // kills milliseconds apart, the second node would still write out what the
+            // first lost, and the crash would be no majority crash for its last writes.
+            c.pause(leader);
+            c.pause(other);
             c.kill(leader);
             c.kill(other);
             c.heal_links();

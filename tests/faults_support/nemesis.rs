@@ -33,8 +33,9 @@ pub enum Nemesis {
     KillRandom,
     /// SIGKILL of the leader of group 0, restarted after the fault window.
     KillLeader,
-    /// SIGKILL of two nodes back to back (the leader among them) after the third was cut
-    /// off for 300 ms, so it lacks what they acknowledged: a majority crash.
+    /// SIGKILL of two nodes at once (SIGSTOP both, then kill; the leader among them) after
+    /// the third was cut off for 300 ms, so it lacks what they acknowledged: a majority
+    /// crash.
     KillMajority,
     /// SIGSTOP of the leader of group 0, longer than the election timeout, then SIGCONT;
     /// while it is stopped a key is overwritten through the others and read through it.
