@@ -421,7 +421,7 @@ fn negative_control_acking_before_fsync_with_majority_kills_is_reported() {
             clients: 6,
             keys: 12,
             shards: 1,
-            cycles: 3,
+            cycles: 4,
             kinds: vec![Nemesis::KillMajority],
             extra: vec!["--unsafe-ack-before-fsync"],
             offsets: [0, 0, 0],

@@ -84,11 +84,12 @@ pub fn inject(
             // still delivers what a dead node sent).
             c.set_links(Fault::Cut, |x, y| x == survivor || y == survivor);
             std::thread::sleep(Duration::from_millis(300));
-            // Frozen together first (two signals, microseconds apart), then killed: with
-            // kills milliseconds apart, the second node would still write out what the
-            // first lost, and the crash would be no majority crash for its last writes.
-            c.pause(leader);
-            c.pause(other);
+            // Crash right after an acknowledgement: a burst of puts, and both victims are
+            // frozen together (two signals, microseconds apart) as the first is acked, then
+            // killed. With kills milliseconds apart, the second node would still write out
+            // what the first lost: no majority crash for the last writes.
+            *probe_seq += 1;
+            rt.block_on(burst_then_freeze(c, rec, [leader, other], *probe_seq));
             c.kill(leader);
             c.kill(other);
             c.heal_links();
@@ -197,4 +198,48 @@ pub fn inject(
 /// The key a stale-read probe overwrites: one of the workload's first keys.
 fn probe_key(rng: &mut SmallRng) -> usize {
     rng.random_range(0..4)
+}
+
+/// Client ids of the burst writers of a majority crash (one per burst key).
+pub const BURST_CLIENT_BASE: u64 = 2000;
+/// Keys of a burst (the workload's first keys; every setup has at least this many).
+const BURST_KEYS: usize = 8;
+
+/// Puts a value to each of the first `BURST_KEYS` keys at once (recorded) and freezes
+/// `victims` as soon as one put is acknowledged (or when none is, after the burst).
+async fn burst_then_freeze(c: &FaultyCluster, rec: &Recorder, victims: [u64; 2], seq: u64) {
+    use futures::StreamExt;
+    use futures::stream::FuturesUnordered;
+
+    let freeze = || {
+        for v in victims {
+            c.pause(v);
+        }
+    };
+    let Ok(client) =
+        shoal_client::RemoteKvClient::connect(c.client_addrs(), client_options()).await
+    else {
+        freeze();
+        return;
+    };
+    let values: Vec<(String, String)> = (0..BURST_KEYS)
+        .map(|k| (key_name(k), format!("burst-{seq}-{k}")))
+        .collect();
+    let mut puts: FuturesUnordered<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, (key, value))| {
+            put_recorded(rec, BURST_CLIENT_BASE + i as u64, &client, key, value)
+        })
+        .collect();
+    let mut frozen = false;
+    while let Some(acked) = puts.next().await {
+        if acked && !frozen {
+            freeze();
+            frozen = true;
+        }
+    }
+    if !frozen {
+        freeze();
+    }
 }
