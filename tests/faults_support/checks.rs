@@ -3,8 +3,8 @@
 //! TTL'd value read after its expiry.
 //!
 //! Both are deliberately simple, conservative rules that cannot flag a correct store:
-//! a write counts as lost only if it strictly followed every other (not definitely failed)
-//! write of its key; a read counts as "after expiry" only if it was invoked more than
+//! a write counts as lost only if the final value comes from no write that may take
+//! effect after it; a read counts as "after expiry" only if it was invoked more than
 //! `ttl + slack` after the TTL put *completed* (the latest instant the store may have
 //! fixed the expiry, plus clock skew and rounding).
 
@@ -22,11 +22,12 @@ fn write_of(op: &Op) -> Option<(&Blob, Option<&Blob>, bool)> {
     }
 }
 
-/// Acknowledged writes that strictly followed every other (not definitely failed) write
-/// of their key but are not what the final read of the key (by `final_client`) returned.
-/// Only writes invoked before the first final read count (the harness may write after).
-/// Also returns how many writes were checked (a key with a write of unknown outcome left
-/// at the end has none: that write may still land).
+/// Acknowledged writes the final reads (by `final_client`) lost: for an acknowledged
+/// write `w` of a key (invoked before the first final read), the final value must be `w`'s
+/// or that of a write that may take effect after `w` (any write not definitely failed and
+/// not acknowledged before `w` began: unknown outcomes included, since an unknown write
+/// may still land), or absent if one of those is a delete or has a TTL. Anything else (an
+/// older value) means `w` was lost. Also returns how many acknowledged writes were checked.
 pub fn lost_writes(h: &History, final_client: u64) -> (Vec<String>, usize) {
     let mut finals: BTreeMap<&Blob, Option<&Blob>> = BTreeMap::new();
     let mut first_final = u64::MAX;
@@ -38,28 +39,36 @@ pub fn lost_writes(h: &History, final_client: u64) -> (Vec<String>, usize) {
     }
     let mut lost = Vec::new();
     let mut checked = 0;
-    for (i, w) in h.ops.iter().enumerate() {
+    for w in &h.ops {
         let Some((key, value, ttl)) = write_of(&w.op) else {
             continue;
         };
-        if w.outcome != Outcome::Ok || ttl || w.invoke_ns >= first_final {
+        if w.outcome != Outcome::Ok || w.invoke_ns >= first_final {
             continue;
         }
-        let strictly_last = h.ops.iter().enumerate().all(|(j, o)| {
-            j == i
-                || o.invoke_ns >= first_final
-                || o.outcome == Outcome::Failed
-                || write_of(&o.op).is_none_or(|(k, _, _)| k != key)
-                || (o.outcome == Outcome::Ok && o.complete_ns < w.invoke_ns)
-        });
         let Some(got) = finals.get(key) else {
             continue;
         };
-        checked += usize::from(strictly_last);
-        if strictly_last && *got != value {
+        let may_follow = |o: &shoal_checker::Operation| {
+            o.invoke_ns < first_final
+                && o.outcome != Outcome::Failed
+                && !(o.outcome == Outcome::Ok && o.complete_ns < w.invoke_ns)
+        };
+        let explained = h.ops.iter().any(|o| {
+            if !may_follow(o) {
+                return false;
+            }
+            match write_of(&o.op) {
+                Some((k, v, t)) if k == key => v == *got || (t && got.is_none()),
+                _ => false,
+            }
+        });
+        checked += 1;
+        if !explained {
             lost.push(format!(
-                "{} {key}={value:?} acknowledged, final read {got:?}",
-                w.op.name()
+                "{} {key}={value:?}{} acknowledged, final read {got:?}",
+                w.op.name(),
+                if ttl { " (ttl)" } else { "" }
             ));
         }
     }
