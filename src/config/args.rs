@@ -82,6 +82,13 @@ pub struct NodeArgs {
     /// crash-durability test). Loses acknowledged writes on a crash.
     #[arg(long, hide = true)]
     pub unsafe_ack_before_fsync: bool,
+    /// TEST-ONLY: shift this node's wall clock (TTLs) by MS milliseconds (may be negative).
+    #[arg(long, hide = true, value_name = "MS", allow_negative_numbers = true)]
+    pub clock_offset_ms: Option<i64>,
+    /// TEST-ONLY: serve linearizable reads from the local state without ReadIndex or lease
+    /// (the negative control of the stale-read checks). Serves stale reads.
+    #[arg(long, hide = true)]
+    pub unsafe_local_reads: bool,
 }
 
 impl NodeArgs {
@@ -130,6 +137,10 @@ impl NodeArgs {
         set(&mut config.log.format, &self.log_format);
         if self.unsafe_ack_before_fsync {
             config.unsafe_ack_before_fsync = true;
+        }
+        set(&mut config.clock_offset_ms, &self.clock_offset_ms);
+        if self.unsafe_local_reads {
+            config.unsafe_local_reads = true;
         }
     }
 }

@@ -233,6 +233,13 @@ pub struct NodeConfig {
     /// as they are appended in memory, before they are written and fdatasync'd. Loses
     /// acknowledged writes on a crash; never set it anywhere else.
     pub unsafe_ack_before_fsync: bool,
+    /// TEST-ONLY: milliseconds added to this node's wall clock (`shard::clock::now_ms`, the
+    /// only clock read for TTLs), to model clock skew between nodes. 0 everywhere else.
+    pub clock_offset_ms: i64,
+    /// TEST-ONLY negative control of the stale-read checks: a leader serves linearizable
+    /// and lease reads from its local state without confirming leadership (no ReadIndex,
+    /// no lease). A paused or isolated old leader then serves stale reads.
+    pub unsafe_local_reads: bool,
     /// Redis protocol (RESP) address of shard 0; shard `s` listens on port + s. `None`
     /// (the default): no RESP listener.
     pub resp_addr: Option<SocketAddr>,
@@ -255,6 +262,8 @@ impl Default for NodeConfig {
             wal: WalConfig::default(),
             log: LogConfig::default(),
             unsafe_ack_before_fsync: false,
+            clock_offset_ms: 0,
+            unsafe_local_reads: false,
             resp_addr: None,
         }
     }

@@ -191,3 +191,21 @@ fn join_needs_members_and_must_not_be_one_of_them() {
     c.peer_addr = "127.0.0.1:7610".parse().unwrap();
     assert_eq!(invalid_setting(&c), "join", "an initial member");
 }
+
+#[test]
+fn test_only_switches_parse_and_default_off() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+    let cli =
+        Cli::try_parse_from(["shoal", "--clock-offset-ms", "-40", "--unsafe-local-reads"]).unwrap();
+    let mut c = NodeConfig::default();
+    cli.node.apply(&mut c);
+    assert_eq!(c.clock_offset_ms, -40);
+    assert!(c.unsafe_local_reads);
+    let d = NodeConfig::default();
+    assert_eq!((d.clock_offset_ms, d.unsafe_local_reads), (0, false));
+}

@@ -104,6 +104,16 @@ impl Node {
             config.shards > 0,
             "the shard count is resolved before start"
         );
+        if config.clock_offset_ms != 0 {
+            tracing::warn!(
+                offset_ms = config.clock_offset_ms,
+                "TEST-ONLY: the wall clock used for TTLs is shifted"
+            );
+        }
+        crate::shard::clock::set_offset_ms(config.clock_offset_ms);
+        if config.unsafe_local_reads {
+            tracing::warn!("UNSAFE: leaders serve reads without ReadIndex (test-only switch)");
+        }
         let config = Arc::new(config);
         let data = DataDir::prepare(&config.data_dir, config.node_id, config.shards)?;
         let (mesh, inboxes) = Mesh::new(config.shards, config.limits.shard_queue_depth);

@@ -252,6 +252,7 @@ async fn serve(
         raft.clone(),
         state.clone(),
     ));
+    core.set_unsafe_local_reads(config.unsafe_local_reads);
     let peer_addr = config.shard_peer_addr(shard);
     let peers = PeerServer::bind(peer_addr, peer_cfg, raft.clone())
         .map_err(|e| ShardError::Server(format!("peer listener {peer_addr}: {e}")))?;

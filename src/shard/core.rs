@@ -49,6 +49,8 @@ pub struct ShardCore {
     /// The first fatal error any call returned: the group is dead on this node (a panic
     /// leaves `metrics().running_state` reading `Ok`, so calls are the only witness).
     failure: std::cell::RefCell<Option<String>>,
+    /// TEST-ONLY negative control (`NodeConfig::unsafe_local_reads`): see `confirm_read`.
+    unsafe_local_reads: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -77,7 +79,14 @@ impl ShardCore {
             raft,
             state,
             failure: std::cell::RefCell::new(None),
+            unsafe_local_reads: std::cell::Cell::new(false),
         }
+    }
+
+    /// TEST-ONLY: a leader answers linearizable and lease reads from its local state
+    /// without confirming its leadership (the negative control of the stale-read checks).
+    pub fn set_unsafe_local_reads(&self, on: bool) {
+        self.unsafe_local_reads.set(on);
     }
 
     /// Why the group stopped on this node, if a call saw it stop (storage failure, panic).
@@ -408,6 +417,11 @@ impl ShardCore {
         consistency: ReadConsistency,
         deadline: Instant,
     ) -> Result<(), ErrorResponse> {
+        // TEST-ONLY (`--unsafe-local-reads`): whoever believes it leads serves what it
+        // applied, no ReadIndex, no lease. Deliberately wrong; the fault suite must see it.
+        if self.unsafe_local_reads.get() && self.raft.is_leader() {
+            return Ok(());
+        }
         match consistency {
             ReadConsistency::Stale => {
                 // Any replica serves what it applied, unless its group is stopped.

@@ -9,14 +9,20 @@
 //! - [`Fault::Hold`]: nothing is forwarded; bytes wait in the proxy and kernel buffers and
 //!   flow again, unharmed, when the fault is lifted (a partition that TCP rides out);
 //! - [`Fault::Cut`]: every connection is reset and new ones are refused until lifted
-//!   (a partition long enough that connections fail).
+//!   (a partition long enough that connections fail);
+//! - [`Fault::Jitter`]: every chunk is held for a random time in a range; chunks of one
+//!   connection stay in order (TCP), but messages on different connections (Raft's
+//!   per-group links, a client's connections) overtake each other: reordering;
+//! - [`Fault::Lossy`]: each chunk, with the given probability (per mille), is lost together
+//!   with its connection (reset): on a byte stream a lost packet that TCP cannot repair
+//!   shows as a failed connection, and the messages in it are gone.
 //!
 //! The proxy runs on its own thread and tokio runtime, so synchronous and async tests
 //! alike drive it. Dropping it stops the thread and closes every connection.
 //!
 //! Invariant: a fault change reaches every pump at its next read or while it waits, so a
-//! `Hold` or `Cut` takes effect without waiting for traffic; bytes are never reordered or
-//! altered.
+//! `Hold` or `Cut` takes effect without waiting for traffic; bytes of one connection are
+//! never reordered or altered (a connection is reset rather than carry a gap).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +44,15 @@ pub enum Fault {
     Delay(Duration),
     Hold,
     Cut,
+    /// Hold each chunk for a uniformly random time in `[min, max]`.
+    Jitter {
+        min: Duration,
+        max: Duration,
+    },
+    /// Reset the connection instead of forwarding a chunk, with probability `per_mille`/1000.
+    Lossy {
+        per_mille: u16,
+    },
 }
 
 /// The fault of each direction: towards the upstream (requests), towards the client
@@ -229,6 +244,7 @@ async fn pump(
     dir: Direction,
 ) {
     let mut buf = vec![0u8; CHUNK];
+    let mut rng = SplitMix::seeded();
     loop {
         if !wait_while_held(&mut faults, dir).await {
             return;
@@ -258,6 +274,22 @@ async fn pump(
                     tokio::time::sleep(d).await;
                     break;
                 }
+                Fault::Jitter { min, max } => {
+                    let span = max.saturating_sub(min).as_micros() as u64;
+                    let extra = if span == 0 {
+                        0
+                    } else {
+                        rng.next() % (span + 1)
+                    };
+                    tokio::time::sleep(min + Duration::from_micros(extra)).await;
+                    break;
+                }
+                Fault::Lossy { per_mille } => {
+                    if rng.next() % 1000 < u64::from(per_mille) {
+                        return;
+                    }
+                    break;
+                }
                 Fault::Hold => {}
             }
             if !wait_while_held(&mut faults, dir).await {
@@ -284,5 +316,28 @@ async fn wait_while_held(faults: &mut watch::Receiver<Faults>, dir: Direction) -
         if faults.changed().await.is_err() {
             return false;
         }
+    }
+}
+
+/// A small non-cryptographic generator for the proxy's random faults (splitmix64), seeded
+/// per pump from the clock and a counter so that pumps draw different streams.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn seeded() -> SplitMix {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) as u64;
+        SplitMix(u64::from(nanos) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 }

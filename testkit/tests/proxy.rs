@@ -121,3 +121,38 @@ fn one_proxy_covers_a_block_of_routes() {
     // Counted before the first byte is forwarded, so both are counted by now.
     assert_eq!(proxy.live_connections(), 2);
 }
+
+#[test]
+fn jitter_delays_each_chunk_within_its_range_and_keeps_order() {
+    let proxy = Proxy::start(&[(localhost(0), echo_server())]).unwrap();
+    let mut s = connect(&proxy);
+    round_trip(&mut s, b"warm").unwrap();
+    proxy.set_faults(Faults {
+        to_upstream: Fault::Jitter {
+            min: Duration::from_millis(20),
+            max: Duration::from_millis(40),
+        },
+        to_client: Fault::Pass,
+    });
+    for i in 0..5u8 {
+        let start = Instant::now();
+        let msg = [b'a' + i; 8];
+        assert_eq!(round_trip(&mut s, &msg).unwrap(), msg);
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn lossy_resets_connections_at_the_given_rate() {
+    let proxy = Proxy::start(&[(localhost(0), echo_server())]).unwrap();
+    // Every chunk lost: the first message resets its connection.
+    proxy.set(Fault::Lossy { per_mille: 1000 });
+    let mut s = connect(&proxy);
+    assert!(round_trip(&mut s, b"gone").is_err());
+    // None lost: messages flow again on a new connection.
+    proxy.set(Fault::Lossy { per_mille: 0 });
+    let mut s = connect(&proxy);
+    for _ in 0..20 {
+        assert_eq!(round_trip(&mut s, b"kept").unwrap(), b"kept");
+    }
+}
