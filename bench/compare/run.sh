@@ -437,7 +437,7 @@ rb_failure() {
     local msg
     msg=$(cat "$err" "$out" 2>/dev/null | grep -v '^"' | grep -v '^\s*$' | tail -n 2 | tr '\n' ' ')
     [[ -n $msg ]] && line+="; $msg"
-    printf '%s' "$line" | tr '\t|\r' '   ' | cut -c1-300
+    printf '%s' "$line" | tr '\t|\r' '   ' | sed 's/ *$//' | cut -c1-300
 }
 
 # rb SYSTEM PORT: redis-benchmark at every -P of RB_PIPELINES against 127.0.0.1:PORT.

@@ -511,6 +511,10 @@ pub fn render(
         .map_err(|e| format!("creating {}: {e}", plots_dir.display()))?;
     let base = out.parent().unwrap_or(Path::new("."));
     for (id, title) in &c.workloads {
+        // A workload no selected system ran (e.g. ONLY=resp-...) gets no empty section.
+        if !c.results.keys().any(|(w, _)| w == id) {
+            continue;
+        }
         let _ = write!(md, "\n## {title}\n\n");
         md.push_str(&c.table(id));
         let svg = plots_dir.join(format!("{id}.svg"));

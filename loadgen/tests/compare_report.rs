@@ -103,7 +103,8 @@ fn redis_benchmark_runs_get_their_table_targets_and_command_lines() {
     let always = csv("a.csv", "40000.00", "90000.00");
     let none = csv("n.csv", "90000.00", "100000.00");
     let m = format!(
-        "SYSTEM\tshoal-1\tShoal\nRB\tshoal-1\t1\t{}\tredis-benchmark -p 1 -P 1\n\
+        "WORKLOAD\tget-1\tGets nobody ran\nSYSTEM\tshoal-1\tShoal\n\
+         RB\tshoal-1\t1\t{}\tredis-benchmark -p 1 -P 1\n\
          RB\tredis-always\t1\t{}\tredis-benchmark -p 2 -P 1\n\
          RB\tredis-none\t1\t{}\tredis-benchmark -p 3 -P 1\n\
          RBNA\tshoal-3-follower\t1\tthe follower answered TRYAGAIN\n\
@@ -114,7 +115,7 @@ fn redis_benchmark_runs_get_their_table_targets_and_command_lines() {
     );
     let recs = parse_manifest(&m).unwrap();
     assert_eq!(
-        recs[4],
+        recs[5],
         Record::RespNotAvailable {
             system: "shoal-3-follower".into(),
             pipeline: 1,
@@ -126,6 +127,8 @@ fn redis_benchmark_runs_get_their_table_targets_and_command_lines() {
     let out = dir.path().join("docs/BENCHMARKS.md");
     let md = render(&c, "# T\n", &out, &dir.path().join("docs/bench")).unwrap();
     assert!(md.contains("## redis-benchmark against Shoal's RESP port"), "{md}");
+    // A workload without any run gets no (empty) section.
+    assert!(!md.contains("Gets nobody ran"), "{md}");
     assert!(
         md.contains("| shoal-1 | 1 | 60.0 k | 500.0us | 2.00ms | 9.00ms | 70.0 k | 250.0us |"),
         "{md}"
