@@ -1,6 +1,7 @@
 //! `compare-report`'s input and output: the manifest, the tables and floor ratios taken
 //! from loadgen's reports, the `redis-benchmark` section, missing runs shown with their
 //! reason.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
@@ -59,7 +60,9 @@ fn tables_and_floor_ratios_come_from_the_reports() {
     assert!(t.find("floor-channel").unwrap() < t.find("shoal-local").unwrap());
     let f = floors_section(&c);
     assert!(
-        f.contains("| local get p50, 1 in flight | 8.0us | 4.0us (channel round trip) | 2.0x | <= 10 us |"),
+        f.contains(
+            "| local get p50, 1 in flight | 8.0us | 4.0us (channel round trip) | 2.0x | <= 10 us |"
+        ),
         "{f}"
     );
     // No HDR logs: no plot, and rendering says nothing about one.
@@ -126,7 +129,10 @@ fn redis_benchmark_runs_get_their_table_targets_and_command_lines() {
     let c = Comparison::load(&recs);
     let out = dir.path().join("docs/BENCHMARKS.md");
     let md = render(&c, "# T\n", &out, &dir.path().join("docs/bench")).unwrap();
-    assert!(md.contains("## redis-benchmark against Shoal's RESP port"), "{md}");
+    assert!(
+        md.contains("## redis-benchmark against Shoal's RESP port"),
+        "{md}"
+    );
     // A workload without any run gets no (empty) section.
     assert!(!md.contains("Gets nobody ran"), "{md}");
     assert!(
