@@ -22,9 +22,11 @@
 #        SYSTEMS_ALL below), SKIP_INSTALL=1, SKIP_BUILD=1, KEEP_WORK=1 (keep the scratch
 #        dir with logs and raw reports), OUT (default docs/BENCHMARKS.md),
 #        CARGO_TARGET_DIR (default target/).
-# Budget: with the defaults, measuring takes about 10-12 minutes on a 2-core VM (51 loadgen
-# runs of 1 s + 5 s plus preloads and starts, ~10 redis-benchmark runs); the release build
-# comes on top on a fresh checkout (SKIP_BUILD=1 with binaries already built skips it).
+# Budget: with the defaults, measuring took 633 s on a 2-core VM under load average 20-30
+# (51 loadgen runs of 1 s + 5 s plus preloads and starts: ~375 s; 10 redis-benchmark runs
+# of 200k requests each way: ~255 s, most of it in the slow durable SETs at -P 1). The
+# release build comes on top on a fresh checkout (~10 min of CPU; SKIP_BUILD=1 with the
+# binaries already built skips it). Shorten with DURATION=3s or RB_REQUESTS=100000.
 # A system that cannot run (not installed, did not start, cluster did not form) is listed
 # as "not available" with the reason; nothing is ever estimated.
 set -euo pipefail
