@@ -1,20 +1,32 @@
 #!/usr/bin/env bash
 # bench/compare/run.sh: Shoal next to Redis and etcd on this machine, in one run.
 #
-# Installs what is missing (Debian: redis-server, etcd-server, etcd-client,
+# Installs what is missing (Debian: redis-server, redis-tools, etcd-server, etcd-client,
 # protobuf-compiler), builds loadgen (+ etcd) and shoal in release mode, then for each
 # system: starts it on 127.0.0.1 (fresh data dirs), runs the same loadgen workloads
 # (100-byte values, 10k keys preloaded, scrambled zipfian 0.99; durable puts and
-# linearizable gets at 1 and 64 in flight, YCSB A and B at 64), stops it, and finally writes
-# docs/BENCHMARKS.md (tables, SVG plots under docs/bench/, machine, versions, command lines).
-# Everything it starts is stopped by pid, also on failure or Ctrl-C (trap).
+# linearizable gets at 1 and 64 in flight, YCSB A and B at 64), stops it. Then the
+# redis-benchmark phase: `redis-benchmark -t set,get -n 200000 -c 50 -d 100` at -P 1 and
+# -P 16 against Shoal's RESP port (1 node; 3 nodes through the leader and through a
+# follower) and against redis-server (appendfsync always; no persistence), each started
+# fresh. Finally writes docs/BENCHMARKS.md (tables, SVG plots under docs/bench/, machine,
+# versions, command lines, time per phase). Everything it starts is stopped by pid, also on
+# failure or Ctrl-C (trap). Elapsed time is printed per phase and in total.
 #
 # Usage: bench/compare/run.sh            (from anywhere inside the repository)
 # Env:   DURATION (default 5s), WARMUP (1s), KEYS (10000), VALUE_SIZE (100),
 #        RUN_LIMIT (120: seconds one loadgen run may take before it is killed and reported),
-#        ONLY="shoal-local redis-none ..." (a subset of systems), SKIP_INSTALL=1,
-#        SKIP_BUILD=1, KEEP_WORK=1 (keep the scratch dir with logs and raw reports),
-#        OUT (default docs/BENCHMARKS.md), CARGO_TARGET_DIR (default target/).
+#        RB_REQUESTS (200000), RB_CLIENTS (50), RB_PIPELINES ("1 16"), RB_VALUE_SIZE (100),
+#        RB_LIMIT (180: seconds one redis-benchmark run may take),
+#        ONLY="shoal-local redis-none resp-shoal-1 ..." (a subset of systems; ids in
+#        SYSTEMS_ALL below), SKIP_INSTALL=1, SKIP_BUILD=1, KEEP_WORK=1 (keep the scratch
+#        dir with logs and raw reports), OUT (default docs/BENCHMARKS.md),
+#        CARGO_TARGET_DIR (default target/).
+# Budget: with the defaults, measuring took 633 s on a 2-core VM under load average 20-30
+# (51 loadgen runs of 1 s + 5 s plus preloads and starts: ~375 s; 10 redis-benchmark runs
+# of 200k requests each way: ~255 s, most of it in the slow durable SETs at -P 1). The
+# release build comes on top on a fresh checkout (~10 min of CPU; SKIP_BUILD=1 with the
+# binaries already built skips it). Shorten with DURATION=3s or RB_REQUESTS=100000.
 # A system that cannot run (not installed, did not start, cluster did not form) is listed
 # as "not available" with the reason; nothing is ever estimated.
 set -euo pipefail
@@ -26,21 +38,51 @@ WARMUP=${WARMUP:-1s}
 KEYS=${KEYS:-10000}
 VALUE_SIZE=${VALUE_SIZE:-100}
 RUN_LIMIT=${RUN_LIMIT:-120}
+RB_REQUESTS=${RB_REQUESTS:-200000}
+RB_CLIENTS=${RB_CLIENTS:-50}
+RB_PIPELINES=${RB_PIPELINES:-1 16}
+RB_VALUE_SIZE=${RB_VALUE_SIZE:-100}
+RB_LIMIT=${RB_LIMIT:-180}
 OUT=${OUT:-$ROOT/docs/BENCHMARKS.md}
 PLOTS=$(dirname "$OUT")/bench
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOADGEN=$TARGET_DIR/release/loadgen
 SHOAL=$TARGET_DIR/release/shoal
 REPORT=$TARGET_DIR/release/compare-report
-SYSTEMS_ALL="floor-channel floor-tcp floor-fsync shoal-local shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3"
+SYSTEMS_ALL="floor-channel floor-tcp floor-fsync shoal-local shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3 resp-shoal-1 resp-shoal-3 resp-redis-always resp-redis-none"
 ONLY=${ONLY:-$SYSTEMS_ALL}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-compare.XXXXXX")
 MANIFEST=$WORK/manifest.tsv
 HEADER=$WORK/header.md
 PIDS=()
 STARTED_AT=$(date +%s)
+LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# The commit measured, marked when the tree differs from it (the report itself excluded).
+REVISION="$(git rev-parse --short HEAD) ($(git log -1 --format=%cd --date=short))"
+git diff --quiet HEAD -- . ":(exclude)$OUT" ":(exclude)$PLOTS" 2>/dev/null ||
+    REVISION+=" + uncommitted changes"
 
 log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# Time per phase: phase NAME starts one (ending the previous), phase_end ends the last.
+PHASE_NAMES=()
+PHASE_SECS=()
+PHASE_NAME=""
+PHASE_T0=0
+phase_end() {
+    [[ -n $PHASE_NAME ]] || return 0
+    local secs=$(($(date +%s) - PHASE_T0))
+    PHASE_NAMES+=("$PHASE_NAME")
+    PHASE_SECS+=("$secs")
+    log "phase $PHASE_NAME took ${secs} s (elapsed in total: $(($(date +%s) - STARTED_AT)) s)"
+    PHASE_NAME=""
+}
+phase() {
+    phase_end
+    PHASE_NAME=$1
+    PHASE_T0=$(date +%s)
+    log "phase $1"
+}
 
 # Stops every process this script started (TERM, then KILL after 10 s), by pid.
 stop_pids() {
@@ -78,6 +120,8 @@ want() { [[ " $ONLY " == *" $1 "* ]]; }
 install_missing() {
     local pkgs=()
     command -v redis-server >/dev/null || pkgs+=(redis-server)
+    command -v redis-benchmark >/dev/null && command -v redis-cli >/dev/null ||
+        pkgs+=(redis-tools)
     command -v etcd >/dev/null || pkgs+=(etcd-server)
     command -v etcdctl >/dev/null || pkgs+=(etcd-client)
     command -v protoc >/dev/null || pkgs+=(protobuf-compiler)
@@ -89,8 +133,12 @@ install_missing() {
         DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${pkgs[@]}"
     fi
 }
-[[ -n "${SKIP_INSTALL:-}" ]] || install_missing
+if [[ -z "${SKIP_INSTALL:-}" ]]; then
+    phase install
+    install_missing
+fi
 if [[ -z "${SKIP_BUILD:-}" ]]; then
+    phase build
     log "building loadgen (+etcd), compare-report and shoal (release)"
     # One cargo invocation, so shared dependencies are built once with unified features.
     if ! CARGO_TARGET_DIR=$TARGET_DIR cargo build --release -q -p loadgen --features \
@@ -100,6 +148,10 @@ if [[ -z "${SKIP_BUILD:-}" ]]; then
             --bin loadgen --bin compare-report
     fi
 fi
+phase_end
+for bin in "$LOADGEN" "$REPORT"; do
+    [[ -x $bin ]] || { log "missing $bin (build it, or drop SKIP_BUILD)"; exit 1; }
+done
 MEASURE_START=$(date +%s)
 
 # ---------------------------------------------------------------- helpers
@@ -136,8 +188,14 @@ start() {
 
 printf '# bench/compare manifest\n' >"$MANIFEST"
 manifest() { local IFS=$'\t'; printf '%s\n' "$*" >>"$MANIFEST"; }
-# system ID LABEL: lists a system (only those selected by ONLY).
-system() { if want "$1"; then manifest SYSTEM "$1" "$2"; fi; }
+# system ID LABEL: lists a system (only those selected by ONLY); list_system: once, always.
+declare -A LISTED=()
+list_system() {
+    [[ -n ${LISTED[$1]:-} ]] && return 0
+    LISTED[$1]=1
+    manifest SYSTEM "$1" "$2"
+}
+system() { if want "$1"; then list_system "$1" "$2"; fi; }
 
 WORKLOADS=(get-1 get-64 put-1 put-64 ycsb-a ycsb-b)
 manifest WORKLOAD get-1 "Linearizable get, 1 in flight"
@@ -219,25 +277,32 @@ system floor-channel "Floor of shoal-local: tokio mpsc + oneshot to $SHARDS glom
 system floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipelined connection per shard, Shoal's frame sizes"
 system floor-fsync "Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync, plain syscalls (wal-bench's baseline)"
 system shoal-local "Shoal, embedded single node ($SHARDS shards), LocalKvClient: puts fdatasync'd before ack, linearizable gets (ReadIndex)"
-system shoal-1 "Shoal, single node ($SHARDS shards), RemoteKvClient over TCP: puts fdatasync'd before ack, linearizable gets"
+SHOAL1_LABEL="Shoal, single node ($SHARDS shards), RemoteKvClient over TCP (loadgen) or RESP (redis-benchmark): puts fdatasync'd before ack, linearizable gets"
+system shoal-1 "$SHOAL1_LABEL"
 system shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
-system redis-always "Redis, AOF with appendfsync always (fsync before reply), no RDB snapshots: durable, single server (no replication)"
-system redis-none "Redis, no persistence (appendonly no, no RDB): NOT durable, a crash loses every write; reference only"
+REDIS_ALWAYS_LABEL="Redis, AOF with appendfsync always (fsync before reply), no RDB snapshots: durable, single server (no replication)"
+REDIS_NONE_LABEL="Redis, no persistence (appendonly no, no RDB): NOT durable, a crash loses every write; reference only"
+system redis-always "$REDIS_ALWAYS_LABEL"
+system redis-none "$REDIS_NONE_LABEL"
 system etcd-1 "etcd, 1 member: WAL fsync before ack, linearizable gets (default)"
 system etcd-3 "etcd, 3 members: WAL fsync on a quorum before ack, linearizable gets (default)"
 
 if want floor-channel; then
+    phase floor-channel
     for w in get-1 get-64 put-1 put-64; do run floor-channel "$w" --target floor-channel --shards "$SHARDS"; done
 fi
 if want floor-tcp; then
+    phase floor-tcp
     for w in get-1 get-64 put-1 put-64; do run floor-tcp "$w" --target floor-tcp --shards "$SHARDS"; done
 fi
 if want floor-fsync; then
+    phase floor-fsync
     mkdir -p "$WORK/fsync"
     run floor-fsync put-1 --target floor-fsync --data-dir "$WORK/fsync"
 fi
 
 if want shoal-local; then
+    phase shoal-local
     run_all shoal-local --target shoal-local --shards "$SHARDS" --data-dir "$WORK/shoal-local"
 fi
 
@@ -251,6 +316,7 @@ shoal_node() {
 shoal_ready() { grep -q "shoal: ready" "$1"; }
 
 if want shoal-1; then
+    phase shoal-1
     if [[ ! -x $SHOAL ]]; then
         na_all shoal-1 "the shoal binary was not built"
     else
@@ -266,6 +332,7 @@ if want shoal-1; then
 fi
 
 if want shoal-3; then
+    phase shoal-3
     if [[ ! -x $SHOAL ]]; then
         na_all shoal-3 "the shoal binary was not built"
     else
@@ -299,6 +366,7 @@ fi
 redis_system() {
     local sys=$1 label=$2; shift 2
     local port dir
+    phase "$sys"
     port=$(free_base 16379 1)
     dir=$WORK/$sys && mkdir -p "$dir"
     start "redis ($sys)" "$dir/redis.log" redis-server --port "$port" --bind 127.0.0.1 \
@@ -323,6 +391,7 @@ fi
 
 etcd_system() {
     local sys=$1 n=$2 base cluster="" endpoints="" i
+    phase "$sys"
     base=$(free_base 12379 $((2 * n)))
     for ((i = 0; i < n; i++)); do
         cluster+="${cluster:+,}m$i=http://127.0.0.1:$((base + n + i))"
@@ -354,9 +423,174 @@ if want etcd-1 || want etcd-3; then
     fi
 fi
 
+# ---------------------------------------------------------------- redis-benchmark (issue 9)
+# The same redis-benchmark command against Shoal's RESP port and redis-server; each system
+# started fresh for it. redis-benchmark 7 exits at the first error reply, so a run with
+# errors fails and is listed as not available with the server's message.
+
+# rb_failure OUT ERR STATUS: one line saying why a redis-benchmark run failed.
+rb_failure() {
+    local out=$1 err=$2 rc=$3 line
+    if ((rc == 124 || rc == 137)); then
+        line="no result within ${RB_LIMIT} s (killed)"
+    else
+        line="exit status $rc"
+    fi
+    local msg
+    msg=$(cat "$err" "$out" 2>/dev/null | grep -v '^"' | grep -v '^\s*$' | tail -n 2 | tr '\n' ' ')
+    [[ -n $msg ]] && line+="; $msg"
+    printf '%s' "$line" | tr '\t|\r' '   ' | sed 's/ *$//' | cut -c1-300
+}
+
+# rb SYSTEM PORT: redis-benchmark at every -P of RB_PIPELINES against 127.0.0.1:PORT.
+rb() {
+    local sys=$1 port=$2 p out err rc
+    for p in $RB_PIPELINES; do
+        out=$WORK/rb.$sys.P$p.csv
+        err=$WORK/rb.$sys.P$p.err
+        local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n "$RB_REQUESTS"
+            -c "$RB_CLIENTS" -d "$RB_VALUE_SIZE" -P "$p" --csv)
+        log "$sys / redis-benchmark -P $p"
+        if timeout --kill-after=10s "$RB_LIMIT" "${cmd[@]}" >"$out" 2>"$err"; then
+            manifest RB "$sys" "$p" "$out" "${cmd[*]}"
+        else
+            rc=$?
+            local why
+            why=$(rb_failure "$out" "$err" "$rc")
+            log "$sys / redis-benchmark -P $p failed: $why"
+            manifest RBNA "$sys" "$p" "redis-benchmark failed: $why"
+        fi
+    done
+}
+
+# rb_na SYSTEM REASON: no redis-benchmark run of SYSTEM could be made.
+rb_na() {
+    local p
+    log "$1 (redis-benchmark) not available: $2"
+    for p in $RB_PIPELINES; do manifest RBNA "$1" "$p" "$2"; done
+}
+
+resp_ready() { redis-cli -h 127.0.0.1 -p "$1" ping | grep -q PONG; }
+
+if want resp-shoal-1; then
+    phase resp-shoal-1
+    list_system shoal-1 "$SHOAL1_LABEL"
+    if [[ ! -x $SHOAL ]]; then
+        rb_na shoal-1 "the shoal binary was not built"
+    elif ! command -v redis-benchmark >/dev/null; then
+        rb_na shoal-1 "redis-benchmark is not installed (Debian: redis-tools)"
+    else
+        base=$(free_base 17700 $((3 * SHARDS)))
+        resp_port=$((base + 2 * SHARDS))
+        shoal_node 1 "127.0.0.1:$base" "127.0.0.1:$((base + SHARDS))" "$WORK/rb-shoal1" \
+            --resp-addr "127.0.0.1:$resp_port"
+        if wait_until 30 shoal_ready "$WORK/shoal-1-rb-shoal1.log" &&
+            wait_until 10 resp_ready "$resp_port"; then
+            rb shoal-1 "$resp_port"
+        else
+            rb_na shoal-1 "the node did not serve RESP PING within 40 s: $(tail -n 2 "$WORK/shoal-1-rb-shoal1.log" | tr '\t\n|' '   ' | cut -c1-200)"
+        fi
+        stop_pids
+    fi
+fi
+
+if want resp-shoal-3; then
+    phase resp-shoal-3
+    if [[ ! -x $SHOAL ]]; then
+        rb_na shoal-3-leader "the shoal binary was not built"
+    elif ! command -v redis-benchmark >/dev/null; then
+        rb_na shoal-3-leader "redis-benchmark is not installed (Debian: redis-tools)"
+    else
+        # Node i: client ports at c, peer ports at c + SHARDS, RESP ports at c + 2 SHARDS.
+        base=$(free_base 17800 $((9 * SHARDS + 30)))
+        members=()
+        for i in 1 2 3; do
+            c=$((base + (i - 1) * 3 * SHARDS))
+            members+=(--member "$i=127.0.0.1:$c/127.0.0.1:$((c + SHARDS))")
+        done
+        for i in 1 2 3; do
+            c=$((base + (i - 1) * 3 * SHARDS))
+            shoal_node "$i" "127.0.0.1:$c" "127.0.0.1:$((c + SHARDS))" "$WORK/rb-shoal3-$i" \
+                "${members[@]}" --resp-addr "127.0.0.1:$((c + 2 * SHARDS))"
+        done
+        rb_endpoints="127.0.0.1:$base,127.0.0.1:$((base + 3 * SHARDS)),127.0.0.1:$((base + 6 * SHARDS))"
+        rb_formed() {
+            for i in 1 2 3; do shoal_ready "$WORK/shoal-$i-rb-shoal3-$i.log" || return 1; done
+            for i in 1 2 3; do resp_ready $((base + (i - 1) * 3 * SHARDS + 2 * SHARDS)) || return 1; done
+            "$LOADGEN" --target shoal-remote --endpoint "$rb_endpoints" --workload write -c 1 \
+                --ops 10 --warmup 0s --quiet --connect-timeout 3s &&
+                "$SHOAL" cluster status --addr "127.0.0.1:$base" --timeout-ms 3000
+        }
+        if wait_until 45 rb_formed; then
+            # Which node leads which group, from `shoal cluster status` ("group G: leader
+            # node L, term T"). redis-benchmark goes to the node leading the most groups
+            # (after a first start: node 1, leader of all); the follower run goes to a node
+            # leading none (or the fewest).
+            status=$("$SHOAL" cluster status --addr "127.0.0.1:$base" --timeout-ms 3000 || true)
+            declare -A leads=([1]="" [2]="" [3]="")
+            while read -r g l; do
+                leads[$l]+="${leads[$l]:+,}$g"
+            done < <(printf '%s\n' "$status" | sed -n 's/^group \([0-9]*\): leader node \([0-9]*\),.*/\1 \2/p')
+            count() { if [[ -z $1 ]]; then echo 0; else echo $(($(tr -cd ',' <<<"$1" | wc -c) + 1)); fi; }
+            leader=1 follower=""
+            for i in 1 2 3; do
+                if (($(count "${leads[$i]}") > $(count "${leads[$leader]}"))); then leader=$i; fi
+            done
+            for i in 1 2 3; do
+                if [[ $i != "$leader" ]] && { [[ -z $follower ]] ||
+                    (($(count "${leads[$i]}") < $(count "${leads[$follower]}"))); }; then
+                    follower=$i
+                fi
+            done
+            describe() {
+                if [[ -z ${leads[$1]} ]]; then echo "leads no group"; else echo "leads group(s) ${leads[$1]} of $SHARDS"; fi
+            }
+            list_system shoal-3-leader "Shoal, 3 nodes ($SHARDS shards each), redis-benchmark connected to node $leader, which $(describe "$leader"): puts fdatasync'd on a quorum before ack, linearizable gets"
+            list_system shoal-3-follower "Shoal, 3 nodes, redis-benchmark connected to node $follower, which $(describe "$follower"): every request goes through that node to the leader (errors if the node does not forward)"
+            rb shoal-3-leader $((base + (leader - 1) * 3 * SHARDS + 2 * SHARDS))
+            rb shoal-3-follower $((base + (follower - 1) * 3 * SHARDS + 2 * SHARDS))
+        else
+            why=$(cat "$WORK"/shoal-*-rb-shoal3-*.log 2>/dev/null | grep -v '^$' | tail -n 2 | tr '\t\n|' '   ' | cut -c1-200)
+            rb_na shoal-3-leader "the 3-node cluster did not form and serve RESP and a put within 45 s (${why:-no output})"
+        fi
+        stop_pids
+    fi
+fi
+
+# resp_redis SYSTEM LABEL REDIS-FLAGS...: a fresh redis-server, redis-benchmark against it.
+resp_redis() {
+    local sys=$1 label=$2; shift 2
+    local port dir
+    phase "resp-$sys"
+    list_system "$sys" "$label"
+    if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+        rb_na "$sys" "redis-server or redis-benchmark is not installed"
+        return 0
+    fi
+    port=$(free_base 16479 1)
+    dir=$WORK/rb-$sys && mkdir -p "$dir"
+    start "redis ($sys, redis-benchmark)" "$dir/redis.log" redis-server --port "$port" \
+        --bind 127.0.0.1 --dir "$dir" --save "" --protected-mode yes "$@"
+    if wait_until 20 resp_ready "$port"; then
+        rb "$sys" "$port"
+    else
+        rb_na "$sys" "redis-server did not answer PING within 20 s"
+    fi
+    stop_pids
+}
+if want resp-redis-always; then
+    resp_redis redis-always "$REDIS_ALWAYS_LABEL" --appendonly yes --appendfsync always
+fi
+if want resp-redis-none; then
+    resp_redis redis-none "$REDIS_NONE_LABEL" --appendonly no
+fi
+phase_end
+
 # ---------------------------------------------------------------- the report
+phase report
 MEASURE_SECS=$(($(date +%s) - MEASURE_START))
 disk=$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo unknown)
+version_of() { "$@" 2>/dev/null | head -1 || true; }
 {
     echo "# Benchmarks: Shoal next to Redis and etcd"
     echo
@@ -364,8 +598,10 @@ disk=$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo un
     echo "Every system ran on this machine, on 127.0.0.1, one after the other, with fresh data"
     echo "directories, under the same loadgen workloads: ${KEYS} keys preloaded (16-byte keys,"
     echo "${VALUE_SIZE}-byte values), scrambled zipfian 0.99, closed loop, ${WARMUP} warm-up then ${DURATION} measured."
-    echo "This machine is a shared, noisy VM (other builds ran meanwhile): compare figures as"
-    echo "ratios within this run. Scratch data and raw reports lived in \$WORK (a fresh temp dir)."
+    echo "Load average (1, 5, 15 min) at the start: ${LOAD_AT_START}; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "(a load near or above the core count means other work competed with the benchmark:"
+    echo "then compare figures only as ratios within this run). Scratch data and raw reports"
+    echo "lived in \$WORK (a fresh temp dir)."
     echo
     echo "## Machine and versions"
     echo
@@ -375,13 +611,26 @@ disk=$(findmnt -n -o SOURCE,FSTYPE -T "$WORK" 2>/dev/null | tr -s ' ' || echo un
     echo "| memory | $(free -g | awk '/^Mem:/ {print $2}') GiB |"
     echo "| kernel | $(uname -r) |"
     echo "| disk of the data dirs | ${disk} |"
-    echo "| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |"
-    echo "| shoal | $(git rev-parse --short HEAD) ($(git log -1 --format=%cd --date=short)) |"
-    echo "| loadgen | $("$LOADGEN" --version 2>/dev/null || echo '?') |"
-    echo "| redis-server | $(redis-server --version 2>/dev/null | awk '{print $3}' | sed 's/v=//' || echo 'not installed') |"
-    echo "| etcd | $(etcd --version 2>/dev/null | head -1 | awk '{print $3}' || echo 'not installed') |"
+    echo "| shoal | ${REVISION} |"
+    echo "| loadgen | $(version_of "$LOADGEN" --version) |"
+    echo "| redis-server | $(version_of redis-server --version | awk '{print $3}' | sed 's/v=//') |"
+    echo "| redis-benchmark | $(version_of redis-benchmark --version | awk '{print $2}') |"
+    echo "| etcd | $(version_of etcd --version | awk '{print $3}') |"
     echo "| rustc | $(rustc --version) |"
+    echo
+    echo "## Time per phase"
+    echo
+    echo "| phase | seconds |"
+    echo "|---|---:|"
+    for i in "${!PHASE_NAMES[@]}"; do echo "| ${PHASE_NAMES[$i]} | ${PHASE_SECS[$i]} |"; done
+    echo "| total before writing this report | $(($(date +%s) - STARTED_AT)) |"
 } >"$HEADER"
 mkdir -p "$(dirname "$OUT")"
 "$REPORT" "$MANIFEST" "$HEADER" "$OUT" "$PLOTS"
-log "wrote $OUT (measuring took ${MEASURE_SECS} s, total $(($(date +%s) - STARTED_AT)) s)"
+phase_end
+TOTAL=$(($(date +%s) - STARTED_AT))
+log "wrote $OUT"
+log "time per phase:"
+for i in "${!PHASE_NAMES[@]}"; do log "  ${PHASE_NAMES[$i]}: ${PHASE_SECS[$i]} s"; done
+log "measuring took ${MEASURE_SECS} s; total ${TOTAL} s"
+((TOTAL <= 1200)) || log "WARNING: the whole run took more than 20 minutes (${TOTAL} s)"

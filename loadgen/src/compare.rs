@@ -9,6 +9,9 @@
 //! - `RUN <workload> <system> <json> <hdr> <command>`: one loadgen run.
 //! - `NA <workload> <system> <reason>`: a system that could not be measured; it appears
 //!   in the table as not available, with the reason, never with made-up figures.
+//! - `RB <system> <pipeline> <output> <command>`: one `redis-benchmark --csv` run at
+//!   `-P <pipeline>` (see [`crate::compare_resp`]); `RBNA <system> <pipeline> <reason>`:
+//!   one that could not be made.
 //!
 //! Invariants: every figure printed comes from a run's JSON report (throughput, p50, p99,
 //! p99.9, errors) or from its HDR log (the curves); a run whose report cannot be read is
@@ -23,6 +26,7 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use serde_json::Value;
 
+use crate::compare_resp::RespComparison;
 use crate::recorder::{Hist, merge_hist, new_hist};
 use crate::report::fmt_ns;
 
@@ -65,6 +69,26 @@ pub enum Record {
         /// Why.
         reason: String,
     },
+    /// A `redis-benchmark` run.
+    RespRun {
+        /// System id.
+        system: String,
+        /// `-P`.
+        pipeline: u32,
+        /// Its `--csv` stdout.
+        output: PathBuf,
+        /// The command line.
+        command: String,
+    },
+    /// A `redis-benchmark` run that could not be made.
+    RespNotAvailable {
+        /// System id.
+        system: String,
+        /// `-P`.
+        pipeline: u32,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Parses a manifest; the message names the bad line.
@@ -77,6 +101,7 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Record>, String> {
         let f: Vec<&str> = line.split('\t').collect();
         let bad = || format!("manifest line {}: cannot parse {line:?}", n + 1);
         let s = |i: usize| f.get(i).map(|s| s.to_string()).ok_or_else(bad);
+        let num = |i: usize| s(i)?.parse::<u32>().map_err(|_| bad());
         let rec = match f[0] {
             "WORKLOAD" if f.len() == 3 => Record::Workload {
                 id: s(1)?,
@@ -96,6 +121,17 @@ pub fn parse_manifest(text: &str) -> Result<Vec<Record>, String> {
             "NA" if f.len() == 4 => Record::NotAvailable {
                 workload: s(1)?,
                 system: s(2)?,
+                reason: s(3)?,
+            },
+            "RB" if f.len() == 5 => Record::RespRun {
+                system: s(1)?,
+                pipeline: num(2)?,
+                output: PathBuf::from(s(3)?),
+                command: s(4)?,
+            },
+            "RBNA" if f.len() == 4 => Record::RespNotAvailable {
+                system: s(1)?,
+                pipeline: num(2)?,
                 reason: s(3)?,
             },
             _ => return Err(bad()),
@@ -201,6 +237,8 @@ pub struct Comparison {
     pub hists: BTreeMap<(String, String), Hist>,
     /// Command lines per (workload, system).
     pub commands: Vec<(String, String, String)>,
+    /// The `redis-benchmark` runs.
+    pub resp: RespComparison,
 }
 
 impl Comparison {
@@ -236,6 +274,17 @@ impl Comparison {
                     c.results
                         .insert((workload.clone(), system.clone()), Err(reason.clone()));
                 }
+                Record::RespRun {
+                    system,
+                    pipeline,
+                    output,
+                    command,
+                } => c.resp.add_run(system, *pipeline, output, command),
+                Record::RespNotAvailable {
+                    system,
+                    pipeline,
+                    reason,
+                } => c.resp.add_not_available(system, *pipeline, reason),
             }
         }
         c
@@ -427,6 +476,16 @@ pub fn floors_section(c: &Comparison) -> String {
     out
 }
 
+/// The text above the `redis-benchmark` table.
+const RESP_INTRO: &str = "\n## redis-benchmark against Shoal's RESP port and redis-server\n\n\
+The same `redis-benchmark -t set,get` command (see the command lines below) against each \
+system, started fresh for it: Shoal with `--resp-addr` (redis-benchmark connects to shard \
+0's RESP port; shard 0 forwards each key to its owning shard), Redis as in the loadgen \
+tables. Without `-r`, redis-benchmark uses one key (`key:__rand_int__`) for every request: \
+one Raft group of Shoal's does all the work. Latencies are redis-benchmark's own (its \
+histogram, ms rounded to 1 us). A run that got any error reply is shown as not available \
+(redis-benchmark 7 stops at the first one).\n\n";
+
 /// The whole `BENCHMARKS.md`: `header` (machine, versions, systems, as the script wrote
 /// it), then per workload a table and a plot (written next to `out` under `plots_dir`),
 /// the floors, and the command lines.
@@ -452,6 +511,10 @@ pub fn render(
         .map_err(|e| format!("creating {}: {e}", plots_dir.display()))?;
     let base = out.parent().unwrap_or(Path::new("."));
     for (id, title) in &c.workloads {
+        // A workload no selected system ran (e.g. ONLY=resp-...) gets no empty section.
+        if !c.results.keys().any(|(w, _)| w == id) {
+            continue;
+        }
         let _ = write!(md, "\n## {title}\n\n");
         md.push_str(&c.table(id));
         let svg = plots_dir.join(format!("{id}.svg"));
@@ -464,94 +527,19 @@ pub fn render(
             );
         }
     }
+    if !c.resp.rows.is_empty() {
+        md.push_str(RESP_INTRO);
+        md.push_str(&c.resp.table());
+        md.push_str("\nIssue 9's targets, from the rows above:\n\n");
+        md.push_str(&c.resp.targets("shoal-1", "redis-always", "redis-none"));
+    }
     md.push_str("\n## Command lines\n\n```\n");
     for (w, s, cmd) in &c.commands {
         let _ = writeln!(md, "# {w} / {s}\n{cmd}");
     }
+    for (s, p, cmd) in &c.resp.commands {
+        let _ = writeln!(md, "# redis-benchmark -P {p} / {s}\n{cmd}");
+    }
     md.push_str("```\n");
     Ok(md)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_round_trip_and_errors() {
-        let text = "# comment\nWORKLOAD\tget-1\tGets, 1 in flight\nSYSTEM\tredis-none\tRedis, no persistence\n\
-                    RUN\tget-1\tredis-none\ta.json\ta.hlog\tloadgen --target redis\n\
-                    NA\tget-1\tshoal-3\tcluster did not form\n";
-        let r = parse_manifest(text).unwrap();
-        assert_eq!(r.len(), 4);
-        assert_eq!(
-            r[3],
-            Record::NotAvailable {
-                workload: "get-1".into(),
-                system: "shoal-3".into(),
-                reason: "cluster did not form".into()
-            }
-        );
-        let e = parse_manifest("RUN\tonly\ttwo\n").unwrap_err();
-        assert!(e.contains("line 1"), "{e}");
-    }
-
-    fn fake_report(dir: &Path, name: &str, kind: &str, throughput: f64, p50: u64) -> PathBuf {
-        let p = dir.join(name);
-        let v = serde_json::json!({"kinds": [
-            {"kind": kind, "ok": 10, "errors": 0, "throughput": throughput,
-             "latency": {"p50_ns": p50, "p99_ns": p50 * 3, "p999_ns": p50 * 5}},
-            {"kind": "all", "ok": 10, "errors": 1, "throughput": throughput,
-             "latency": {"p50_ns": p50, "p99_ns": p50 * 3, "p999_ns": p50 * 5}},
-        ]});
-        std::fs::write(&p, v.to_string()).unwrap();
-        p
-    }
-
-    #[test]
-    fn tables_and_floor_ratios_come_from_the_reports() {
-        let dir = tempfile::tempdir().unwrap();
-        let local = fake_report(dir.path(), "l.json", "get", 50_000.0, 8_000);
-        let floor = fake_report(dir.path(), "f.json", "get", 90_000.0, 4_000);
-        let m = format!(
-            "WORKLOAD\tget-1\tGets\nSYSTEM\tfloor-channel\tF\nSYSTEM\tshoal-local\tL\n\
-             RUN\tget-1\tshoal-local\t{}\tnone.hlog\tcmd l\n\
-             RUN\tget-1\tfloor-channel\t{}\tnone.hlog\tcmd f\n",
-            local.display(),
-            floor.display()
-        );
-        let c = Comparison::load(&parse_manifest(&m).unwrap());
-        let t = c.table("get-1");
-        assert!(
-            t.contains("| shoal-local | 50.0 k | 8.0us | 24.0us | 40.0us | 1 |"),
-            "{t}"
-        );
-        // Floor first, as listed.
-        assert!(t.find("floor-channel").unwrap() < t.find("shoal-local").unwrap());
-        let f = floors_section(&c);
-        assert!(
-            f.contains("| local get p50, 1 in flight | 8.0us | 4.0us (channel round trip) | 2.0x | <= 10 us |"),
-            "{f}"
-        );
-        // No HDR logs: no plot, and rendering says nothing about one.
-        let out = dir.path().join("docs/BENCHMARKS.md");
-        let md = render(&c, "# T\n", &out, &dir.path().join("docs/bench")).unwrap();
-        assert!(md.starts_with("# T\n") && !md.contains("!["), "{md}");
-        assert!(md.contains("cmd l") && md.contains("cmd f"));
-    }
-
-    #[test]
-    fn a_missing_report_is_shown_as_its_reason_not_as_figures() {
-        let recs = parse_manifest(
-            "WORKLOAD\tw\tW\nSYSTEM\ts\tS\nSYSTEM\tn\tN\n\
-             RUN\tw\ts\t/nonexistent/x.json\t/nonexistent/x.hlog\tcmd\nNA\tw\tn\tnot installed\n",
-        )
-        .unwrap();
-        let c = Comparison::load(&recs);
-        let t = c.table("w");
-        assert!(
-            t.contains("| s | not available: reading /nonexistent/x.json"),
-            "{t}"
-        );
-        assert!(t.contains("| n | not available: not installed"), "{t}");
-    }
 }

@@ -1,7 +1,8 @@
 //! `loadgen`: Shoal's benchmark engine and binary.
 //!
 //! Module map (dependencies point down):
-//! - `app` (the binary's flow), `cli` (flags); `compare` (bench/compare's report) ->
+//! - `app` (the binary's flow), `cli` (flags); `compare`, `compare_resp` (bench/compare's
+//!   report) ->
 //! - `report`, `hdr_out`, `plot` (outputs) ->
 //! - `driver` (closed/open loops, preload), `progress` ->
 //! - `recorder`, `workload`, `keys`, `config` ->
@@ -10,6 +11,7 @@
 pub mod app;
 pub mod cli;
 pub mod compare;
+pub mod compare_resp;
 pub mod config;
 pub mod driver;
 pub mod hdr_out;
