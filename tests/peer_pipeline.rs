@@ -258,7 +258,7 @@ fn a_conflict_ends_the_stream_and_the_next_session_reconnects() {
             .await;
             double.release(AppendEntriesResponse::Success);
             double.release(AppendEntriesResponse::Conflict);
-            assert_eq!(first.await.unwrap().unwrap(), Some(log_id(1)));
+            assert_eq!(first.await.unwrap().unwrap().unwrap(), Some(log_id(1)));
             match out.next().await.unwrap().unwrap() {
                 Err(StreamAppendError::Conflict(prev)) => assert_eq!(prev, log_id(1)),
                 other => panic!("expected a conflict at the second append, got {other:?}"),
@@ -284,7 +284,7 @@ fn a_conflict_ends_the_stream_and_the_next_session_reconnects() {
         .await;
         assert_eq!(double.answers.borrow().len(), 2, "one append stream per connection");
         double.release(AppendEntriesResponse::Success);
-        assert_eq!(next.await.unwrap().unwrap(), Some(log_id(3)));
+        assert_eq!(next.await.unwrap().unwrap().unwrap(), Some(log_id(3)));
     });
 }
 
@@ -314,7 +314,7 @@ fn an_oversized_batch_is_sent_as_a_prefix_and_ends_the_stream() {
         let sent_last = double.arrived.borrow()[0];
         assert!((1..40).contains(&sent_last), "a prefix: {sent_last}");
         double.release(AppendEntriesResponse::Success);
-        assert_eq!(first.await.unwrap().unwrap(), Some(log_id(sent_last)));
+        assert_eq!(first.await.unwrap().unwrap().unwrap(), Some(log_id(sent_last)));
         assert!(out.next().await.is_none(), "nothing after a partial batch");
         assert_eq!(double.arrived.borrow().len(), 1, "the next append was not sent");
         drop(input_tx);

@@ -62,6 +62,7 @@ async fn raft_writes<D: Disk + Clone + 'static>(disk: D, n: usize) -> Vec<Durati
         .unwrap();
     let command = Bytes::from(vec![b'v'; 100]);
     let mut lat = Vec::with_capacity(n);
+    let before = store.stats();
     for i in 0..n + 100 {
         let began = Instant::now();
         raft.client_write(Request {
@@ -73,6 +74,13 @@ async fn raft_writes<D: Disk + Clone + 'static>(disk: D, n: usize) -> Vec<Durati
             lat.push(began.elapsed());
         }
     }
+    let after = store.stats();
+    println!(
+        "  per write: {:.2} WAL writes, {:.2} log appends, {:.2} metadata writes",
+        (after.wal.writes - before.wal.writes) as f64 / (n + 100) as f64,
+        (after.appends - before.appends) as f64 / (n + 100) as f64,
+        (after.meta_writes - before.meta_writes) as f64 / (n + 100) as f64,
+    );
     raft.shutdown().await.unwrap();
     store.close().await.unwrap();
     lat
@@ -81,6 +89,14 @@ async fn raft_writes<D: Disk + Clone + 'static>(disk: D, n: usize) -> Vec<Durati
 #[test]
 #[ignore = "benchmark: prints figures; run in release"]
 fn single_node_put_path_breakdown() {
+    // SHOAL_BENCH_TRACE=1: openraft's and the store's debug events with microsecond
+    // timestamps on stderr (use a small SHOAL_BENCH_N), to see one write's timeline.
+    if std::env::var_os("SHOAL_BENCH_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("openraft=debug,shoal=debug,shoal_wal=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let n: usize = std::env::var("SHOAL_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
