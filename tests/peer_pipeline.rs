@@ -85,7 +85,10 @@ impl PeerHandler for Handler {
         Box::pin(rx)
     }
 
-    async fn vote(&self, rpc: VoteRequest<TypeConfig>) -> Result<VoteResponse<TypeConfig>, PeerError> {
+    async fn vote(
+        &self,
+        rpc: VoteRequest<TypeConfig>,
+    ) -> Result<VoteResponse<TypeConfig>, PeerError> {
         Ok(VoteResponse::new(rpc.vote, None, true))
     }
 
@@ -214,7 +217,11 @@ fn appends_are_pipelined_up_to_the_depth_and_answered_in_order() {
                 break;
             }
         }
-        assert_eq!(*double.arrived.borrow(), vec![1, 2, 3, 4], "the first DEPTH, in order");
+        assert_eq!(
+            *double.arrived.borrow(),
+            vec![1, 2, 3, 4],
+            "the first DEPTH, in order"
+        );
 
         double.release(AppendEntriesResponse::Success);
         let item = first.await.unwrap().unwrap();
@@ -232,7 +239,10 @@ fn appends_are_pipelined_up_to_the_depth_and_answered_in_order() {
         );
         assert_eq!(*double.arrived.borrow(), vec![1, 2, 3, 4, 5, 6]);
         drop(out);
-        assert!(client.is_connected(), "a finished stream keeps its connection");
+        assert!(
+            client.is_connected(),
+            "a finished stream keeps its connection"
+        );
     });
 }
 
@@ -249,7 +259,10 @@ fn a_conflict_ends_the_stream_and_the_next_session_reconnects() {
             for i in 1..=4u64 {
                 input_tx.unbounded_send(append(i, i, 100)).unwrap();
             }
-            let mut out = client.stream_append(input_rx, option.clone()).await.unwrap();
+            let mut out = client
+                .stream_append(input_rx, option.clone())
+                .await
+                .unwrap();
             let mut first = Box::pin(out.next());
             until("four appends on the wire", || {
                 let _ = futures::FutureExt::now_or_never(first.as_mut());
@@ -263,7 +276,10 @@ fn a_conflict_ends_the_stream_and_the_next_session_reconnects() {
                 Err(StreamAppendError::Conflict(prev)) => assert_eq!(prev, log_id(1)),
                 other => panic!("expected a conflict at the second append, got {other:?}"),
             }
-            assert!(out.next().await.is_none(), "the stream ends at the conflict");
+            assert!(
+                out.next().await.is_none(),
+                "the stream ends at the conflict"
+            );
             drop(input_tx);
         }
         assert!(
@@ -282,7 +298,11 @@ fn a_conflict_ends_the_stream_and_the_next_session_reconnects() {
             double.arrived.borrow().last() == Some(&3)
         })
         .await;
-        assert_eq!(double.answers.borrow().len(), 2, "one append stream per connection");
+        assert_eq!(
+            double.answers.borrow().len(),
+            2,
+            "one append stream per connection"
+        );
         double.release(AppendEntriesResponse::Success);
         assert_eq!(next.await.unwrap().unwrap().unwrap(), Some(log_id(3)));
     });
@@ -297,9 +317,7 @@ fn an_oversized_batch_is_sent_as_a_prefix_and_ends_the_stream() {
         let mut client = network.client(2, &node, "replication");
         let (input_tx, input_rx) = mpsc::unbounded();
         // 40 entries of 1 MiB do not fit in one 32 MiB frame; a small append follows.
-        input_tx
-            .unbounded_send(append(1, 40, 1024 * 1024))
-            .unwrap();
+        input_tx.unbounded_send(append(1, 40, 1024 * 1024)).unwrap();
         input_tx.unbounded_send(append(41, 41, 10)).unwrap();
         let mut out = client
             .stream_append(input_rx, RPCOption::new(WAIT))
@@ -314,9 +332,16 @@ fn an_oversized_batch_is_sent_as_a_prefix_and_ends_the_stream() {
         let sent_last = double.arrived.borrow()[0];
         assert!((1..40).contains(&sent_last), "a prefix: {sent_last}");
         double.release(AppendEntriesResponse::Success);
-        assert_eq!(first.await.unwrap().unwrap().unwrap(), Some(log_id(sent_last)));
+        assert_eq!(
+            first.await.unwrap().unwrap().unwrap(),
+            Some(log_id(sent_last))
+        );
         assert!(out.next().await.is_none(), "nothing after a partial batch");
-        assert_eq!(double.arrived.borrow().len(), 1, "the next append was not sent");
+        assert_eq!(
+            double.arrived.borrow().len(),
+            1,
+            "the next append was not sent"
+        );
         drop(input_tx);
     });
 }

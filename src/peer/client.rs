@@ -483,7 +483,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         >,
     >
     where
-        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
     {
         super::pipeline::stream_append(self, input, option)
     }
