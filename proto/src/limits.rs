@@ -44,6 +44,12 @@ pub const MAX_SNAPSHOT_LEN: usize = 4 * 1024 * 1024 * 1024;
 /// connections; `MAX_NODES` peers fit with a wide margin.
 pub const DEFAULT_MAX_PEER_CONNECTIONS: usize = 64;
 
+/// Most pipelined `AppendEntries` one peer connection has in service at once: the
+/// receiving side stops reading beyond it (backpressure), and a sender's pipeline depth
+/// may not exceed it. With replication reads capped at `MAX_REPLICATION_READ_BYTES`, a
+/// connection holds at most this many such batches.
+pub const MAX_PIPELINED_APPENDS: usize = 16;
+
 /// Longest TTL accepted by `put_with_ttl`, in seconds (100 years). Larger values are
 /// refused rather than wrapped or clamped, so an expiry time never overflows.
 pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;

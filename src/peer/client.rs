@@ -2,8 +2,10 @@
 //! `RaftNetworkFactory`) and [`PeerClient`] (`RaftNetworkV2`), over glommio TCP.
 //!
 //! Invariants:
-//! - A `PeerClient` owns at most one connection and has at most one RPC in flight on it
-//!   (openraft calls a client through `&mut self`). openraft asks for separate clients for
+//! - A `PeerClient` owns at most one connection. A unary RPC (vote, pre-vote, snapshot
+//!   chunk, a lone append) has it to itself (openraft calls a client through `&mut self`);
+//!   a replication session (`stream_append`) pipelines up to `append_pipeline_depth`
+//!   appends on it, answers matched in order (`pipeline`). openraft asks for separate clients for
 //!   replication, heartbeats and snapshots, so each gets its own connection and a
 //!   heartbeat never queues behind a snapshot chunk or a large append.
 //! - Connections are opened lazily by the first RPC and dropped on any error, timeout or
@@ -38,6 +40,8 @@ use openraft::AsyncRuntime;
 use openraft::OptionalSend;
 use openraft::RaftNetworkFactory;
 use openraft::RaftNetworkV2;
+use openraft::base::BoxFuture;
+use openraft::base::BoxStream;
 use openraft::errors::NetworkError;
 use openraft::errors::RPCError;
 use openraft::errors::ReplicationClosed;
@@ -49,6 +53,7 @@ use openraft::network::RPCTypes;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::SnapshotResponse;
+use openraft::raft::StreamAppendResult;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use shoal_proto::MAX_PROTOCOL_VERSION;
@@ -176,7 +181,7 @@ const FRAME_MARGIN: usize = 64 * 1024;
 
 /// How many leading `entries` fit in one peer frame (at least 1, so progress is always
 /// possible: one entry is bounded by the client limits far below `MAX_PEER_FRAME_LEN`).
-fn entries_fitting_in_a_frame(entries: &[crate::raft::types::Entry]) -> usize {
+pub(super) fn entries_fitting_in_a_frame(entries: &[crate::raft::types::Entry]) -> usize {
     use crate::raft::types::EntryPayload;
     let budget = shoal_proto::limits::MAX_PEER_FRAME_LEN - FRAME_MARGIN;
     let mut used = 0usize;
@@ -200,7 +205,7 @@ fn entries_fitting_in_a_frame(entries: &[crate::raft::types::Entry]) -> usize {
 
 /// Why an RPC produced no answer.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     Unreachable(String),
     Network(String),
     Timeout(Duration),
@@ -209,12 +214,12 @@ enum Failure {
 /// One connection (lazily opened) to group `g` of a target node.
 #[derive(Debug)]
 pub struct PeerClient {
-    target: NodeId,
+    pub(super) target: NodeId,
     addr: Result<SocketAddr, String>,
-    config: Rc<PeerConfig>,
+    pub(super) config: Rc<PeerConfig>,
     state: Rc<TargetState>,
-    conn: Option<PeerConn>,
-    next_request_id: u64,
+    pub(super) conn: Option<PeerConn>,
+    pub(super) next_request_id: u64,
     purpose: &'static str,
 }
 
@@ -313,6 +318,22 @@ impl PeerClient {
         }
     }
 
+    /// Opens the connection unless it is open, bounded by `ttl` (a deadline hit while
+    /// connecting counts as a failed connect, as in `call`).
+    pub(super) async fn ensure_connected(&mut self, ttl: Duration) -> Result<(), Failure> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        match GlommioRuntime::timeout(ttl, self.connect()).await {
+            Ok(r) => r,
+            Err(_elapsed) => {
+                self.record_connect_failure();
+                self.conn = None;
+                Err(Failure::Timeout(ttl))
+            }
+        }
+    }
+
     /// One request/response exchange, bounded by `ttl`.
     async fn call(&mut self, msg: &PeerMessage, ttl: Duration) -> Result<PeerMessage, Failure> {
         let result = GlommioRuntime::timeout(ttl, self.exchange(msg)).await;
@@ -372,7 +393,7 @@ impl PeerClient {
         }
     }
 
-    fn rpc_error(&self, f: Failure, action: RPCTypes) -> RPCError<TypeConfig> {
+    pub(super) fn rpc_error(&self, f: Failure, action: RPCTypes) -> RPCError<TypeConfig> {
         match f {
             Failure::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
             Failure::Network(m) => RPCError::Network(NetworkError::from_string(m)),
@@ -446,6 +467,28 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             }
             (resp, _) => Ok(resp),
         }
+    }
+
+    /// Pipelined replication: up to `append_pipeline_depth` appends in flight on this
+    /// client's connection, answers in order (see `pipeline`).
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<
+            BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>,
+            RPCError<TypeConfig>,
+        >,
+    >
+    where
+        S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>>
+            + OptionalSend
+            + Unpin
+            + 'static,
+    {
+        super::pipeline::stream_append(self, input, option)
     }
 
     async fn vote(

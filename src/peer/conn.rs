@@ -5,8 +5,9 @@
 //! (`FrameDecoder::bytes_needed` is bounded by `MAX_PEER_FRAME_LEN`); every frame written
 //! is encoded whole before the first byte goes out, so a failed encode never leaves half
 //! a frame on the wire. A connection that returned any error is broken and must be
-//! dropped by its owner (a partly read or written frame cannot be resumed). No timeouts
-//! here: callers bound every await.
+//! dropped by its owner (a partly written frame cannot be resumed). `recv` alone is
+//! cancel-safe: a dropped `recv` leaves any partial frame buffered, so a caller may race it
+//! against other work and call it again. No timeouts here: callers bound every await.
 
 use std::net::SocketAddr;
 
@@ -48,6 +49,18 @@ pub enum ConnError {
     /// speak our protocol version).
     #[error("peer refused the connection: {0}")]
     Refused(String),
+}
+
+/// Cuts a read buffer back to `len` when dropped (also when a read is cancelled).
+struct Truncate<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for Truncate<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
 }
 
 /// A framed peer connection.
@@ -151,20 +164,26 @@ impl PeerConn {
 
     /// Reads at least one byte more into the read buffer (bounded: the decoder's need,
     /// which is at most one maximal frame, or one `READ_CHUNK`).
+    ///
+    /// Cancel-safe: if the future is dropped before the read completes, the buffer is cut
+    /// back to the bytes it held (glommio's socket read consumes nothing until it
+    /// completes), so a later `recv` continues the same frame.
     async fn fill(&mut self) -> Result<(), ConnError> {
         let have = self.read_buf.len();
         let need = self.decoder.bytes_needed(&self.read_buf);
         let want = need.saturating_sub(have).max(READ_CHUNK);
         self.read_buf.resize(have + want, 0);
-        let read = self.stream.read(&mut self.read_buf[have..]).await;
+        let mut guard = Truncate {
+            buf: &mut self.read_buf,
+            len: have,
+        };
+        let read = self.stream.read(&mut guard.buf[have..]).await;
         let n = match read {
             Ok(n) => n,
-            Err(e) => {
-                self.read_buf.truncate(have);
-                return Err(ConnError::Io(e));
-            }
+            Err(e) => return Err(ConnError::Io(e)),
         };
-        self.read_buf.truncate(have + n);
+        guard.len = have + n;
+        drop(guard);
         if n == 0 {
             return Err(ConnError::Closed);
         }

@@ -20,6 +20,7 @@ pub mod backoff;
 pub mod client;
 mod conn;
 pub mod convert;
+mod pipeline;
 pub mod server;
 
 use std::time::Duration;
@@ -29,7 +30,14 @@ pub use conn::ConnError;
 pub use server::{PeerHandler, PeerServer};
 pub use shoal_proto::LocalPeer;
 
-use crate::limits::{DEFAULT_MAX_PEER_CONNECTIONS, MAX_SNAPSHOT_LEN, SNAPSHOT_CHUNK_LEN};
+use crate::limits::{
+    DEFAULT_MAX_PEER_CONNECTIONS, MAX_PIPELINED_APPENDS, MAX_SNAPSHOT_LEN, SNAPSHOT_CHUNK_LEN,
+};
+
+/// Default of [`PeerConfig::append_pipeline_depth`]: a batch of entries per request
+/// already amortizes the round trip under load; a few requests in flight keep the
+/// follower's WAL busy (its flusher groups what arrives during one fdatasync).
+pub const DEFAULT_APPEND_PIPELINE_DEPTH: usize = 8;
 
 /// Identity and limits of one group's transport, shared by its client and server side.
 #[derive(Debug, Clone)]
@@ -59,6 +67,10 @@ pub struct PeerConfig {
     /// which a batch of large entries plus the follower's fdatasync can exceed on a busy
     /// machine: every attempt would time out and the group would never catch up.
     pub append_timeout: Duration,
+    /// Most `AppendEntries` a replication session has on the wire at once, answers still
+    /// due (`pipeline`). The receiving side serves at most [`MAX_PIPELINED_APPENDS`] per
+    /// connection at once and stops reading beyond that (backpressure, not an error).
+    pub append_pipeline_depth: usize,
     /// Nodes dialed at a local override (shard-0 address) instead of the peer address
     /// their membership entry advertises (`config::PeerRoute`).
     pub routes: std::collections::HashMap<u64, std::net::SocketAddr>,
@@ -79,6 +91,7 @@ impl PeerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
             append_timeout: Duration::from_secs(1),
+            append_pipeline_depth: DEFAULT_APPEND_PIPELINE_DEPTH,
             routes: std::collections::HashMap::new(),
         }
     }
@@ -104,6 +117,12 @@ impl PeerConfig {
             return Err(format!(
                 "group {} does not exist with {} shards",
                 self.group, self.local.shard_count
+            ));
+        }
+        if self.append_pipeline_depth == 0 || self.append_pipeline_depth > MAX_PIPELINED_APPENDS {
+            return Err(format!(
+                "append_pipeline_depth must be in 1..={MAX_PIPELINED_APPENDS}, got {}",
+                self.append_pipeline_depth
             ));
         }
         if self.max_connections == 0 {

@@ -7,8 +7,13 @@
 //!   `Hello` that `accept_peer_hello` accepts *and* that names this server's group; any
 //!   refusal is logged here and answered with its reason before the close, so both ends
 //!   log why.
-//! - Each connection is one task that handles one request at a time, in order (the
-//!   client has one in flight); connections are independent, so a snapshot being
+//! - Each connection is one task. Pipelined `AppendEntries` go, in arrival order, into one
+//!   stream per connection ([`PeerHandler::append_stream`]: openraft's `stream_append`,
+//!   which submits each to the group without waiting for the previous one's fdatasync);
+//!   their answers are sent in the same order. At most `MAX_PIPELINED_APPENDS` are in
+//!   service; beyond that the connection is not read (backpressure). Any other RPC is
+//!   handled after every earlier append was answered, one at a time, so answers always
+//!   leave in request order. Connections are independent, so a snapshot being
 //!   installed on one never delays the heartbeats arriving on another.
 //! - Bounded: at most `max_connections` connections (more are closed at once), frames of
 //!   at most `MAX_PEER_FRAME_LEN`, at most one snapshot of `max_snapshot_len` bytes in
@@ -18,6 +23,7 @@
 //!   protocol violations close that connection and are logged; the group is untouched.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -26,7 +32,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::future::Either;
+use futures::stream::LocalBoxStream;
 use glommio::net::TcpListener;
 use glommio::net::TcpStream;
 use openraft::AsyncRuntime;
@@ -38,6 +47,7 @@ use openraft::raft::SnapshotResponse;
 use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use openraft::storage::RaftStateMachine;
+use shoal_proto::PeerFrame;
 use shoal_proto::PeerMessage;
 use shoal_proto::accept_peer_hello;
 use shoal_proto::peer::PeerError;
@@ -50,6 +60,7 @@ use super::assembly::SnapshotAssembler;
 use super::conn::PeerConn;
 use super::convert;
 use super::convert::ConvertError;
+use crate::limits::MAX_PIPELINED_APPENDS;
 use crate::raft::GlommioRuntime;
 use crate::raft::TypeConfig;
 use crate::raft::types::Snapshot;
@@ -63,6 +74,24 @@ pub trait PeerHandler: 'static {
         &self,
         rpc: AppendEntriesRequest<TypeConfig>,
     ) -> impl Future<Output = Result<AppendEntriesResponse<TypeConfig>, PeerError>>;
+
+    /// Handle the pipelined appends of one connection: `input` yields them in arrival
+    /// order; the result yields one answer per request, in the same order, and may end
+    /// after an answer other than a success. The default runs them one after another
+    /// through [`append_entries`](Self::append_entries); `Raft` hands the stream to
+    /// openraft's `stream_append`, which keeps several in service at once.
+    fn append_stream(
+        self: Rc<Self>,
+        input: LocalBoxStream<'static, AppendEntriesRequest<TypeConfig>>,
+    ) -> LocalBoxStream<'static, Result<AppendEntriesResponse<TypeConfig>, PeerError>>
+    where
+        Self: Sized,
+    {
+        Box::pin(input.then(move |rpc| {
+            let handler = self.clone();
+            async move { handler.append_entries(rpc).await }
+        }))
+    }
 
     /// Handle a vote request.
     fn vote(
@@ -130,6 +159,18 @@ where
         openraft::Raft::append_entries(self, rpc)
             .await
             .map_err(|e| raft_error_to_peer_error(&e))
+    }
+
+    fn append_stream(
+        self: Rc<Self>,
+        input: LocalBoxStream<'static, AppendEntriesRequest<TypeConfig>>,
+    ) -> LocalBoxStream<'static, Result<AppendEntriesResponse<TypeConfig>, PeerError>> {
+        Box::pin(
+            openraft::Raft::stream_append(&*self, input).map(|r| match r {
+                Ok(result) => Ok(AppendEntriesResponse::from(result)),
+                Err(fatal) => Err(fatal_to_peer_error(&fatal)),
+            }),
+        )
     }
 
     async fn vote(
@@ -226,7 +267,7 @@ impl<H: PeerHandler> PeerServer<H> {
             let config = self.config.clone();
             let handler = self.handler.clone();
             glommio::spawn_local(async move {
-                let serve = pin!(serve_connection(stream, &config, &*handler));
+                let serve = pin!(serve_connection(stream, &config, &handler));
                 let stopped = pin!(stop.wait_for(|s| *s));
                 // Either the connection ends or the server stops (dropping it mid-RPC is
                 // what a crash looks like to the peer).
@@ -256,7 +297,7 @@ enum ConnEnd {
     Refused(PeerErrorKind, String),
 }
 
-async fn serve_connection<H: PeerHandler>(stream: TcpStream, config: &PeerConfig, handler: &H) {
+async fn serve_connection<H: PeerHandler>(stream: TcpStream, config: &PeerConfig, handler: &Rc<H>) {
     let mut conn = PeerConn::new(stream);
     let peer = conn.peer_addr();
     let end = match handshake(&mut conn, config).await {
@@ -332,27 +373,82 @@ async fn handshake(conn: &mut PeerConn, config: &PeerConfig) -> Result<u64, Conn
     }
 }
 
+/// The pipelined appends of one connection: the handler's answer stream and the request
+/// ids still waiting for an answer from it, oldest first.
+struct Appends {
+    input: mpsc::UnboundedSender<AppendEntriesRequest<TypeConfig>>,
+    answers: LocalBoxStream<'static, Result<AppendEntriesResponse<TypeConfig>, PeerError>>,
+    pending: VecDeque<u64>,
+}
+
+/// What woke the connection up.
+enum Event {
+    Frame(PeerFrame),
+    Answer(Option<Result<AppendEntriesResponse<TypeConfig>, PeerError>>),
+}
+
 async fn serve_rpcs<H: PeerHandler>(
     conn: &mut PeerConn,
     config: &PeerConfig,
-    handler: &H,
+    handler: &Rc<H>,
 ) -> Result<(), ConnEnd> {
     let mut assembler = SnapshotAssembler::new(config.max_snapshot_len);
+    let mut appends: Option<Appends> = None;
     loop {
-        let frame = match GlommioRuntime::timeout(config.idle_timeout, conn.recv()).await {
-            Ok(frame) => frame?,
-            Err(_) => return Err(ConnEnd::Idle(config.idle_timeout)),
-        };
-        let answer = match frame.message {
-            PeerMessage::AppendEntries(rpc) => {
-                let rpc = convert::append_request_from_wire(rpc)?;
-                match handler.append_entries(rpc).await {
-                    Ok(r) => {
-                        PeerMessage::AppendEntriesResponse(convert::append_response_to_wire(&r))
-                    }
-                    Err(e) => PeerMessage::Error(e),
+        let busy = appends.as_ref().is_some_and(|a| !a.pending.is_empty());
+        let event = match appends.as_mut() {
+            Some(a) if busy && a.pending.len() >= MAX_PIPELINED_APPENDS => {
+                // Backpressure: read nothing more until an answer left.
+                Event::Answer(a.answers.next().await)
+            }
+            Some(a) if busy => {
+                // `PeerConn::recv` is cancel-safe: racing it against the answers is fine.
+                let recv = pin!(conn.recv());
+                match futures::future::select(a.answers.next(), recv).await {
+                    Either::Left((answer, _)) => Event::Answer(answer),
+                    Either::Right((frame, _)) => Event::Frame(frame?),
                 }
             }
+            _ => match GlommioRuntime::timeout(config.idle_timeout, conn.recv()).await {
+                Ok(frame) => Event::Frame(frame?),
+                Err(_) => return Err(ConnEnd::Idle(config.idle_timeout)),
+            },
+        };
+        let frame = match event {
+            Event::Answer(answer) => {
+                answer_one(conn, &mut appends, answer).await?;
+                continue;
+            }
+            Event::Frame(frame) => frame,
+        };
+        if let PeerMessage::AppendEntries(rpc) = frame.message {
+            let rpc = convert::append_request_from_wire(rpc)?;
+            let a = appends.get_or_insert_with(|| {
+                let (input, rx) = mpsc::unbounded();
+                Appends {
+                    input,
+                    answers: handler.clone().append_stream(Box::pin(rx)),
+                    pending: VecDeque::new(),
+                }
+            });
+            if a.input.unbounded_send(rpc).is_err() {
+                return Err(ConnEnd::Protocol(
+                    "the group stopped taking appends on this connection".into(),
+                ));
+            }
+            a.pending.push_back(frame.request_id);
+            continue;
+        }
+        // Any other RPC is answered after every earlier append, so answers leave in
+        // request order.
+        while appends.as_ref().is_some_and(|a| !a.pending.is_empty()) {
+            let answer = match appends.as_mut() {
+                Some(a) => a.answers.next().await,
+                None => None,
+            };
+            answer_one(conn, &mut appends, answer).await?;
+        }
+        let answer = match frame.message {
             PeerMessage::Vote(rpc) => {
                 let rpc = convert::vote_request_from_wire(&rpc)?;
                 match handler.vote(rpc).await {
@@ -407,4 +503,52 @@ async fn serve_rpcs<H: PeerHandler>(
         };
         conn.send(frame.request_id, &answer).await?;
     }
+}
+
+/// Sends the answer to the oldest pipelined append. After anything but a success the
+/// handler's stream has ended (openraft ends it on a conflict, a higher vote or a fatal
+/// error): later appends start a new one, and appends already queued behind the failed
+/// one cannot be answered, so the connection is closed (the sender drops it anyway, as it
+/// stops reading at the first failure).
+async fn answer_one(
+    conn: &mut PeerConn,
+    appends: &mut Option<Appends>,
+    answer: Option<Result<AppendEntriesResponse<TypeConfig>, PeerError>>,
+) -> Result<(), ConnEnd> {
+    let Some(a) = appends.as_mut() else {
+        unreachable!("answers are awaited only with appends pending");
+    };
+    let Some(request_id) = a.pending.pop_front() else {
+        unreachable!("answers are awaited only with appends pending");
+    };
+    let (message, ended) = match answer {
+        Some(Ok(r)) => {
+            let ended = !matches!(
+                r,
+                AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+            );
+            (
+                PeerMessage::AppendEntriesResponse(convert::append_response_to_wire(&r)),
+                ended,
+            )
+        }
+        Some(Err(e)) => (PeerMessage::Error(e), true),
+        None => {
+            return Err(ConnEnd::Protocol(format!(
+                "the group's append stream ended with {} appends unanswered",
+                a.pending.len() + 1
+            )));
+        }
+    };
+    conn.send(request_id, &message).await?;
+    if ended {
+        let unanswered = a.pending.len();
+        *appends = None;
+        if unanswered > 0 {
+            return Err(ConnEnd::Protocol(format!(
+                "{unanswered} pipelined appends follow a failed one"
+            )));
+        }
+    }
+    Ok(())
 }

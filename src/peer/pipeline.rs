@@ -1,0 +1,294 @@
+//! Pipelined append-entries over one peer connection: the body of
+//! `PeerClient::stream_append` (openraft's `RaftNetworkV2::stream_append`).
+//!
+//! openraft 0.10 replicates a follower as a *stream* of `AppendEntries` requests (one
+//! replication session = one request stream, `LogsSince` mode); its default
+//! `stream_append` sends one request and waits for its answer before it even asks the
+//! stream for the next one. Here up to [`PeerConfig::append_pipeline_depth`] requests are on
+//! the wire at once, on the client's one connection, and the answers are matched to the
+//! requests by order (each answer must carry the request id of the oldest request in
+//! flight; anything else breaks the connection).
+//!
+//! Invariants:
+//! - Answers are yielded in request order, one per request, and never guessed: a failure
+//!   (connection error, protocol violation, deadline) ends the stream with an `Err` and
+//!   drops the connection.
+//! - Every request in flight has a deadline (`max(hard_ttl, append_timeout)` after it was
+//!   sent; only the oldest can be the one waited on); sending is bounded the same way.
+//! - When the stream is dropped with answers still due (openraft stops reading after a
+//!   conflict, a higher vote or an error, or cancels the session), the connection is
+//!   dropped too: those answers would otherwise be read by the next session as its own.
+//! - A request that does not fit in one frame is sent as its longest fitting prefix, after
+//!   which nothing more is pulled from the input; its answer is reported as a partial
+//!   success (the last entry sent) and ends the stream. openraft then starts a new session
+//!   from there, exactly as with its sequential default.
+//! - Durability is untouched: an answer is the follower's, given after its own fdatasync
+//!   (openraft answers a follower's append on `IOFlushed`).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::future::Either;
+use openraft::AsyncRuntime;
+use openraft::base::BoxFuture;
+use openraft::base::BoxStream;
+use openraft::errors::RPCError;
+use openraft::network::RPCOption;
+use openraft::network::RPCTypes;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::StreamAppendResult;
+use shoal_proto::PeerMessage;
+
+use super::client::Failure;
+use super::client::PeerClient;
+use super::client::entries_fitting_in_a_frame;
+use super::conn::ConnError;
+use super::convert;
+use crate::raft::GlommioRuntime;
+use crate::raft::TypeConfig;
+use crate::raft::types::LogId;
+
+/// One output item of `stream_append`.
+type Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
+
+/// A request on the wire, waiting for its answer.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    prev: Option<LogId>,
+    last: Option<LogId>,
+    /// `Some(last entry sent)` when only a prefix of the request fitted in a frame.
+    truncated_at: Option<LogId>,
+    deadline: Instant,
+}
+
+/// The state of one pipelined session.
+struct Pipe<'s, S> {
+    client: &'s mut PeerClient,
+    input: S,
+    inflight: VecDeque<InFlight>,
+    ttl: Duration,
+    depth: usize,
+    /// The input ended.
+    input_done: bool,
+    /// A truncated request is in flight: pull nothing more.
+    barrier: bool,
+    /// The stream yielded its last item.
+    ended: bool,
+}
+
+impl<S> Drop for Pipe<'_, S> {
+    fn drop(&mut self) {
+        if !self.inflight.is_empty() {
+            // Answers still due on this connection would be read by the next session.
+            self.client.conn = None;
+        }
+    }
+}
+
+/// `RaftNetworkV2::stream_append` for `client`: see the module documentation.
+pub(super) fn stream_append<'s, S>(
+    client: &'s mut PeerClient,
+    input: S,
+    option: RPCOption,
+) -> BoxFuture<'s, Result<BoxStream<'s, Item>, RPCError<TypeConfig>>>
+where
+    S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + 'static,
+{
+    Box::pin(async move {
+        // Appends carry the follower's fdatasync: never less than `append_timeout`.
+        let ttl = option.hard_ttl().max(client.config.append_timeout);
+        client
+            .ensure_connected(ttl)
+            .await
+            .map_err(|f| client.rpc_error(f, RPCTypes::AppendEntries))?;
+        let depth = client.config.append_pipeline_depth.max(1);
+        let pipe = Pipe {
+            client,
+            input,
+            inflight: VecDeque::with_capacity(depth),
+            ttl,
+            depth,
+            input_done: false,
+            barrier: false,
+            ended: false,
+        };
+        let out: BoxStream<'s, Item> = Box::pin(futures::stream::unfold(pipe, Pipe::next_item));
+        Ok(out)
+    })
+}
+
+/// What woke the session up.
+enum Event {
+    Input(Option<AppendEntriesRequest<TypeConfig>>),
+    Answer(Result<shoal_proto::PeerFrame, Failure>),
+}
+
+impl<'s, S> Pipe<'s, S>
+where
+    S: futures::Stream<Item = AppendEntriesRequest<TypeConfig>> + Unpin + 'static,
+{
+    async fn next_item(mut self) -> Option<(Item, Self)> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let can_send = !self.input_done && !self.barrier && self.inflight.len() < self.depth;
+            let event = match self.inflight.front() {
+                None if !can_send => return None,
+                // Nothing to wait for but the next request (openraft's stream waits for
+                // new log entries or a commit to announce).
+                None => Event::Input(self.input.next().await),
+                Some(front) => {
+                    let deadline = front.deadline;
+                    let (target, ttl) = (self.client.target, self.ttl);
+                    let Some(conn) = self.client.conn.as_mut() else {
+                        unreachable!("requests in flight imply an open connection");
+                    };
+                    let wait = deadline.saturating_duration_since(Instant::now());
+                    // `PeerConn::recv` is cancel-safe (it keeps partial frames), so it may
+                    // lose the race against the input and be polled again later.
+                    let answer = async {
+                        match GlommioRuntime::timeout(wait, conn.recv()).await {
+                            Ok(Ok(frame)) => Ok(frame),
+                            Ok(Err(e)) => Err(Failure::Network(format!("node {target}: {e}"))),
+                            Err(_) => Err(Failure::Timeout(ttl)),
+                        }
+                    };
+                    if can_send {
+                        let answer = std::pin::pin!(answer);
+                        match futures::future::select(self.input.next(), answer).await {
+                            Either::Left((req, _)) => Event::Input(req),
+                            Either::Right((answer, _)) => Event::Answer(answer),
+                        }
+                    } else {
+                        Event::Answer(answer.await)
+                    }
+                }
+            };
+            match event {
+                Event::Input(None) => self.input_done = true,
+                Event::Input(Some(req)) => {
+                    if let Err(f) = self.send(req).await {
+                        return Some((Err(self.fail(f)), self));
+                    }
+                }
+                Event::Answer(Err(f)) => return Some((Err(self.fail(f)), self)),
+                Event::Answer(Ok(frame)) => {
+                    let item = self.match_answer(frame);
+                    return Some((item, self));
+                }
+            }
+        }
+    }
+
+    /// Sends `req` (or its longest prefix that fits in a frame) and records it.
+    async fn send(&mut self, req: AppendEntriesRequest<TypeConfig>) -> Result<(), Failure> {
+        let fits = entries_fitting_in_a_frame(&req.entries);
+        let truncated_at = (fits < req.entries.len()).then(|| req.entries[fits - 1].log_id);
+        let prev = req.prev_log_id;
+        let last = req.entries.last().map(|e| e.log_id).or(prev);
+        let msg = PeerMessage::AppendEntries(convert::append_request_to_wire_prefix(&req, fits));
+        let target = self.client.target;
+        let id = self.client.next_request_id;
+        self.client.next_request_id += 1;
+        let Some(conn) = self.client.conn.as_mut() else {
+            return Err(Failure::Network(format!(
+                "node {target}: connection lost between requests"
+            )));
+        };
+        match GlommioRuntime::timeout(self.ttl, conn.send(id, &msg)).await {
+            Ok(Ok(())) => {}
+            // Nothing was sent (the frame is encoded whole first): back off, as `call` does.
+            Ok(Err(e @ ConnError::Encode(_))) => {
+                return Err(Failure::Unreachable(format!("node {target}: {e}")));
+            }
+            Ok(Err(e)) => return Err(Failure::Network(format!("node {target}: {e}"))),
+            Err(_) => return Err(Failure::Timeout(self.ttl)),
+        }
+        self.inflight.push_back(InFlight {
+            id,
+            prev,
+            last,
+            truncated_at,
+            deadline: Instant::now() + self.ttl,
+        });
+        if truncated_at.is_some() {
+            self.barrier = true;
+        }
+        Ok(())
+    }
+
+    /// Turns the answer to the oldest request into an output item.
+    fn match_answer(&mut self, frame: shoal_proto::PeerFrame) -> Item {
+        let target = self.client.target;
+        let Some(front) = self.inflight.front() else {
+            unreachable!("an answer is awaited only with a request in flight");
+        };
+        if frame.request_id != front.id {
+            let f = Failure::Network(format!(
+                "node {target}: answer to request {} while {} is the oldest in flight",
+                frame.request_id, front.id
+            ));
+            return Err(self.fail(f));
+        }
+        let resp = match &frame.message {
+            PeerMessage::AppendEntriesResponse(r) => match convert::append_response_from_wire(r) {
+                Ok(resp) => resp,
+                Err(e) => return Err(self.fail(Failure::Network(format!("node {target}: {e}")))),
+            },
+            PeerMessage::Error(e) => {
+                let f = Failure::Unreachable(format!(
+                    "node {target} refused the RPC: {:?}: {}",
+                    e.kind, e.message
+                ));
+                return Err(self.fail(f));
+            }
+            other => {
+                let f = Failure::Network(format!(
+                    "node {target}: expected an append-entries answer, got {:?}",
+                    other.opcode()
+                ));
+                return Err(self.fail(f));
+            }
+        };
+        let Some(done) = self.inflight.pop_front() else {
+            unreachable!("checked above");
+        };
+        let resp = match (resp, done.truncated_at) {
+            (AppendEntriesResponse::Success, Some(last)) => {
+                AppendEntriesResponse::PartialSuccess(Some(last))
+            }
+            (resp, _) => resp,
+        };
+        let result = match (&resp, done.prev) {
+            // A conflict names the request's prev log id; a request with none cannot
+            // conflict (everything matches the empty log), so the follower broke the
+            // protocol.
+            (AppendEntriesResponse::Conflict, None) => {
+                let f = Failure::Network(format!(
+                    "node {target}: conflict reported for an append with no prev log id"
+                ));
+                return Err(self.fail(f));
+            }
+            _ => resp.into_stream_result(done.prev, done.last),
+        };
+        // After anything but a full success openraft stops reading: end the stream here
+        // (the Drop of a pipe with answers still due drops the connection).
+        if result.is_err() || done.truncated_at.is_some() {
+            self.ended = true;
+        }
+        Ok(result)
+    }
+
+    /// Ends the session on failure `f`: the connection cannot be trusted any more.
+    fn fail(&mut self, f: Failure) -> RPCError<TypeConfig> {
+        self.ended = true;
+        self.client.conn = None;
+        self.inflight.clear();
+        self.client.rpc_error(f, RPCTypes::AppendEntries)
+    }
+}
