@@ -64,7 +64,10 @@ fn a_local_client_on_a_follower_gets_not_leader_with_the_leaders_address() {
             nodes.push(Node::start(config).unwrap());
         }
         for n in &mut nodes {
-            tokio::time::timeout(WAIT, n.ready()).await.unwrap().unwrap();
+            tokio::time::timeout(WAIT, n.ready())
+                .await
+                .unwrap()
+                .unwrap();
         }
         // Every node knows the same leader, which is the one node leading.
         let leader = wait_for_async("an agreed leader of group 0", WAIT, POLL, || async {

@@ -104,10 +104,9 @@ async fn start(dir: &std::path::Path) -> Rc<ShardCore> {
     let sm = ShardStateMachine::open(dir.to_path_buf(), state.clone(), Rc::new(now_ms))
         .await
         .unwrap();
-    let raft: Raft<ShardStateMachine> =
-        Raft::new(1, config(), NoPeers, MemLogStore::default(), sm)
-            .await
-            .unwrap();
+    let raft: Raft<ShardStateMachine> = Raft::new(1, config(), NoPeers, MemLogStore::default(), sm)
+        .await
+        .unwrap();
     raft.initialize(BTreeMap::from([(1, raft_support::node(1))]))
         .await
         .unwrap();
@@ -211,11 +210,9 @@ fn a_read_started_after_a_write_was_acknowledged_sees_it_under_interleaving() {
         stop.set(true);
         let mut background_reads = 0;
         for b in background {
-            background_reads += glommio::timer::timeout(raft_support::WAIT, async {
-                Ok(b.await)
-            })
-            .await
-            .unwrap();
+            background_reads += glommio::timer::timeout(raft_support::WAIT, async { Ok(b.await) })
+                .await
+                .unwrap();
         }
         assert!(background_reads > 0);
     });

@@ -68,14 +68,12 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
             }
         }
         TargetKind::ShoalLocal => run_local(cli, &cfg).await,
-        TargetKind::FloorChannel => match ChannelFloor::start(
-            shards(cli),
-            cfg.value_size,
-            &spin_settings(cli),
-        ) {
-            Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
-            Err(e) => Err(e),
-        },
+        TargetKind::FloorChannel => {
+            match ChannelFloor::start(shards(cli), cfg.value_size, &spin_settings(cli)) {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
         TargetKind::FloorTcp => {
             let spin = spin_settings(cli).spin_before_park_us;
             match TcpFloor::start(shards(cli), cfg.key_size, cfg.value_size, spin).await {

@@ -190,7 +190,11 @@ mod tests {
         let t = shard(inboxes.remove(0), Duration::from_millis(20), 3);
         rt().block_on(async {
             // Within a long spin, after a short one, and with no spin at all.
-            for spin in [Duration::from_secs(1), Duration::from_micros(10), Duration::ZERO] {
+            for spin in [
+                Duration::from_secs(1),
+                Duration::from_micros(10),
+                Duration::ZERO,
+            ] {
                 let r = mesh.call_spinning(0, Request::Ping, far(), spin).await;
                 assert!(matches!(r, Response::Pong), "spin {spin:?}: {r:?}");
             }

@@ -66,8 +66,7 @@ impl ChannelFloor {
             let mut builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cores))
                 .name(&format!("floor-shard-{shard}"));
             if spin.spin_before_park_us > 0 {
-                builder =
-                    builder.spin_before_park(Duration::from_micros(spin.spin_before_park_us));
+                builder = builder.spin_before_park(Duration::from_micros(spin.spin_before_park_us));
             }
             builder
                 .spawn(move || serve(inbox, answer))
@@ -80,7 +79,8 @@ impl ChannelFloor {
         let client = LocalKvClient::new(mesh)
             .with_timeout(CALL_TIMEOUT)
             .with_reply_spin(spin.reply_spin);
-        let target = ShoalTarget::new(client, String::new()).with_guard(CALL_TIMEOUT + GUARD_MARGIN);
+        let target =
+            ShoalTarget::new(client, String::new()).with_guard(CALL_TIMEOUT + GUARD_MARGIN);
         Ok(Self {
             shards,
             spin: spin.clone(),

@@ -164,14 +164,12 @@ impl TcpFloor {
             if spin_before_park_us > 0 {
                 builder = builder.spin_before_park(Duration::from_micros(spin_before_park_us));
             }
-            builder
-                .spawn(move || serve(addr_tx))
-                .map_err(|e| {
-                    failed(
-                        format!("shard {shard}"),
-                        format!("cannot start the executor: {e}"),
-                    )
-                })?;
+            builder.spawn(move || serve(addr_tx)).map_err(|e| {
+                failed(
+                    format!("shard {shard}"),
+                    format!("cannot start the executor: {e}"),
+                )
+            })?;
             let addr = match tokio::time::timeout(START_TIMEOUT, addr_rx).await {
                 Ok(Ok(Ok(addr))) => addr,
                 Ok(Ok(Err(e))) => return Err(failed(format!("shard {shard}"), e)),
