@@ -15,7 +15,15 @@
 //!   with `ReadConsistency::Stale`.
 //! - Futures are `Send` and need no particular runtime: they only await `tokio::sync`
 //!   channels, so they run on any tokio runtime (or any executor).
+//! - Reply spinning: a call that is the client's only one in flight busy-polls its reply
+//!   for up to `reply_spin` ([`DEFAULT_REPLY_SPIN`]) before it sleeps, so a fast answer
+//!   (a get: a few microseconds) costs no park/unpark of the calling thread. With other
+//!   calls in flight the thread has other work and the call awaits normally. The spin
+//!   blocks the calling thread (it does not yield): on a current-thread runtime other
+//!   tasks wait up to `reply_spin`; `with_reply_spin(Duration::ZERO)` turns it off.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -33,12 +41,29 @@ use crate::node::Mesh;
 /// Default deadline of one call.
 pub const DEFAULT_LOCAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client of the node running in this process. Cheap to clone; `Send + Sync`.
+/// Default bound on busy-polling a reply before sleeping: covers a get served by a
+/// spinning shard (single-digit microseconds) with room for scheduling noise, and costs a
+/// durable put (which takes an fdatasync) at most this much CPU.
+pub const DEFAULT_REPLY_SPIN: Duration = Duration::from_micros(50);
+
+/// A client of the node running in this process. Cheap to clone (clones share the
+/// in-flight count that decides reply spinning); `Send + Sync`.
 #[derive(Debug, Clone)]
 pub struct LocalKvClient {
     mesh: Mesh,
     timeout: Duration,
     consistency: ReadConsistency,
+    reply_spin: Duration,
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts one call in flight for as long as it lives.
+struct InFlightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl LocalKvClient {
@@ -49,7 +74,16 @@ impl LocalKvClient {
             mesh,
             timeout: DEFAULT_LOCAL_TIMEOUT,
             consistency: ReadConsistency::Linearizable,
+            reply_spin: DEFAULT_REPLY_SPIN,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// The same client busy-polling a lone call's reply for up to `spin` before it sleeps
+    /// (`Duration::ZERO`: never spin). See the module documentation for the trade-off.
+    pub fn with_reply_spin(mut self, spin: Duration) -> LocalKvClient {
+        self.reply_spin = spin;
+        self
     }
 
     /// The same client with another per-call deadline.
@@ -68,10 +102,31 @@ impl LocalKvClient {
     async fn call(&self, key: &[u8], request: Request) -> Result<Response, KvClientError> {
         let shard = shard_for_key(key, self.mesh.shard_count());
         let deadline = Instant::now() + self.timeout;
-        match self.mesh.call(shard, request, deadline).await {
+        match self.send(shard, request, deadline, true).await {
             Response::Error(e) => Err(KvClientError::from_error_response(e)),
             other => Ok(other),
         }
+    }
+
+    /// One request to `shard`, spinning on the reply when `may_spin` and it is the only
+    /// call in flight.
+    async fn send(
+        &self,
+        shard: u32,
+        request: Request,
+        deadline: Instant,
+        may_spin: bool,
+    ) -> Response {
+        let alone = self.in_flight.fetch_add(1, Ordering::Relaxed) == 0;
+        let _guard = InFlightGuard(&self.in_flight);
+        let spin = if alone && may_spin {
+            self.reply_spin
+        } else {
+            Duration::ZERO
+        };
+        self.mesh
+            .call_spinning(shard, request, deadline, spin)
+            .await
     }
 }
 
@@ -152,13 +207,15 @@ impl KvClient for LocalKvClient {
         // Ask every owning shard at once, put answers back in input order.
         let groups = group_by_shard(keys, self.mesh.shard_count());
         let deadline = Instant::now() + self.timeout;
+        // A spinning part would hold the thread before the next part is even sent.
+        let may_spin = groups.len() == 1;
         let calls = groups.iter().map(|(s, idx)| {
             let request = Request::GetMulti(GetMulti {
                 shard: Some(*s),
                 keys: idx.iter().map(|&i| keys[i].clone()).collect(),
                 consistency: self.consistency,
             });
-            self.mesh.call(*s, request, deadline)
+            self.send(*s, request, deadline, may_spin)
         });
         let answers = futures::future::join_all(calls).await;
         let mut out = vec![None; keys.len()];

@@ -18,7 +18,7 @@ use crate::targets::floor_fsync::FsyncFloor;
 use crate::targets::floor_tcp::TcpFloor;
 use crate::targets::null::NullTarget;
 use crate::targets::redis::{RedisSettings, RedisTarget};
-use crate::targets::shoal_local::{EmbeddedNode, LocalSettings};
+use crate::targets::shoal_local::{EmbeddedNode, LocalSettings, SpinSettings};
 use crate::targets::shoal_remote::{self, RemoteSettings};
 use crate::targets::{self, ConnectError, Target};
 use crate::workload::OpKind;
@@ -68,12 +68,15 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
             }
         }
         TargetKind::ShoalLocal => run_local(cli, &cfg).await,
-        TargetKind::FloorChannel => match ChannelFloor::start(shards(cli), cfg.value_size) {
-            Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
-            Err(e) => Err(e),
-        },
+        TargetKind::FloorChannel => {
+            match ChannelFloor::start(shards(cli), cfg.value_size, &spin_settings(cli)) {
+                Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
+                Err(e) => Err(e),
+            }
+        }
         TargetKind::FloorTcp => {
-            match TcpFloor::start(shards(cli), cfg.key_size, cfg.value_size).await {
+            let spin = spin_settings(cli).spin_before_park_us;
+            match TcpFloor::start(shards(cli), cfg.key_size, cfg.value_size, spin).await {
                 Ok(t) => Ok(execute(cli, &cfg, Arc::new(t)).await),
                 Err(e) => Err(e),
             }
@@ -94,6 +97,20 @@ pub async fn main(cli: &Cli, cfg: RunConfig) -> ExitCode {
     }
 }
 
+/// The spin settings of the in-process targets: the node's and the client's defaults
+/// unless the flags say otherwise.
+fn spin_settings(cli: &Cli) -> SpinSettings {
+    let defaults = SpinSettings::default();
+    SpinSettings {
+        spin_before_park_us: cli
+            .spin_before_park_us
+            .unwrap_or(defaults.spin_before_park_us),
+        reply_spin: cli
+            .reply_spin_us
+            .map_or(defaults.reply_spin, std::time::Duration::from_micros),
+    }
+}
+
 /// Starts the embedded node, runs, then stops the node and removes its temporary data
 /// (also when the run failed).
 async fn run_local(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError> {
@@ -102,6 +119,7 @@ async fn run_local(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError>
         keep_data: cli.keep_data,
         shards: shards(cli),
         request_timeout: cfg.op_timeout,
+        spin: spin_settings(cli),
     };
     let (node, target) = EmbeddedNode::start(&settings).await?;
     let code = execute(cli, cfg, Arc::new(target)).await;

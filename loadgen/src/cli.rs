@@ -92,6 +92,15 @@ pub struct Cli {
     /// shoal-local, floor-channel, floor-tcp: shards (0: one per available core, as a node).
     #[arg(long, default_value_t = 0)]
     pub shards: usize,
+    /// shoal-local, floor-channel (and floor-tcp's shard executors): microseconds a shard's
+    /// executor spins for work before it sleeps (the node's `executor.spin_before_park_us`;
+    /// default: the node's default; 0: never spin).
+    #[arg(long, value_name = "US")]
+    pub spin_before_park_us: Option<u64>,
+    /// shoal-local, floor-channel: microseconds a lone call busy-polls its reply before it
+    /// sleeps (`LocalKvClient::with_reply_spin`; default: the client's default; 0: never).
+    #[arg(long, value_name = "US")]
+    pub reply_spin_us: Option<u64>,
     /// shoal-local: the embedded node's data directory (used as is, never removed).
     /// floor-fsync: where its scratch directory is created. Default: a fresh directory
     /// under the system temp dir (TMPDIR), removed at exit.

@@ -78,6 +78,10 @@ pub struct NodeArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Microseconds a shard's executor spins for more work before it sleeps (0: never
+    /// spin). Burns CPU while idle-but-recently-busy; saves a wake-up per request.
+    #[arg(long, value_name = "US")]
+    pub spin_before_park_us: Option<u64>,
     /// TEST-ONLY: acknowledge writes before they are durable (the negative control of the
     /// crash-durability test). Loses acknowledged writes on a crash.
     #[arg(long, hide = true)]
@@ -135,6 +139,10 @@ impl NodeArgs {
         set(&mut config.wal.segment_mib, &self.wal_segment_mib);
         set(&mut config.log.level, &self.log_level);
         set(&mut config.log.format, &self.log_format);
+        set(
+            &mut config.executor.spin_before_park_us,
+            &self.spin_before_park_us,
+        );
         if self.unsafe_ack_before_fsync {
             config.unsafe_ack_before_fsync = true;
         }

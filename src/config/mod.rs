@@ -182,6 +182,43 @@ impl Default for WalConfig {
     }
 }
 
+/// Longest `executor.spin_before_park_us` accepted (10 ms: past that a shard burns a core
+/// for nothing a human would notice).
+pub const MAX_SPIN_BEFORE_PARK_US: u64 = 10_000;
+
+/// Settings of the shards' glommio executors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Microseconds a shard's executor keeps polling for work after it ran out of it,
+    /// before it parks in the kernel (glommio's `spin_before_park`). A request that arrives
+    /// within this window is picked up at once instead of after an eventfd wake-up of a
+    /// sleeping thread (tens of microseconds on a VM): this is what keeps an embedded
+    /// client's get in single-digit microseconds. The cost: a shard that was busy burns
+    /// its core for up to this long after its last work, every time it goes idle (idle
+    /// shards that stay idle sleep). 0 turns spinning off (park at once).
+    pub spin_before_park_us: u64,
+}
+
+/// Default `executor.spin_before_park_us`: long enough to bridge the gap between a
+/// closed-loop client's consecutive requests, short enough that an idle node sleeps.
+pub const DEFAULT_SPIN_BEFORE_PARK_US: u64 = 200;
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            spin_before_park_us: DEFAULT_SPIN_BEFORE_PARK_US,
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// The spin window, `None` when spinning is off.
+    pub fn spin_before_park(&self) -> Option<Duration> {
+        (self.spin_before_park_us > 0).then(|| Duration::from_micros(self.spin_before_park_us))
+    }
+}
+
 /// Logging settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -229,6 +266,7 @@ pub struct NodeConfig {
     pub snapshot: SnapshotConfig,
     pub wal: WalConfig,
     pub log: LogConfig,
+    pub executor: ExecutorConfig,
     /// TEST-ONLY negative control of the crash-durability test: acknowledge writes as soon
     /// as they are appended in memory, before they are written and fdatasync'd. Loses
     /// acknowledged writes on a crash; never set it anywhere else.
@@ -261,6 +299,7 @@ impl Default for NodeConfig {
             snapshot: SnapshotConfig::default(),
             wal: WalConfig::default(),
             log: LogConfig::default(),
+            executor: ExecutorConfig::default(),
             unsafe_ack_before_fsync: false,
             clock_offset_ms: 0,
             unsafe_local_reads: false,
@@ -352,6 +391,12 @@ impl NodeConfig {
         self.validate_members()?;
         self.validate_limits()?;
         self.validate_timeouts()?;
+        check_between(
+            "executor.spin_before_park_us",
+            self.executor.spin_before_park_us,
+            0,
+            MAX_SPIN_BEFORE_PARK_US,
+        )?;
         if self.snapshot.every_entries == 0 {
             return Err(ConfigError::invalid(
                 "snapshot.every_entries",

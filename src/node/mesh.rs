@@ -11,9 +11,13 @@
 //! - A closed inbox means the shard is stopping: the sender gets `ShuttingDown`.
 //! - Every envelope is answered exactly once, or its `reply` is dropped, which the waiting
 //!   side reports as `ShuttingDown`.
+//! - [`Mesh::call_spinning`] busy-polls the reply for a bounded time before it registers a
+//!   waker: a reply that comes back within the window costs the caller's thread no sleep
+//!   and the shard no cross-thread wake-up. Only callers that would otherwise park (an
+//!   embedded client with nothing else in flight) use it; shards never spin on the mesh.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use shoal_proto::{ErrorDetail, ErrorResponse, Request, Response};
 use tokio::sync::{mpsc, oneshot};
@@ -71,7 +75,26 @@ impl Mesh {
     /// # Panics
     /// If `shard` is out of range (callers route with the mesh's own shard count).
     pub async fn call(&self, shard: u32, request: Request, deadline: Instant) -> Response {
-        let (tx, rx) = oneshot::channel();
+        self.call_spinning(shard, request, deadline, Duration::ZERO)
+            .await
+    }
+
+    /// [`Mesh::call`], but the calling thread first busy-polls the reply for up to `spin`
+    /// (never past `deadline`) before it awaits it like `call`. The thread does nothing
+    /// else meanwhile (the spin does not yield), so use it only where the thread would
+    /// otherwise sleep: a reply within the window then costs neither a park/unpark of the
+    /// caller nor a wake-up sent from the shard's thread.
+    ///
+    /// # Panics
+    /// If `shard` is out of range.
+    pub async fn call_spinning(
+        &self,
+        shard: u32,
+        request: Request,
+        deadline: Instant,
+        spin: Duration,
+    ) -> Response {
+        let (tx, mut rx) = oneshot::channel();
         let envelope = Envelope {
             request,
             deadline,
@@ -79,6 +102,23 @@ impl Mesh {
         };
         if let Err(e) = self.send(shard, envelope) {
             return Response::Error(e);
+        }
+        if !spin.is_zero() {
+            let until = (Instant::now() + spin).min(deadline);
+            loop {
+                match rx.try_recv() {
+                    Ok(response) => return response,
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        return Response::Error(shutting_down(shard));
+                    }
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        if Instant::now() >= until {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                }
+            }
         }
         match rx.await {
             Ok(response) => response,
@@ -109,4 +149,103 @@ fn shutting_down(shard: u32) -> ErrorResponse {
         ErrorDetail::ShuttingDown,
         format!("shard {shard} is shutting down"),
     )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use shoal_proto::{ErrorDetail, Request, Response};
+
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    /// A "shard" on a plain thread: answers each envelope after `delay`, `count` times,
+    /// then drops its inbox.
+    fn shard(mut inbox: Inbox, delay: Duration, count: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            for _ in 0..count {
+                let Some(e) = inbox.blocking_recv() else {
+                    return;
+                };
+                std::thread::sleep(delay);
+                let _ = e.reply.send(Response::Pong);
+            }
+        })
+    }
+
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn a_reply_is_received_whether_it_comes_within_the_spin_or_after_it() {
+        let (mesh, mut inboxes) = Mesh::new(1, 4);
+        let t = shard(inboxes.remove(0), Duration::from_millis(20), 3);
+        rt().block_on(async {
+            // Within a long spin, after a short one, and with no spin at all.
+            for spin in [
+                Duration::from_secs(1),
+                Duration::from_micros(10),
+                Duration::ZERO,
+            ] {
+                let r = mesh.call_spinning(0, Request::Ping, far(), spin).await;
+                assert!(matches!(r, Response::Pong), "spin {spin:?}: {r:?}");
+            }
+        });
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_dropped_reply_or_a_closed_inbox_answers_shutting_down_while_spinning() {
+        let (mesh, mut inboxes) = Mesh::new(1, 4);
+        let mut inbox = inboxes.remove(0);
+        let t = std::thread::spawn(move || {
+            // Drop the first envelope's reply unanswered, then close the inbox.
+            drop(inbox.blocking_recv().unwrap());
+            inbox.close();
+        });
+        rt().block_on(async {
+            let spin = Duration::from_secs(5);
+            let r = mesh.call_spinning(0, Request::Ping, far(), spin).await;
+            assert!(
+                matches!(&r, Response::Error(e) if e.detail == ErrorDetail::ShuttingDown),
+                "{r:?}"
+            );
+            t.join().unwrap();
+            let r = mesh.call_spinning(0, Request::Ping, far(), spin).await;
+            assert!(
+                matches!(&r, Response::Error(e) if e.detail == ErrorDetail::ShuttingDown),
+                "{r:?}"
+            );
+        });
+    }
+
+    #[test]
+    fn the_spin_never_outlasts_the_deadline() {
+        // Nobody answers: the spin must stop at the deadline and fall back to waiting
+        // (here: until the inbox is dropped, which drops the reply).
+        let (mesh, mut inboxes) = Mesh::new(1, 4);
+        let mut inbox = inboxes.remove(0);
+        rt().block_on(async {
+            let deadline = Instant::now() + Duration::from_millis(50);
+            let call = mesh.call_spinning(0, Request::Ping, deadline, Duration::from_secs(60));
+            let dropper = async {
+                // Runs only once the call yields, i.e. once its spin ended.
+                let e = inbox.recv().await.unwrap();
+                let waited = Instant::now();
+                drop(e);
+                waited
+            };
+            let (r, yielded_at) = tokio::join!(call, dropper);
+            assert!(matches!(r, Response::Error(_)), "{r:?}");
+            assert!(yielded_at < deadline + Duration::from_secs(30));
+        });
+    }
 }

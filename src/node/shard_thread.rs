@@ -114,8 +114,16 @@ pub struct ShardContext {
 /// Starts the shard's executor thread.
 pub fn spawn_shard(ctx: ShardContext) -> Result<glommio::ExecutorJoinHandle<()>, String> {
     let name = format!("shard-{}", ctx.shard);
-    LocalExecutorBuilder::new(Placement::Fixed(ctx.core))
-        .name(&name)
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(ctx.core)).name(&name);
+    // Spinning before parking (`executor.spin_before_park_us`): a request from the mesh
+    // or a socket that arrives within the window is seen by the executor's poll loop,
+    // which also drains foreign wakes (tokio senders), so neither the sender's eventfd
+    // write nor the kernel wake-up of a sleeping thread is paid. glommio only spins on a
+    // pinned executor (`Placement::Fixed`), which shards always are.
+    if let Some(spin) = ctx.config.executor.spin_before_park() {
+        builder = builder.spin_before_park(spin);
+    }
+    builder
         .spawn(move || shard_main(ctx))
         .map_err(|e| e.to_string())
 }

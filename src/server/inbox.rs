@@ -22,8 +22,16 @@ use crate::node::mesh::BUSY_RETRY_AFTER_MS;
 use crate::node::{Envelope, Inbox};
 use shoal_proto::ErrorDetail;
 
+/// Most envelopes started per wake-up before the task waits again (and lets the
+/// executor run what it started).
+const MAX_DRAIN: usize = 256;
+
 /// Serves `inbox` until it is closed and empty (closed by the drain, or every sender
 /// dropped).
+///
+/// Each wake-up drains everything queued (`try_recv`) before it waits again, so a burst
+/// of envelopes costs one wake-up of this task and is started in one executor tick: the
+/// reads among them then share one ReadIndex round (`ShardCore`'s read batcher).
 pub(crate) async fn serve_inbox(
     mut inbox: Inbox,
     dispatcher: Rc<Dispatcher>,
@@ -53,9 +61,22 @@ pub(crate) async fn serve_inbox(
                 continue;
             }
         }
-        match envelope {
-            Some(e) => start(e, &dispatcher, &in_flight),
-            None => return,
+        let Some(first) = envelope else {
+            return;
+        };
+        start(first, &dispatcher, &in_flight);
+        // Whatever else is queued now, without another wait.
+        let mut started = 1;
+        while started < MAX_DRAIN {
+            match inbox.try_recv() {
+                Ok(e) => start(e, &dispatcher, &in_flight),
+                Err(_) => break,
+            }
+            started += 1;
+        }
+        if started == MAX_DRAIN {
+            // Senders keep the inbox full: let the started requests run before more.
+            glommio::executor().yield_now().await;
         }
     }
 }

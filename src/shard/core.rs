@@ -7,9 +7,10 @@
 //! - `put_with_ttl` fixes the absolute expiry from this (the leader's) wall clock when the
 //!   entry is proposed; replicas apply that same instant. openraft refuses a proposal made
 //!   on a follower, so only a leader's expiry ever reaches the log.
-//! - Linearizable reads go through `ensure_linearizable` (ReadIndex: confirm leadership with
-//!   a quorum, then wait until the state machine applied the read index) before reading
-//!   the shared state; lease reads skip the quorum round while the leader lease holds and
+//! - Linearizable reads wait for a ReadIndex round (confirm leadership with a quorum, then
+//!   wait until the state machine applied the read index) that started after the read
+//!   arrived, before reading the shared state; concurrent reads share one round
+//!   (`read_batch`, where the argument for linearizability is written out); lease reads skip the quorum round while the leader lease holds and
 //!   fall back to ReadIndex otherwise; stale reads read whatever is applied.
 //! - Every request ends by its deadline: past it the answer is `Timeout` (a write may still
 //!   commit after that; the client is told the outcome is unknown).
@@ -18,7 +19,7 @@
 //!   never forwarded). `AddLearner` answers once the learner caught up (blocking add).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -33,6 +34,7 @@ use shoal_proto::{
 
 use super::clock::now_ms;
 use super::errors::{fatal, node_info, read_error, write_error};
+use super::read_batch::{ReadBatcher, RoundOutcome};
 use crate::node::ShardService;
 use crate::raft::apply_reply::ApplyReply;
 use crate::raft::state_machine::{ShardStateMachine, SharedState};
@@ -46,6 +48,8 @@ pub struct ShardCore {
     node_id: NodeId,
     raft: Raft<ShardStateMachine>,
     state: SharedState,
+    /// One ReadIndex round at a time, shared by every read waiting when it starts.
+    reads: std::rc::Rc<ReadBatcher>,
     /// The first fatal error any call returned: the group is dead on this node (a panic
     /// leaves `metrics().running_state` reading `Ok`, so calls are the only witness).
     failure: std::cell::RefCell<Option<String>>,
@@ -76,6 +80,7 @@ impl ShardCore {
             shard,
             shard_count,
             node_id,
+            reads: ReadBatcher::new(raft.clone()),
             raft,
             state,
             failure: std::cell::RefCell::new(None),
@@ -140,6 +145,12 @@ impl ShardCore {
                 }
             }
         }
+    }
+
+    /// ReadIndex rounds this shard ran for linearizable (and lease fallback) reads; with
+    /// concurrent reads it grows slower than the reads (they share rounds).
+    pub fn read_rounds(&self) -> u64 {
+        self.reads.rounds()
     }
 
     /// The Raft handle (for status lines, shutdown and the peer server).
@@ -446,20 +457,14 @@ impl ShardCore {
         }
     }
 
+    /// Waits for a ReadIndex round that started after this call (shared with every read
+    /// waiting at that moment) and applied its read index.
     async fn read_index(&self, deadline: Instant) -> Result<(), ErrorResponse> {
-        let linearizer = self
-            .raft
-            .get_read_linearizer(ReadPolicy::ReadIndex)
-            .await
-            .map_err(|e| self.read_failed(&e))?;
-        let budget = deadline.saturating_duration_since(Instant::now());
-        match linearizer
-            .try_await_ready(&self.raft, Some(budget.max(Duration::from_millis(1))))
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(timeout(self.shard)),
-            Err(f) => Err(self.stopped(&f)),
+        match &*self.reads.linearize(deadline).await {
+            RoundOutcome::Ready => Ok(()),
+            RoundOutcome::TimedOut => Err(timeout(self.shard)),
+            RoundOutcome::Refused(e) => Err(self.read_failed(e)),
+            RoundOutcome::Stopped(f) => Err(self.stopped(f)),
         }
     }
 }

@@ -8,6 +8,7 @@
 pub mod clock;
 mod core;
 pub mod errors;
+mod read_batch;
 pub mod ttl_ticker;
 
 pub use core::ShardCore;

@@ -140,10 +140,13 @@ impl std::fmt::Debug for TcpFloor {
 
 impl TcpFloor {
     /// Starts `shards` echo executors on 127.0.0.1 and connects to each.
+    /// `spin_before_park_us` is the echo executors' `spin_before_park` (a node's shards
+    /// spin by default; 0: off).
     pub async fn start(
         shards: usize,
         key_size: usize,
         value_size: usize,
+        spin_before_park_us: u64,
     ) -> Result<Self, ConnectError> {
         assert!(shards >= 1, "at least one shard");
         let failed = |endpoint: String, reason: String| ConnectError::Failed {
@@ -156,15 +159,17 @@ impl TcpFloor {
         let mut addrs = Vec::with_capacity(shards);
         for shard in 0..shards {
             let (addr_tx, addr_rx) = oneshot::channel();
-            LocalExecutorBuilder::new(Placement::Fixed(shard % cores))
-                .name(&format!("floor-echo-{shard}"))
-                .spawn(move || serve(addr_tx))
-                .map_err(|e| {
-                    failed(
-                        format!("shard {shard}"),
-                        format!("cannot start the executor: {e}"),
-                    )
-                })?;
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cores))
+                .name(&format!("floor-echo-{shard}"));
+            if spin_before_park_us > 0 {
+                builder = builder.spin_before_park(Duration::from_micros(spin_before_park_us));
+            }
+            builder.spawn(move || serve(addr_tx)).map_err(|e| {
+                failed(
+                    format!("shard {shard}"),
+                    format!("cannot start the executor: {e}"),
+                )
+            })?;
             let addr = match tokio::time::timeout(START_TIMEOUT, addr_rx).await {
                 Ok(Ok(Ok(addr))) => addr,
                 Ok(Ok(Err(e))) => return Err(failed(format!("shard {shard}"), e)),

@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shoal::config::NodeConfig;
+use shoal::config::{ExecutorConfig, NodeConfig};
 use shoal::local_client::LocalKvClient;
 use shoal::node::Node;
 
@@ -48,6 +48,28 @@ pub struct LocalSettings {
     pub shards: usize,
     /// Per-call deadline of the local client.
     pub request_timeout: Duration,
+    /// Executor and reply spinning.
+    pub spin: SpinSettings,
+}
+
+/// How the in-process targets (`shoal-local` and its floor, `floor-channel`) avoid
+/// wake-ups: the same two settings for both, so the floor measures the same transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpinSettings {
+    /// Each shard executor's `spin_before_park` in microseconds (0: off).
+    pub spin_before_park_us: u64,
+    /// How long a lone call busy-polls its reply (zero: off).
+    pub reply_spin: Duration,
+}
+
+impl Default for SpinSettings {
+    /// The node's and `LocalKvClient`'s defaults.
+    fn default() -> Self {
+        SpinSettings {
+            spin_before_park_us: shoal::config::DEFAULT_SPIN_BEFORE_PARK_US,
+            reply_spin: shoal::local_client::DEFAULT_REPLY_SPIN,
+        }
+    }
 }
 
 /// The embedded node, its data directory and what the report says about it.
@@ -106,6 +128,9 @@ impl EmbeddedNode {
                 client_addr: shoal_testkit::ports::localhost(base),
                 peer_addr: shoal_testkit::ports::localhost(base + shards as u16),
                 shards,
+                executor: ExecutorConfig {
+                    spin_before_park_us: settings.spin.spin_before_park_us,
+                },
                 ..NodeConfig::default()
             };
             config
@@ -118,7 +143,8 @@ impl EmbeddedNode {
             match outcome {
                 Ok(Ok(())) => {
                     let client = LocalKvClient::new(node.mesh().clone())
-                        .with_timeout(settings.request_timeout);
+                        .with_timeout(settings.request_timeout)
+                        .with_reply_spin(settings.spin.reply_spin);
                     let where_ = if temp.is_some() {
                         if settings.keep_data {
                             format!("{} (temporary, kept)", data_dir.display())
@@ -131,8 +157,11 @@ impl EmbeddedNode {
                     let description = format!(
                         "shoal-local (embedded single node, {shards} shard(s), data in {where_}; \
                          LocalKvClient, request timeout {} ms, linearizable gets, puts \
-                         fdatasync'd before ack)",
-                        settings.request_timeout.as_millis()
+                         fdatasync'd before ack; shards spin {} us before parking, a lone \
+                         call spins {} us on its reply)",
+                        settings.request_timeout.as_millis(),
+                        settings.spin.spin_before_park_us,
+                        settings.spin.reply_spin.as_micros()
                     );
                     let embedded = EmbeddedNode {
                         node,
