@@ -36,6 +36,8 @@
 mod admission;
 mod connection;
 mod dispatch;
+mod forward;
+mod forward_link;
 mod inbox;
 mod listener;
 mod resp_connection;

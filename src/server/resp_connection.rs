@@ -8,7 +8,7 @@
 //!   command was planned.
 //! - Backpressure and bounded memory: no read while a batch executes or its replies are
 //!   being written (TCP pushes back on the client); the read buffer holds at most one
-//!   request under `RESP_MAX_REQUEST_LEN` plus one read chunk (the decoder checks every
+//!   request under `RESP_MAX_REQUEST_LEN` plus one read (the decoder checks every
 //!   announced length before allocating).
 //! - Malformed RESP: the error reply is written, then only this connection closes.
 //! - Timeouts: a request partly received for longer than `frame_read_timeout` closes the
@@ -30,12 +30,16 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{FutureExt, pin_mut, select_biased};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
-use shoal_resp::{Action, Protocol, ReadOp, Reply, Session, Step, encode_reply};
+use shoal_resp::{Action, ErrorReply, Protocol, ReadOp, Reply, Session, Step, encode_reply};
 use tokio::sync::watch;
 
-use super::READ_CHUNK;
+/// Largest single read of a RESP connection (requests arrive in several reads when
+/// larger; the buffer then grows by at most this much per read).
+const RESP_READ_LEN: usize = 16 * 1024;
 use super::connection::Phase;
+use super::admission::InFlight;
 use super::dispatch::Dispatcher;
+use super::forward::Forwarder;
 use super::resp_exec;
 use super::resp_stats::{self, RespStats};
 
@@ -44,6 +48,10 @@ use crate::shard::clock::now_ms;
 /// What every RESP connection of one shard shares.
 pub(crate) struct RespContext {
     pub(crate) dispatcher: Rc<Dispatcher>,
+    /// Sends commands to their group's leader when it is another node.
+    pub(crate) forwarder: Forwarder,
+    /// The shard's in-flight cap, shared with the native protocol's connections.
+    pub(crate) shard_in_flight: Rc<InFlight>,
     pub(crate) stats: &'static RespStats,
     pub(crate) max_in_flight: usize,
     pub(crate) request_timeout: Duration,
@@ -82,6 +90,9 @@ pub(crate) async fn serve<S>(
     let mut session = Session::new(ctx.connection_id());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
+    // Reads land here and are appended to `buf`: copying the bytes read is cheaper than
+    // zero-filling a read-sized tail of `buf` before every read.
+    let mut scratch = vec![0u8; RESP_READ_LEN];
     let mut partial_since: Option<Instant> = None;
     loop {
         // Plan a batch from what is buffered.
@@ -110,10 +121,19 @@ pub(crate) async fn serve<S>(
             partial_since = None;
             ctx.stats.commands(steps.len() as u64);
             let deadline = Instant::now() + ctx.request_timeout;
-            for wave in waves(steps) {
-                let replies = join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
-                for (reply, protocol) in &replies {
-                    encode_reply(reply, *protocol, &mut out);
+            if steps.len() == 1 {
+                // The common unpipelined case: no wave planning, no join.
+                if let Some(step) = steps.pop() {
+                    let (reply, protocol) = execute(&ctx, step, deadline).await;
+                    encode_reply(&reply, protocol, &mut out);
+                }
+            } else {
+                for wave in waves(steps) {
+                    let replies =
+                        join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
+                    for (reply, protocol) in &replies {
+                        encode_reply(reply, *protocol, &mut out);
+                    }
                 }
             }
         }
@@ -126,6 +146,7 @@ pub(crate) async fn serve<S>(
             if !write_all(&mut stream, &out, ctx.write_timeout).await {
                 return;
             }
+            ctx.stats.net_out(out.len());
             out.clear();
         }
         if close_after {
@@ -144,13 +165,9 @@ pub(crate) async fn serve<S>(
         } else if partial_since.is_none() {
             partial_since = Some(Instant::now());
         }
-        buf.reserve(READ_CHUNK);
         {
-            let len = buf.len();
-            let spare = buf.capacity() - len;
-            buf.resize(len + spare.min(READ_CHUNK), 0);
             let read = {
-                let fut = stream.read(&mut buf[len..]).fuse();
+                let fut = stream.read(&mut scratch[..]).fuse();
                 let changed = phase.wait_for(|p| *p != Phase::Running).fuse();
                 // Idle (nothing buffered): no timer, only a phase change ends the wait
                 // (as the native connection does).
@@ -182,14 +199,12 @@ pub(crate) async fn serve<S>(
                 }
             };
             match read {
+                Some(Ok(0)) | Some(Err(_)) => return, // peer closed, or the socket failed
                 Some(Ok(n)) => {
-                    buf.truncate(len + n);
-                    if n == 0 {
-                        return; // peer closed
-                    }
+                    buf.extend_from_slice(&scratch[..n]);
+                    ctx.stats.net_in(n);
                 }
-                Some(Err(_)) => return,
-                None => buf.truncate(len),
+                None => {}
             }
         };
     }
@@ -234,7 +249,16 @@ fn waves(steps: Vec<Step>) -> Vec<Vec<Step>> {
 }
 
 async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Protocol) {
-    let d = &ctx.dispatcher;
+    let d = &ctx.forwarder;
+    // Commands that reach the store hold a slot of the shard's in-flight cap (the
+    // native protocol's), released when they are answered.
+    let _permit = match step.action {
+        Action::Reply(_) | Action::Close(_) => None,
+        _ => match ctx.shard_in_flight.try_acquire() {
+            Some(permit) => Some(permit),
+            None => return (busy(ctx.dispatcher.shard), step.protocol),
+        },
+    };
     let reply = match step.action {
         Action::Reply(r) | Action::Close(r) => r,
         Action::Read(read) => {
@@ -247,10 +271,17 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
             reply
         }
         Action::Write(write) => resp_exec::write(d, write, deadline).await,
-        Action::DbSize => resp_stats::dbsize(d, deadline).await,
+        Action::DbSize => resp_stats::dbsize(&ctx.dispatcher, deadline).await,
         Action::Info(sections) => resp_stats::info(ctx, sections, deadline).await,
     };
     (reply, step.protocol)
+}
+
+/// The reply to a command refused by the shard's in-flight cap (not executed).
+fn busy(shard: u32) -> Reply {
+    Reply::Error(ErrorReply::new(format!(
+        "-BUSY shard {shard} has its limit of requests in flight; not executed, retry later"
+    )))
 }
 
 async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
