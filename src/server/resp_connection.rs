@@ -13,7 +13,7 @@
 //! - Malformed RESP: the error reply is written, then only this connection closes.
 //! - Timeouts: a request partly received for longer than `frame_read_timeout` closes the
 //!   connection (slowloris); a write blocked longer than `write_timeout` closes it; each
-//!   command has `request_timeout`. An idle connection (nothing buffered) may stay open,
+//!   command has `request_timeout` from when its wave starts. An idle connection (nothing buffered) may stay open,
 //!   as with Redis's default `timeout 0`.
 //! - Drain: on shutdown the batch in flight finishes and is answered, then the connection
 //!   closes; on abort it closes at once.
@@ -120,15 +120,18 @@ pub(crate) async fn serve<S>(
             // A request completed: the slowloris clock restarts for the next one.
             partial_since = None;
             ctx.stats.commands(steps.len() as u64);
-            let deadline = Instant::now() + ctx.request_timeout;
             if steps.len() == 1 {
                 // The common unpipelined case: no wave planning, no join.
                 if let Some(step) = steps.pop() {
+                    let deadline = Instant::now() + ctx.request_timeout;
                     let (reply, protocol) = execute(&ctx, step, deadline).await;
                     encode_reply(&reply, protocol, &mut out);
                 }
             } else {
                 for wave in waves(steps) {
+                    // Each command's timeout runs from when its wave starts: a long
+                    // pipeline of dependent commands is not one request.
+                    let deadline = Instant::now() + ctx.request_timeout;
                     let replies =
                         join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
                     for (reply, protocol) in &replies {
