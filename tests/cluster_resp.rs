@@ -124,7 +124,10 @@ fn every_command_through_a_follower_node() {
         assert!((99..=100).contains(&ttl), "{ttl}");
         assert_eq!(cmd::<String>(&mut c, &["SET", k, "v4", "KEEPTTL"]), "OK");
         assert!(cmd::<i64>(&mut c, &["PTTL", k]) > 90_000);
-        assert_eq!(cmd::<String>(&mut c, &["SET", k, "v5", "PX", "200000"]), "OK");
+        assert_eq!(
+            cmd::<String>(&mut c, &["SET", k, "v5", "PX", "200000"]),
+            "OK"
+        );
         assert!(cmd::<i64>(&mut c, &["PTTL", k]) > 190_000);
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -134,7 +137,10 @@ fn every_command_through_a_follower_node() {
         assert_eq!(cmd::<String>(&mut c, &["SET", k, "v6", "EXAT", &at]), "OK");
         assert!(cmd::<i64>(&mut c, &["TTL", k]) > 900);
         let at_ms = ((now_s + 2000) * 1000).to_string();
-        assert_eq!(cmd::<String>(&mut c, &["SET", k, "v7", "PXAT", &at_ms]), "OK");
+        assert_eq!(
+            cmd::<String>(&mut c, &["SET", k, "v7", "PXAT", &at_ms]),
+            "OK"
+        );
         assert!(cmd::<i64>(&mut c, &["TTL", k]) > 1900);
         assert_eq!(cmd::<i64>(&mut c, &["PERSIST", k]), 1);
         assert_eq!(cmd::<i64>(&mut c, &["TTL", k]), -1);
@@ -167,7 +173,10 @@ fn every_command_through_a_follower_node() {
         assert_eq!(v.as_deref(), Some(i.to_string().as_str()));
     }
     assert_eq!(values[20], None);
-    assert_eq!(cmd::<i64>(&mut c, &["EXISTS", "m1", "m1", "m2", "absent"]), 3);
+    assert_eq!(
+        cmd::<i64>(&mut c, &["EXISTS", "m1", "m1", "m2", "absent"]),
+        3
+    );
     let mut del = vec!["DEL"];
     del.extend(keys.iter().map(String::as_str));
     del.push("absent");

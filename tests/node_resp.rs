@@ -366,12 +366,18 @@ fn info_counts_expired_keys_and_traffic() {
     let info: String = cmd(&mut c, &["INFO", "stats"]);
     assert_eq!(info_field(&info, "expired_keys"), Some(0), "{info}");
     assert_eq!(info_field(&info, "evicted_keys"), Some(0), "{info}");
-    assert!(info_field(&info, "total_net_input_bytes").unwrap() > 0, "{info}");
+    assert!(
+        info_field(&info, "total_net_input_bytes").unwrap() > 0,
+        "{info}"
+    );
     for i in 0..10 {
         let k = format!("short{i}");
         assert_eq!(cmd::<String>(&mut c, &["SET", &k, "v", "PX", "20"]), "OK");
     }
-    assert_eq!(cmd::<String>(&mut c, &["SET", "long", "v", "EX", "1000"]), "OK");
+    assert_eq!(
+        cmd::<String>(&mut c, &["SET", "long", "v", "EX", "1000"]),
+        "OK"
+    );
     // The TTL tickers reclaim the 10 short-lived keys (not the long one).
     shoal_testkit::wait::wait_for(
         "INFO expired_keys to count the reclaimed keys",
@@ -385,7 +391,10 @@ fn info_counts_expired_keys_and_traffic() {
     .unwrap();
     assert_eq!(cmd::<i64>(&mut c, &["DBSIZE"]), 1);
     let info: String = cmd(&mut c, &["INFO", "stats"]);
-    assert!(info_field(&info, "total_net_output_bytes").unwrap() > 0, "{info}");
+    assert!(
+        info_field(&info, "total_net_output_bytes").unwrap() > 0,
+        "{info}"
+    );
 }
 
 #[test]
@@ -401,7 +410,10 @@ fn the_shard_in_flight_cap_answers_busy() {
     let mut batch = String::new();
     for i in 0..n {
         let k = format!("cap{i}");
-        batch.push_str(&format!("*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n", k.len()));
+        batch.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n",
+            k.len()
+        ));
     }
     s.write_all(batch.as_bytes()).unwrap();
     let mut lines = BufReader::new(s.try_clone().unwrap());

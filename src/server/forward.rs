@@ -210,8 +210,7 @@ impl Forwarder {
                 if left.is_zero() {
                     return Err(CallError::Timeout);
                 }
-                futures::future::select(Box::pin(notified), glommio::timer::Timer::new(left))
-                    .await;
+                futures::future::select(Box::pin(notified), glommio::timer::Timer::new(left)).await;
                 continue;
             }
             let done = Rc::new(Notify::new());

@@ -28,9 +28,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use futures::{FutureExt, pin_mut, select_biased};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
-use shoal_proto::{
-    Frame, FrameDecoder, Hello, HelloOk, Request, Response, Role, encode_request,
-};
+use shoal_proto::{Frame, FrameDecoder, Hello, HelloOk, Request, Response, Role, encode_request};
 use tokio::sync::{Notify, oneshot};
 
 use super::{DEFAULT_WRITE_TIMEOUT, READ_CHUNK};

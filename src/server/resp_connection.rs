@@ -36,8 +36,8 @@ use tokio::sync::watch;
 /// Largest single read of a RESP connection (requests arrive in several reads when
 /// larger; the buffer then grows by at most this much per read).
 const RESP_READ_LEN: usize = 16 * 1024;
-use super::connection::Phase;
 use super::admission::InFlight;
+use super::connection::Phase;
 use super::dispatch::Dispatcher;
 use super::forward::Forwarder;
 use super::resp_exec;

@@ -40,9 +40,7 @@ pub(crate) async fn read(d: &Forwarder, read: Read, deadline: Instant) -> Reply 
             Response::Get(v) => Ok(ReadOutcome::Value(v)),
             other => Err(other),
         },
-        ReadOp::MGet { keys } => get_multi(d, keys, deadline)
-            .await
-            .map(ReadOutcome::Values),
+        ReadOp::MGet { keys } => get_multi(d, keys, deadline).await.map(ReadOutcome::Values),
         ReadOp::Exists { keys } => get_multi(d, keys, deadline)
             .await
             .map(|vs| ReadOutcome::Count(vs.iter().filter(|v| v.is_some()).count() as u64)),

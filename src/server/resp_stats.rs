@@ -14,9 +14,9 @@ use shoal_proto::{Request, Response};
 use shoal_resp::{InfoFigures, InfoSections, Reply, info};
 
 use super::dispatch::Dispatcher;
-use crate::shard::ttl_ticker::EXPIRED_KEYS;
 use super::resp_connection::RespContext;
 use super::resp_exec::error_reply;
+use crate::shard::ttl_ticker::EXPIRED_KEYS;
 
 /// Counters of the RESP front door.
 #[derive(Debug, Default)]
