@@ -40,6 +40,7 @@ mod forward;
 mod forward_link;
 mod inbox;
 mod listener;
+mod resp_batch;
 mod resp_connection;
 mod resp_exec;
 mod resp_stats;

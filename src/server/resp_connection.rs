@@ -22,9 +22,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::join_all;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{FutureExt, pin_mut, select_biased};
@@ -40,6 +38,7 @@ use super::admission::InFlight;
 use super::connection::Phase;
 use super::dispatch::Dispatcher;
 use super::forward::Forwarder;
+use super::resp_batch::Batch;
 use super::resp_exec;
 use super::resp_stats::{self, RespStats};
 
@@ -128,14 +127,30 @@ pub(crate) async fn serve<S>(
                     encode_reply(&reply, protocol, &mut out);
                 }
             } else {
-                for wave in waves(steps) {
+                let batch = Batch::plan(
+                    steps,
+                    ctx.dispatcher.max_key_len,
+                    ctx.dispatcher.max_value_len,
+                );
+                let mut replies: Vec<Option<Reply>> = vec![None; batch.len()];
+                for wave in batch.waves {
                     // Each command's timeout runs from when its wave starts: a long
                     // pipeline of dependent commands is not one request.
                     let deadline = Instant::now() + ctx.request_timeout;
-                    let replies =
-                        join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
-                    for (reply, protocol) in &replies {
-                        encode_reply(reply, *protocol, &mut out);
+                    let c: &RespContext = &ctx;
+                    let done = join_all(wave.into_iter().map(|(i, s)| async move {
+                        (i, execute(c, s, deadline).await.0)
+                    }))
+                    .await;
+                    for (i, reply) in done {
+                        replies[i] = Some(reply);
+                    }
+                }
+                for (i, protocol) in batch.protocols.iter().enumerate() {
+                    let by = batch.absorbed_by[i].unwrap_or(i);
+                    match &replies[by] {
+                        Some(reply) => encode_reply(reply, *protocol, &mut out),
+                        None => encode_reply(&lost_reply(), *protocol, &mut out),
                     }
                 }
             }
@@ -213,44 +228,6 @@ pub(crate) async fn serve<S>(
     }
 }
 
-/// Splits a pipelined batch into waves run one after the other; the commands of a wave
-/// run concurrently. A command joins the current wave only if it touches no key that an
-/// earlier command of the wave touches, unless both only read it; commands without keys
-/// that read the store (DBSIZE, INFO) start a wave of their own. So every command sees
-/// the effects of the commands sent before it on its connection, as with Redis, while
-/// independent commands still share Raft rounds.
-fn waves(steps: Vec<Step>) -> Vec<Vec<Step>> {
-    let mut waves: Vec<Vec<Step>> = Vec::new();
-    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written
-    let mut sealed = false; // the current wave is a DBSIZE/INFO: nothing joins it
-    for step in steps {
-        let (keys, writes, barrier): (&[Bytes], bool, bool) = match &step.action {
-            Action::Read(r) => (r.op.keys(), false, false),
-            Action::Write(w) => (w.op.keys(), true, false),
-            Action::DbSize | Action::Info(_) => (&[], false, true),
-            Action::Reply(_) | Action::Close(_) => (&[], false, false),
-        };
-        let conflict = barrier
-            || sealed
-            || keys
-                .iter()
-                .any(|k| touched.get(k).is_some_and(|&written| written || writes));
-        if conflict || waves.is_empty() {
-            waves.push(Vec::new());
-            touched.clear();
-        }
-        for k in keys {
-            let written = touched.entry(k.clone()).or_insert(false);
-            *written |= writes;
-        }
-        sealed = barrier;
-        if let Some(wave) = waves.last_mut() {
-            wave.push(step);
-        }
-    }
-    waves
-}
-
 async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Protocol) {
     let d = &ctx.forwarder;
     // Commands that reach the store hold a slot of the shard's in-flight cap (the
@@ -280,6 +257,12 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
     (reply, step.protocol)
 }
 
+/// A planned command left without a reply (a planning bug; never expected).
+fn lost_reply() -> Reply {
+    tracing::error!("a pipelined RESP command got no reply");
+    Reply::Error(ErrorReply::new("internal error: the command got no reply"))
+}
+
 /// The reply to a command refused by the shard's in-flight cap (not executed).
 fn busy(shard: u32) -> Reply {
     Reply::Error(ErrorReply::new(format!(
@@ -294,42 +277,5 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> b
     select_biased! {
         r = write => r.is_ok(),
         _ = timer => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(session: &mut Session, args: &[&str]) -> Step {
-        let args = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        session.plan_args(args, 1_000)
-    }
-
-    fn shape(waves: &[Vec<Step>]) -> Vec<usize> {
-        waves.iter().map(Vec::len).collect()
-    }
-
-    #[test]
-    fn waves_keep_each_key_in_order_and_run_independent_commands_together() {
-        let mut s = Session::new(1);
-        let batch = [
-            &["SET", "a", "1"][..],
-            &["SET", "b", "1"],
-            &["GET", "c"],
-            &["GET", "a"], // reads a written above: next wave
-            &["GET", "a"], // read after read: same wave
-            &["GET", "b"],
-            &["PING"],
-            &["DEL", "x", "a"], // writes a, read in this wave: next wave
-            &["DBSIZE"],        // a wave of its own
-            &["GET", "z"],      // nothing joins the DBSIZE wave
-        ];
-        let steps = batch.iter().map(|a| plan(&mut s, a)).collect();
-        assert_eq!(shape(&waves(steps)), vec![3, 4, 1, 1, 1]);
-        assert!(waves(Vec::new()).is_empty());
     }
 }
