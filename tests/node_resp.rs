@@ -235,6 +235,20 @@ fn every_command_of_the_redis_front_door() {
     }
     let got: Vec<i64> = pipe.query(&mut c).unwrap();
     assert_eq!(got, (0..200).collect::<Vec<i64>>());
+    // Pipelined overwrites of one key (absorbed into the last): each SET answers OK,
+    // the last one wins, and a SET of another key in between is not lost.
+    let mut pipe = redis::pipe();
+    for i in 0..16 {
+        pipe.cmd("SET").arg("same").arg(i);
+        if i == 7 {
+            pipe.cmd("SET").arg("other").arg("o");
+        }
+    }
+    pipe.cmd("GET").arg("same").cmd("GET").arg("other");
+    let got: Vec<String> = pipe.query(&mut c).unwrap();
+    assert_eq!(got.len(), 19);
+    assert!(got[..17].iter().all(|r| r == "OK"), "{got:?}");
+    assert_eq!(got[17..], ["15", "o"]);
 
     // QUIT closes the connection after +OK.
     assert_eq!(cmd::<String>(&mut c1, &["QUIT"]), "OK");
