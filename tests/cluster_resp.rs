@@ -249,7 +249,7 @@ fn redis_benchmark_against_a_follower_has_no_errors() {
     let (_cluster, ports, leaders) = start(tmp.path());
     let port = ports[(pure_follower(&leaders) - 1) as usize];
     let out = Command::new("redis-benchmark")
-        .args(["-p", &port.to_string(), "-t", "set,get", "-n", "5000"])
+        .args(["-p", &port.to_string(), "-t", "set,get", "-n", "2000"])
         .args(["-c", "10", "-d", "100", "-r", "1000", "-q"])
         .output()
         .unwrap();

@@ -14,7 +14,8 @@
 //!   Any `NotLeader` (local or remote) updates or clears that memory; a hint naming this
 //!   node sends the command back to the local shard.
 //! - Retries happen only when the command was certainly not executed: `NotLeader`
-//!   (refused before proposing), or a link that could not be opened. A command whose
+//!   (refused before proposing), or a link that could not be opened; reads (which change
+//!   nothing) are also retried after `Unavailable` (leadership not confirmed in time). A command whose
 //!   link failed after it was sent is answered with an error saying the outcome is
 //!   unknown, never retried (a retried write could apply twice).
 //! - Bounded: at most [`MAX_HOPS`] hint-following hops per command; while a group has no
@@ -151,6 +152,13 @@ impl Forwarder {
                         return answer;
                     }
                 }
+                // A read that could not confirm leadership (a quorum did not answer in
+                // time, leadership changing) changed nothing: ask again.
+                ErrorDetail::Unavailable if is_read(&request) => {
+                    if !wait(&mut backoff, deadline).await {
+                        return answer;
+                    }
+                }
                 _ => return answer,
             }
         }
@@ -226,6 +234,14 @@ impl Forwarder {
             return Ok(link);
         }
     }
+}
+
+/// Requests without effects, which may be sent again after any failure.
+fn is_read(request: &Request) -> bool {
+    matches!(
+        request,
+        Request::Get(_) | Request::GetMulti(_) | Request::Ttl(_)
+    )
 }
 
 /// Waits `backoff` (doubled for next time, up to [`MAX_BACKOFF`]) unless that would pass

@@ -184,19 +184,19 @@ mod tests {
     #[test]
     fn blind_writes_of_a_key_are_absorbed_by_the_last_of_their_run() {
         let batch = plan(&[
-            &["SET", "k", "1"],           // 0: absorbed by 2
+            &["SET", "k", "1"],            // 0: absorbed by 2
             &["SET", "k", "2", "EX", "9"], // 1: absorbed by 2
-            &["SET", "k", "3"],           // 2: executed
-            &["GET", "k"],                // 3: reads 3, so 2 is not absorbed
-            &["SET", "k", "4"],           // 4: absorbed by 5
-            &["SETEX", "k", "9", "5"],    // 5: executed (DBSIZE follows)
-            &["DBSIZE"],                  // 6
-            &["SET", "k", "6"],           // 7: not absorbed: a conditional write follows
-            &["SET", "k", "7", "NX"],     // 8
-            &["SET", "j", "1"],           // 9: not absorbed: j is too large next
-            &["SET", "j", "0123456789"],  // 10: over the value limit of 8
-            &["SET", "i", "1"],           // 11: absorbed by 12
-            &["SET", "i", "2"],           // 12: executed
+            &["SET", "k", "3"],            // 2: executed
+            &["GET", "k"],                 // 3: reads 3, so 2 is not absorbed
+            &["SET", "k", "4"],            // 4: absorbed by 5
+            &["SETEX", "k", "9", "5"],     // 5: executed (DBSIZE follows)
+            &["DBSIZE"],                   // 6
+            &["SET", "k", "6"],            // 7: not absorbed: a conditional write follows
+            &["SET", "k", "7", "NX"],      // 8
+            &["SET", "j", "1"],            // 9: not absorbed: j is too large next
+            &["SET", "j", "0123456789"],   // 10: over the value limit of 8
+            &["SET", "i", "1"],            // 11: absorbed by 12
+            &["SET", "i", "2"],            // 12: executed
         ]);
         let b = Batch::plan(batch, 100, 8);
         let absorbed: Vec<(usize, usize)> = b
@@ -208,7 +208,15 @@ mod tests {
         assert_eq!(absorbed, vec![(0, 2), (1, 2), (4, 5), (11, 12)]);
         assert_eq!(
             shape(&b.waves),
-            vec![vec![2], vec![3], vec![5], vec![6], vec![7], vec![8, 9], vec![10, 12]]
+            vec![
+                vec![2],
+                vec![3],
+                vec![5],
+                vec![6],
+                vec![7],
+                vec![8, 9],
+                vec![10, 12]
+            ]
         );
         assert_eq!(b.len(), 13);
     }

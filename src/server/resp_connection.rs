@@ -138,9 +138,10 @@ pub(crate) async fn serve<S>(
                     // pipeline of dependent commands is not one request.
                     let deadline = Instant::now() + ctx.request_timeout;
                     let c: &RespContext = &ctx;
-                    let done = join_all(wave.into_iter().map(|(i, s)| async move {
-                        (i, execute(c, s, deadline).await.0)
-                    }))
+                    let done = join_all(
+                        wave.into_iter()
+                            .map(|(i, s)| async move { (i, execute(c, s, deadline).await.0) }),
+                    )
                     .await;
                     for (i, reply) in done {
                         replies[i] = Some(reply);
