@@ -386,7 +386,9 @@ fn info_counts_expired_keys_and_traffic() {
     );
     for i in 0..10 {
         let k = format!("short{i}");
-        assert_eq!(cmd::<String>(&mut c, &["SET", &k, "v", "PX", "20"]), "OK");
+        // Long enough to be applied before it expires even on a loaded machine (a key
+        // applied already expired is never stored, so never reclaimed).
+        assert_eq!(cmd::<String>(&mut c, &["SET", &k, "v", "PX", "2000"]), "OK");
     }
     assert_eq!(
         cmd::<String>(&mut c, &["SET", "long", "v", "EX", "1000"]),
@@ -395,7 +397,7 @@ fn info_counts_expired_keys_and_traffic() {
     // The TTL tickers reclaim the 10 short-lived keys (not the long one).
     shoal_testkit::wait::wait_for(
         "INFO expired_keys to count the reclaimed keys",
-        std::time::Duration::from_secs(20),
+        std::time::Duration::from_secs(30),
         std::time::Duration::from_millis(20),
         || {
             let info: String = cmd(&mut c, &["INFO", "stats"]);
