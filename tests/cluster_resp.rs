@@ -30,7 +30,20 @@ fn rt() -> tokio::runtime::Runtime {
 /// (of shard 0) and the leader of each group.
 fn start(dir: &std::path::Path) -> (Cluster, Vec<u16>, Vec<u64>) {
     // A long request timeout: a command sent while a group elects must wait it out.
-    let mut cluster = Cluster::plan(dir, 3, 3, SHARDS, &["--request-timeout-ms", "20000"]);
+    // Election timeouts well above the defaults: on a loaded 2-core machine the default
+    // ones let leadership change mid-test, and a write in flight then has an unknown
+    // outcome (answered as such, never retried), which would fail the test.
+    let flags = [
+        "--request-timeout-ms",
+        "20000",
+        "--heartbeat-ms",
+        "100",
+        "--election-min-ms",
+        "1000",
+        "--election-max-ms",
+        "2000",
+    ];
+    let mut cluster = Cluster::plan(dir, 3, 3, SHARDS, &flags);
     let mut ports = Vec::new();
     for id in 1..=3 {
         let port = free_port_block(SHARDS).expect("free RESP ports");
