@@ -18,8 +18,9 @@
 //!   nothing) are also retried after `Unavailable` (leadership not confirmed in time). A command whose
 //!   link failed after it was sent is answered with an error saying the outcome is
 //!   unknown, never retried (a retried write could apply twice).
-//! - Bounded: at most [`MAX_HOPS`] hint-following hops per command; while a group has no
-//!   leader (an election), retries back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`]; every
+//! - Bounded: at most [`MAX_HOPS`] hint-following hops in a row per command; while a
+//!   group has no leader (an election), or its hinted leader cannot be reached, retries
+//!   back off from [`MIN_BACKOFF`] to [`MAX_BACKOFF`]; every
 //!   wait ends by the command's deadline. Links: at most one per remote shard address,
 //!   each capped at the remote's per-connection in-flight limit.
 
@@ -112,6 +113,10 @@ impl Forwarder {
                         // The leader we knew is unreachable: ask the local shard again
                         // (its view moves on with the election), after a pause.
                         self.forget(group);
+                        // Hints naming the unreachable leader keep coming until the
+                        // group elects another: bounded by the backoff and the deadline,
+                        // not by the hop count.
+                        hops = 0;
                         if !wait(&mut backoff, deadline).await {
                             return error(
                                 ErrorDetail::Unavailable,
