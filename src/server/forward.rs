@@ -15,7 +15,8 @@
 //!   node sends the command back to the local shard.
 //! - Retries happen only when the command was certainly not executed: `NotLeader`
 //!   (refused before proposing), or a link that could not be opened; reads (which change
-//!   nothing) are also retried after `Unavailable` (leadership not confirmed in time). A command whose
+//!   nothing) are also retried after `Unavailable` (leadership not confirmed in time) and
+//!   after a link failure. A command whose
 //!   link failed after it was sent is answered with an error saying the outcome is
 //!   unknown, never retried (a retried write could apply twice).
 //! - Bounded: at most [`MAX_HOPS`] hint-following hops in a row per command; while a
@@ -138,7 +139,12 @@ impl Forwarder {
                     }
                     Err(CallError::Lost(why)) => {
                         self.forget(group);
-                        return error(ErrorDetail::Unavailable, why);
+                        // A read may be asked again; a write's outcome is unknown.
+                        if !is_read(&request) || !wait(&mut backoff, deadline).await {
+                            return error(ErrorDetail::Unavailable, why);
+                        }
+                        hops = 0;
+                        continue;
                     }
                     Err(CallError::Timeout) => return timeout(),
                 },
