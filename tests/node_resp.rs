@@ -14,10 +14,16 @@ use shoal_testkit::ports::free_port_block;
 const SHARDS: u16 = 2;
 
 fn start() -> (tempfile::TempDir, NodeProcess, u16) {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> (tempfile::TempDir, NodeProcess, u16) {
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port_block(SHARDS).expect("free RESP ports");
     let addr = format!("127.0.0.1:{port}");
-    let node = NodeProcess::start(&tmp.path().join("data"), SHARDS, &["--resp-addr", &addr]);
+    let mut args = vec!["--resp-addr", &addr];
+    args.extend_from_slice(extra);
+    let node = NodeProcess::start(&tmp.path().join("data"), SHARDS, &args);
     (tmp, node, port)
 }
 
@@ -229,6 +235,20 @@ fn every_command_of_the_redis_front_door() {
     }
     let got: Vec<i64> = pipe.query(&mut c).unwrap();
     assert_eq!(got, (0..200).collect::<Vec<i64>>());
+    // Pipelined overwrites of one key (absorbed into the last): each SET answers OK,
+    // the last one wins, and a SET of another key in between is not lost.
+    let mut pipe = redis::pipe();
+    for i in 0..16 {
+        pipe.cmd("SET").arg("same").arg(i);
+        if i == 7 {
+            pipe.cmd("SET").arg("other").arg("o");
+        }
+    }
+    pipe.cmd("GET").arg("same").cmd("GET").arg("other");
+    let got: Vec<String> = pipe.query(&mut c).unwrap();
+    assert_eq!(got.len(), 19);
+    assert!(got[..17].iter().all(|r| r == "OK"), "{got:?}");
+    assert_eq!(got[17..], ["15", "o"]);
 
     // QUIT closes the connection after +OK.
     assert_eq!(cmd::<String>(&mut c1, &["QUIT"]), "OK");
@@ -345,4 +365,86 @@ fn redis_benchmark_completes_without_errors() {
     // Every SET landed.
     let mut c = connect(port);
     assert_eq!(cmd::<i64>(&mut c, &["EXISTS", "key:__rand_int__"]), 1);
+}
+
+/// The value of `field` in an INFO text.
+fn info_field(info: &str, field: &str) -> Option<u64> {
+    info.split("\r\n")
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.parse().ok())
+}
+
+#[test]
+fn info_counts_expired_keys_and_traffic() {
+    let (_tmp, _node, port) = start();
+    let mut c = connect(port);
+    let info: String = cmd(&mut c, &["INFO", "stats"]);
+    assert_eq!(info_field(&info, "expired_keys"), Some(0), "{info}");
+    assert_eq!(info_field(&info, "evicted_keys"), Some(0), "{info}");
+    assert!(
+        info_field(&info, "total_net_input_bytes").unwrap() > 0,
+        "{info}"
+    );
+    for i in 0..10 {
+        let k = format!("short{i}");
+        // Long enough to be applied before it expires even on a loaded machine (a key
+        // applied already expired is never stored, so never reclaimed).
+        assert_eq!(cmd::<String>(&mut c, &["SET", &k, "v", "PX", "2000"]), "OK");
+    }
+    assert_eq!(
+        cmd::<String>(&mut c, &["SET", "long", "v", "EX", "1000"]),
+        "OK"
+    );
+    // The TTL tickers reclaim the 10 short-lived keys (not the long one).
+    shoal_testkit::wait::wait_for(
+        "INFO expired_keys to count the reclaimed keys",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(20),
+        || {
+            let info: String = cmd(&mut c, &["INFO", "stats"]);
+            (info_field(&info, "expired_keys") == Some(10)).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(cmd::<i64>(&mut c, &["DBSIZE"]), 1);
+    let info: String = cmd(&mut c, &["INFO", "stats"]);
+    assert!(
+        info_field(&info, "total_net_output_bytes").unwrap() > 0,
+        "{info}"
+    );
+}
+
+#[test]
+fn the_shard_in_flight_cap_answers_busy() {
+    use std::io::{BufRead, BufReader};
+    // A cap of 2 commands in flight per shard (shared with the native protocol).
+    let (_tmp, _node, port) = start_with(&["--max-in-flight-per-shard", "2"]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    // 200 independent SETs in one write: they run concurrently as one pipelined batch.
+    let n = 200;
+    let mut batch = String::new();
+    for i in 0..n {
+        let k = format!("cap{i}");
+        batch.push_str(&format!(
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n$1\r\nv\r\n",
+            k.len()
+        ));
+    }
+    s.write_all(batch.as_bytes()).unwrap();
+    let mut lines = BufReader::new(s.try_clone().unwrap());
+    let (mut ok, mut busy) = (0, 0);
+    for _ in 0..n {
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        match line.as_str() {
+            "+OK\r\n" => ok += 1,
+            l if l.starts_with("-BUSY ") && l.contains("in flight") => busy += 1,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(ok >= 2 && busy >= 1, "ok {ok}, busy {busy}");
+    // The connection goes on; what was refused was not executed.
+    let mut c = connect(port);
+    assert_eq!(cmd::<i64>(&mut c, &["DBSIZE"]), ok);
 }

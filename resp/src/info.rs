@@ -89,6 +89,10 @@ pub struct InfoFigures {
     pub keyspace_misses: u64,
     /// Keys removed because their TTL passed.
     pub expired_keys: u64,
+    /// Bytes read from RESP clients since start.
+    pub total_net_input_bytes: u64,
+    /// Bytes written to RESP clients since start.
+    pub total_net_output_bytes: u64,
     /// Keys on this node (see `DBSIZE`).
     pub keys: u64,
     /// Of those, keys with a TTL.
@@ -140,10 +144,13 @@ pub fn render(sections: InfoSections, f: &InfoFigures) -> String {
         let _ = write!(
             out,
             "total_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
-             rejected_connections:{}\r\nexpired_keys:{}\r\nkeyspace_hits:{}\r\n\
-             keyspace_misses:{}\r\n",
+             total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\n\
+             rejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\n\
+             keyspace_hits:{}\r\nkeyspace_misses:{}\r\n",
             f.total_connections_received,
             f.total_commands_processed,
+            f.total_net_input_bytes,
+            f.total_net_output_bytes,
             f.rejected_connections,
             f.expired_keys,
             f.keyspace_hits,
@@ -186,6 +193,8 @@ mod tests {
             keyspace_hits: 7,
             keyspace_misses: 3,
             expired_keys: 1,
+            total_net_input_bytes: 300,
+            total_net_output_bytes: 200,
             keys: 10,
             keys_with_expiry: 4,
         }
@@ -220,6 +229,8 @@ mod tests {
         assert!(all.starts_with("# Server\r\nredis_version:7.0.0\r\n"));
         assert!(all.contains("uptime_in_seconds:90061\r\nuptime_in_days:1\r\n"));
         assert!(all.contains("\r\n\r\n# Stats\r\n"));
+        assert!(all.contains("\r\nexpired_keys:1\r\nevicted_keys:0\r\n"));
+        assert!(all.contains("total_net_input_bytes:300\r\ntotal_net_output_bytes:200\r\n"));
         assert_eq!(render(InfoSections::default(), &figures()), "");
     }
 

@@ -170,6 +170,8 @@ fn info_text_as_verbatim() {
         keyspace_hits: 0,
         keyspace_misses: 0,
         expired_keys: 0,
+        total_net_input_bytes: 0,
+        total_net_output_bytes: 0,
         keys: 0,
         keys_with_expiry: 0,
     };

@@ -27,6 +27,7 @@ use tokio::sync::{Notify, watch};
 use super::admission::InFlight;
 use super::connection::{self, ConnContext, Phase};
 use super::dispatch::Dispatcher;
+use super::forward::Forwarder;
 use super::inbox::serve_inbox;
 use super::resp_connection::{self, RespContext};
 use super::resp_stats::RESP_STATS;
@@ -208,6 +209,8 @@ impl Server {
                 tracing::info!(shard = cfg.shard, %addr, "serving Redis protocol clients");
                 let ctx = Rc::new(RespContext {
                     dispatcher: Rc::clone(&dispatcher),
+                    forwarder: Forwarder::new(Rc::clone(&dispatcher)),
+                    shard_in_flight: Rc::clone(&in_flight),
                     stats: &RESP_STATS,
                     max_in_flight: cfg.max_in_flight_per_connection,
                     request_timeout: cfg.request_timeout,

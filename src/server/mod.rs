@@ -36,8 +36,11 @@
 mod admission;
 mod connection;
 mod dispatch;
+mod forward;
+mod forward_link;
 mod inbox;
 mod listener;
+mod resp_batch;
 mod resp_connection;
 mod resp_exec;
 mod resp_stats;

@@ -8,12 +8,12 @@
 //!   command was planned.
 //! - Backpressure and bounded memory: no read while a batch executes or its replies are
 //!   being written (TCP pushes back on the client); the read buffer holds at most one
-//!   request under `RESP_MAX_REQUEST_LEN` plus one read chunk (the decoder checks every
+//!   request under `RESP_MAX_REQUEST_LEN` plus one read (the decoder checks every
 //!   announced length before allocating).
 //! - Malformed RESP: the error reply is written, then only this connection closes.
 //! - Timeouts: a request partly received for longer than `frame_read_timeout` closes the
 //!   connection (slowloris); a write blocked longer than `write_timeout` closes it; each
-//!   command has `request_timeout`. An idle connection (nothing buffered) may stay open,
+//!   command has `request_timeout` from when its wave starts. An idle connection (nothing buffered) may stay open,
 //!   as with Redis's default `timeout 0`.
 //! - Drain: on shutdown the batch in flight finishes and is answered, then the connection
 //!   closes; on abort it closes at once.
@@ -22,20 +22,23 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
-
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::future::join_all;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{FutureExt, pin_mut, select_biased};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
-use shoal_resp::{Action, Protocol, ReadOp, Reply, Session, Step, encode_reply};
+use shoal_resp::{Action, ErrorReply, Protocol, ReadOp, Reply, Session, Step, encode_reply};
 use tokio::sync::watch;
 
-use super::READ_CHUNK;
+/// Largest single read of a RESP connection (requests arrive in several reads when
+/// larger; the buffer then grows by at most this much per read).
+const RESP_READ_LEN: usize = 16 * 1024;
+use super::admission::InFlight;
 use super::connection::Phase;
 use super::dispatch::Dispatcher;
+use super::forward::Forwarder;
+use super::resp_batch::Batch;
 use super::resp_exec;
 use super::resp_stats::{self, RespStats};
 
@@ -44,6 +47,10 @@ use crate::shard::clock::now_ms;
 /// What every RESP connection of one shard shares.
 pub(crate) struct RespContext {
     pub(crate) dispatcher: Rc<Dispatcher>,
+    /// Sends commands to their group's leader when it is another node.
+    pub(crate) forwarder: Forwarder,
+    /// The shard's in-flight cap, shared with the native protocol's connections.
+    pub(crate) shard_in_flight: Rc<InFlight>,
     pub(crate) stats: &'static RespStats,
     pub(crate) max_in_flight: usize,
     pub(crate) request_timeout: Duration,
@@ -82,6 +89,9 @@ pub(crate) async fn serve<S>(
     let mut session = Session::new(ctx.connection_id());
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
+    // Reads land here and are appended to `buf`: copying the bytes read is cheaper than
+    // zero-filling a read-sized tail of `buf` before every read.
+    let mut scratch = vec![0u8; RESP_READ_LEN];
     let mut partial_since: Option<Instant> = None;
     loop {
         // Plan a batch from what is buffered.
@@ -109,11 +119,40 @@ pub(crate) async fn serve<S>(
             // A request completed: the slowloris clock restarts for the next one.
             partial_since = None;
             ctx.stats.commands(steps.len() as u64);
-            let deadline = Instant::now() + ctx.request_timeout;
-            for wave in waves(steps) {
-                let replies = join_all(wave.into_iter().map(|s| execute(&ctx, s, deadline))).await;
-                for (reply, protocol) in &replies {
-                    encode_reply(reply, *protocol, &mut out);
+            if steps.len() == 1 {
+                // The common unpipelined case: no wave planning, no join.
+                if let Some(step) = steps.pop() {
+                    let deadline = Instant::now() + ctx.request_timeout;
+                    let (reply, protocol) = execute(&ctx, step, deadline).await;
+                    encode_reply(&reply, protocol, &mut out);
+                }
+            } else {
+                let batch = Batch::plan(
+                    steps,
+                    ctx.dispatcher.max_key_len,
+                    ctx.dispatcher.max_value_len,
+                );
+                let mut replies: Vec<Option<Reply>> = vec![None; batch.len()];
+                for wave in batch.waves {
+                    // Each command's timeout runs from when its wave starts: a long
+                    // pipeline of dependent commands is not one request.
+                    let deadline = Instant::now() + ctx.request_timeout;
+                    let c: &RespContext = &ctx;
+                    let done = join_all(
+                        wave.into_iter()
+                            .map(|(i, s)| async move { (i, execute(c, s, deadline).await.0) }),
+                    )
+                    .await;
+                    for (i, reply) in done {
+                        replies[i] = Some(reply);
+                    }
+                }
+                for (i, protocol) in batch.protocols.iter().enumerate() {
+                    let by = batch.absorbed_by[i].unwrap_or(i);
+                    match &replies[by] {
+                        Some(reply) => encode_reply(reply, *protocol, &mut out),
+                        None => encode_reply(&lost_reply(), *protocol, &mut out),
+                    }
                 }
             }
         }
@@ -126,6 +165,7 @@ pub(crate) async fn serve<S>(
             if !write_all(&mut stream, &out, ctx.write_timeout).await {
                 return;
             }
+            ctx.stats.net_out(out.len());
             out.clear();
         }
         if close_after {
@@ -144,13 +184,9 @@ pub(crate) async fn serve<S>(
         } else if partial_since.is_none() {
             partial_since = Some(Instant::now());
         }
-        buf.reserve(READ_CHUNK);
         {
-            let len = buf.len();
-            let spare = buf.capacity() - len;
-            buf.resize(len + spare.min(READ_CHUNK), 0);
             let read = {
-                let fut = stream.read(&mut buf[len..]).fuse();
+                let fut = stream.read(&mut scratch[..]).fuse();
                 let changed = phase.wait_for(|p| *p != Phase::Running).fuse();
                 // Idle (nothing buffered): no timer, only a phase change ends the wait
                 // (as the native connection does).
@@ -182,59 +218,28 @@ pub(crate) async fn serve<S>(
                 }
             };
             match read {
+                Some(Ok(0)) | Some(Err(_)) => return, // peer closed, or the socket failed
                 Some(Ok(n)) => {
-                    buf.truncate(len + n);
-                    if n == 0 {
-                        return; // peer closed
-                    }
+                    buf.extend_from_slice(&scratch[..n]);
+                    ctx.stats.net_in(n);
                 }
-                Some(Err(_)) => return,
-                None => buf.truncate(len),
+                None => {}
             }
         };
     }
 }
 
-/// Splits a pipelined batch into waves run one after the other; the commands of a wave
-/// run concurrently. A command joins the current wave only if it touches no key that an
-/// earlier command of the wave touches, unless both only read it; commands without keys
-/// that read the store (DBSIZE, INFO) start a wave of their own. So every command sees
-/// the effects of the commands sent before it on its connection, as with Redis, while
-/// independent commands still share Raft rounds.
-fn waves(steps: Vec<Step>) -> Vec<Vec<Step>> {
-    let mut waves: Vec<Vec<Step>> = Vec::new();
-    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written
-    let mut sealed = false; // the current wave is a DBSIZE/INFO: nothing joins it
-    for step in steps {
-        let (keys, writes, barrier): (&[Bytes], bool, bool) = match &step.action {
-            Action::Read(r) => (r.op.keys(), false, false),
-            Action::Write(w) => (w.op.keys(), true, false),
-            Action::DbSize | Action::Info(_) => (&[], false, true),
-            Action::Reply(_) | Action::Close(_) => (&[], false, false),
-        };
-        let conflict = barrier
-            || sealed
-            || keys
-                .iter()
-                .any(|k| touched.get(k).is_some_and(|&written| written || writes));
-        if conflict || waves.is_empty() {
-            waves.push(Vec::new());
-            touched.clear();
-        }
-        for k in keys {
-            let written = touched.entry(k.clone()).or_insert(false);
-            *written |= writes;
-        }
-        sealed = barrier;
-        if let Some(wave) = waves.last_mut() {
-            wave.push(step);
-        }
-    }
-    waves
-}
-
 async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Protocol) {
-    let d = &ctx.dispatcher;
+    let d = &ctx.forwarder;
+    // Commands that reach the store hold a slot of the shard's in-flight cap (the
+    // native protocol's), released when they are answered.
+    let _permit = match step.action {
+        Action::Reply(_) | Action::Close(_) => None,
+        _ => match ctx.shard_in_flight.try_acquire() {
+            Some(permit) => Some(permit),
+            None => return (busy(ctx.dispatcher.shard), step.protocol),
+        },
+    };
     let reply = match step.action {
         Action::Reply(r) | Action::Close(r) => r,
         Action::Read(read) => {
@@ -247,10 +252,23 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
             reply
         }
         Action::Write(write) => resp_exec::write(d, write, deadline).await,
-        Action::DbSize => resp_stats::dbsize(d, deadline).await,
+        Action::DbSize => resp_stats::dbsize(&ctx.dispatcher, deadline).await,
         Action::Info(sections) => resp_stats::info(ctx, sections, deadline).await,
     };
     (reply, step.protocol)
+}
+
+/// A planned command left without a reply (a planning bug; never expected).
+fn lost_reply() -> Reply {
+    tracing::error!("a pipelined RESP command got no reply");
+    Reply::Error(ErrorReply::new("internal error: the command got no reply"))
+}
+
+/// The reply to a command refused by the shard's in-flight cap (not executed).
+fn busy(shard: u32) -> Reply {
+    Reply::Error(ErrorReply::new(format!(
+        "-BUSY shard {shard} has its limit of requests in flight; not executed, retry later"
+    )))
 }
 
 async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> bool {
@@ -260,42 +278,5 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> b
     select_biased! {
         r = write => r.is_ok(),
         _ = timer => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(session: &mut Session, args: &[&str]) -> Step {
-        let args = args
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        session.plan_args(args, 1_000)
-    }
-
-    fn shape(waves: &[Vec<Step>]) -> Vec<usize> {
-        waves.iter().map(Vec::len).collect()
-    }
-
-    #[test]
-    fn waves_keep_each_key_in_order_and_run_independent_commands_together() {
-        let mut s = Session::new(1);
-        let batch = [
-            &["SET", "a", "1"][..],
-            &["SET", "b", "1"],
-            &["GET", "c"],
-            &["GET", "a"], // reads a written above: next wave
-            &["GET", "a"], // read after read: same wave
-            &["GET", "b"],
-            &["PING"],
-            &["DEL", "x", "a"], // writes a, read in this wave: next wave
-            &["DBSIZE"],        // a wave of its own
-            &["GET", "z"],      // nothing joins the DBSIZE wave
-        ];
-        let steps = batch.iter().map(|a| plan(&mut s, a)).collect();
-        assert_eq!(shape(&waves(steps)), vec![3, 4, 1, 1, 1]);
-        assert!(waves(Vec::new()).is_empty());
     }
 }

@@ -1,13 +1,16 @@
 //! Executes one planned RESP command (`shoal_resp::Action`) through the shard's
-//! [`Dispatcher`], so RESP gets the native protocol's routing, forwarding over the mesh,
-//! limits and deadlines, and turns the outcome into a RESP [`Reply`].
+//! [`Forwarder`] (the [`Dispatcher`](super::dispatch::Dispatcher) for groups this node
+//! leads, the leader node otherwise), so RESP gets the native protocol's routing,
+//! forwarding over the mesh, limits and deadlines, and turns the outcome into a RESP
+//! [`Reply`].
 //!
 //! Invariants:
 //! - Every write is exactly one state-machine command per shard it touches (`SetIf`,
 //!   `Expire`, `Persist`, `DeleteMulti`, `Put`), so conditional and TTL-changing commands
 //!   are atomic and linearizable. A DEL over keys of several shards runs one `DeleteMulti`
 //!   per shard: each shard's part is atomic, the whole is not (documented in `write_op`).
-//! - Reads are linearizable (ReadIndex), like the native protocol's default.
+//! - Reads are linearizable (ReadIndex), like the native protocol's default, on the
+//!   group's leader wherever it is (MGET/EXISTS: one `GetMulti` per owning group).
 //! - A store error becomes a Redis error reply (`-ERR ...`, `-BUSY ...`, `-TIMEOUT ...`);
 //!   it never closes the connection.
 
@@ -18,34 +21,29 @@ use bytes::Bytes;
 use futures::future::join_all;
 use shoal_proto::{
     DeleteMulti, ErrorDetail, Expire, ExpireCondition, Get, GetMulti, KeyTtl, Persist, Put,
-    ReadConsistency, Request, Response, SetCondition, SetIf, Ttl, TtlMode, shard_for_key,
+    ReadConsistency, Request, Response, SetCondition, SetIf, Ttl, TtlMode, group_by_shard,
+    shard_for_key,
 };
 use shoal_resp::{
     ErrorReply, Read, ReadOp, ReadOutcome, Reply, TtlLookup, TtlUpdate, Write, WriteOp,
     WriteOutcome,
 };
 
-use super::dispatch::Dispatcher;
+use super::forward::Forwarder;
 
 const CONSISTENCY: ReadConsistency = ReadConsistency::Linearizable;
 
 /// Serves a RESP read.
-pub(crate) async fn read(d: &Dispatcher, read: Read, deadline: Instant) -> Reply {
+pub(crate) async fn read(d: &Forwarder, read: Read, deadline: Instant) -> Reply {
     let outcome = match &read.op {
         ReadOp::Get { key } => match d.handle(get(key), deadline).await {
             Response::Get(v) => Ok(ReadOutcome::Value(v)),
             other => Err(other),
         },
-        ReadOp::MGet { keys } => match d.handle(get_multi(keys), deadline).await {
-            Response::GetMulti(vs) => Ok(ReadOutcome::Values(vs)),
-            other => Err(other),
-        },
-        ReadOp::Exists { keys } => match d.handle(get_multi(keys), deadline).await {
-            Response::GetMulti(vs) => Ok(ReadOutcome::Count(
-                vs.iter().filter(|v| v.is_some()).count() as u64,
-            )),
-            other => Err(other),
-        },
+        ReadOp::MGet { keys } => get_multi(d, keys, deadline).await.map(ReadOutcome::Values),
+        ReadOp::Exists { keys } => get_multi(d, keys, deadline)
+            .await
+            .map(|vs| ReadOutcome::Count(vs.iter().filter(|v| v.is_some()).count() as u64)),
         ReadOp::Ttl { key, .. } => {
             let request = Request::Ttl(Ttl {
                 shard: None,
@@ -69,7 +67,7 @@ pub(crate) async fn read(d: &Dispatcher, read: Read, deadline: Instant) -> Reply
 }
 
 /// Applies a RESP write.
-pub(crate) async fn write(d: &Dispatcher, write: Write, deadline: Instant) -> Reply {
+pub(crate) async fn write(d: &Forwarder, write: Write, deadline: Instant) -> Reply {
     let shape = write.op.reply_shape();
     let outcome = match write.op {
         WriteOp::Put { key, value } => {
@@ -174,14 +172,14 @@ pub(crate) async fn write(d: &Dispatcher, write: Write, deadline: Instant) -> Re
 
 /// DEL: one `DeleteMulti` per owning shard, concurrently; the counts add up.
 async fn delete(
-    d: &Dispatcher,
+    d: &Forwarder,
     keys: Vec<Bytes>,
     deadline: Instant,
 ) -> Result<WriteOutcome, Response> {
     let mut by_shard: BTreeMap<u32, Vec<Bytes>> = BTreeMap::new();
     for key in keys {
         by_shard
-            .entry(shard_for_key(&key, d.shard_count))
+            .entry(shard_for_key(&key, d.dispatcher().shard_count))
             .or_default()
             .push(key);
     }
@@ -212,12 +210,34 @@ fn get(key: &Bytes) -> Request {
     })
 }
 
-fn get_multi(keys: &[Bytes]) -> Request {
-    Request::GetMulti(GetMulti {
-        shard: None,
-        keys: keys.to_vec(),
-        consistency: CONSISTENCY,
-    })
+/// MGET/EXISTS: one `GetMulti` per owning group, concurrently (each at its group's
+/// leader), merged back into the keys' order; any failed part fails the whole.
+async fn get_multi(
+    d: &Forwarder,
+    keys: &[Bytes],
+    deadline: Instant,
+) -> Result<Vec<Option<Bytes>>, Response> {
+    let groups = group_by_shard(keys, d.dispatcher().shard_count);
+    let parts = groups.iter().map(|(shard, positions)| {
+        let request = Request::GetMulti(GetMulti {
+            shard: Some(*shard),
+            keys: positions.iter().map(|&i| keys[i].clone()).collect(),
+            consistency: CONSISTENCY,
+        });
+        d.handle(request, deadline)
+    });
+    let mut values: Vec<Option<Bytes>> = vec![None; keys.len()];
+    for ((_, positions), answer) in groups.iter().zip(join_all(parts).await) {
+        match answer {
+            Response::GetMulti(vs) if vs.len() == positions.len() => {
+                for (&i, v) in positions.iter().zip(vs) {
+                    values[i] = v;
+                }
+            }
+            other => return Err(other),
+        }
+    }
+    Ok(values)
 }
 
 /// The Redis error reply for a failed (or mismatched) store answer.

@@ -16,6 +16,7 @@ use shoal_resp::{InfoFigures, InfoSections, Reply, info};
 use super::dispatch::Dispatcher;
 use super::resp_connection::RespContext;
 use super::resp_exec::error_reply;
+use crate::shard::ttl_ticker::EXPIRED_KEYS;
 
 /// Counters of the RESP front door.
 #[derive(Debug, Default)]
@@ -26,6 +27,8 @@ pub(crate) struct RespStats {
     commands: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    net_in: AtomicU64,
+    net_out: AtomicU64,
 }
 
 /// The process's counters.
@@ -36,6 +39,8 @@ pub(crate) static RESP_STATS: RespStats = RespStats {
     commands: AtomicU64::new(0),
     hits: AtomicU64::new(0),
     misses: AtomicU64::new(0),
+    net_in: AtomicU64::new(0),
+    net_out: AtomicU64::new(0),
 };
 
 /// Counts an open connection until dropped.
@@ -60,6 +65,14 @@ impl RespStats {
 
     pub(crate) fn commands(&self, n: u64) {
         self.commands.fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn net_in(&self, bytes: usize) {
+        self.net_in.fetch_add(bytes as u64, Relaxed);
+    }
+
+    pub(crate) fn net_out(&self, bytes: usize) {
+        self.net_out.fetch_add(bytes as u64, Relaxed);
     }
 
     pub(crate) fn count_get(&self, hit: bool) {
@@ -121,8 +134,11 @@ pub(crate) async fn info(ctx: &RespContext, sections: InfoSections, deadline: In
         total_commands_processed: s.commands.load(Relaxed),
         keyspace_hits: s.hits.load(Relaxed),
         keyspace_misses: s.misses.load(Relaxed),
-        // Reclaimed expired keys are not counted by the shards yet.
-        expired_keys: 0,
+        // Keys the TTL tickers of this node reclaimed. An expired key overwritten or
+        // deleted before its reclaim is not counted (Redis would count a lazy expiry).
+        expired_keys: EXPIRED_KEYS.load(Relaxed),
+        total_net_input_bytes: s.net_in.load(Relaxed),
+        total_net_output_bytes: s.net_out.load(Relaxed),
         keys,
         keys_with_expiry,
     };

@@ -10,6 +10,7 @@
 //!   at most `MAX_IDLE`, so a key inserted with an earlier expiry meanwhile is reclaimed at
 //!   most that late.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -17,6 +18,9 @@ use tokio::sync::watch;
 use super::clock::now_ms;
 use crate::raft::state_machine::SharedState;
 use crate::state::DEFAULT_TICK_WORK;
+
+/// Expired keys reclaimed by every shard of this process since start (a statistic).
+pub static EXPIRED_KEYS: AtomicU64 = AtomicU64::new(0);
 
 /// Longest sleep between two ticks.
 pub const MAX_IDLE: Duration = Duration::from_millis(50);
@@ -29,6 +33,9 @@ pub async fn run_ttl_ticker(state: SharedState, mut stop: watch::Receiver<bool>)
         }
         let now = now_ms();
         let report = state.borrow_mut().tick(now, DEFAULT_TICK_WORK);
+        if report.reclaimed > 0 {
+            EXPIRED_KEYS.fetch_add(report.reclaimed as u64, Ordering::Relaxed);
+        }
         let pause = if report.complete {
             match state.borrow().next_tick_at() {
                 Some(at) => Duration::from_millis(at.saturating_sub(now)).min(MAX_IDLE),
