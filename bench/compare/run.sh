@@ -311,7 +311,7 @@ shoal_node() {
     local id=$1 client=$2 peer=$3 data=$4; shift 4
     start "shoal node $id" "$WORK/shoal-$id-$(basename "$data").log" "$SHOAL" --node-id "$id" \
         --data-dir "$data" --client-addr "$client" --peer-addr "$peer" --shards "$SHARDS" \
-        --log-level warn "$@"
+        --first-core "$((id - 1))" --log-level warn "$@"
 }
 shoal_ready() { grep -q "shoal: ready" "$1"; }
 

@@ -82,6 +82,11 @@ pub struct NodeArgs {
     /// spin). Burns CPU while idle-but-recently-busy; saves a wake-up per request.
     #[arg(long, value_name = "US")]
     pub spin_before_park_us: Option<u64>,
+    /// Core of shard 0; shard s is pinned to core (N + s) mod cores [default: 0]. Give
+    /// each node of a cluster sharing one machine its own N, so their shards do not all
+    /// land on core 0.
+    #[arg(long, value_name = "N")]
+    pub first_core: Option<usize>,
     /// TEST-ONLY: acknowledge writes before they are durable (the negative control of the
     /// crash-durability test). Loses acknowledged writes on a crash.
     #[arg(long, hide = true)]
@@ -143,6 +148,7 @@ impl NodeArgs {
             &mut config.executor.spin_before_park_us,
             &self.spin_before_park_us,
         );
+        set(&mut config.executor.first_core, &self.first_core);
         if self.unsafe_ack_before_fsync {
             config.unsafe_ack_before_fsync = true;
         }

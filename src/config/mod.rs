@@ -198,6 +198,11 @@ pub struct ExecutorConfig {
     /// its core for up to this long after its last work, every time it goes idle (idle
     /// shards that stay idle sleep). 0 turns spinning off (park at once).
     pub spin_before_park_us: u64,
+    /// Core of shard 0: shard s is pinned to core `(first_core + s) % cores`. Several
+    /// nodes sharing one machine (a local cluster, tests, benchmarks) should each get
+    /// their own value, or every node's shard 0 competes for core 0 while other cores
+    /// idle.
+    pub first_core: usize,
 }
 
 /// Default `executor.spin_before_park_us`: long enough to bridge the gap between a
@@ -208,6 +213,7 @@ impl Default for ExecutorConfig {
     fn default() -> Self {
         ExecutorConfig {
             spin_before_park_us: DEFAULT_SPIN_BEFORE_PARK_US,
+            first_core: 0,
         }
     }
 }
@@ -216,6 +222,12 @@ impl ExecutorConfig {
     /// The spin window, `None` when spinning is off.
     pub fn spin_before_park(&self) -> Option<Duration> {
         (self.spin_before_park_us > 0).then(|| Duration::from_micros(self.spin_before_park_us))
+    }
+
+    /// The core shard `shard` is pinned to on a machine with `cores` cores.
+    pub fn core_of(&self, shard: usize, cores: usize) -> usize {
+        assert!(cores > 0, "a machine has at least one core");
+        (self.first_core % cores + shard) % cores
     }
 }
 

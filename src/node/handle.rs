@@ -132,7 +132,7 @@ impl Node {
             let (done_tx, done_rx) = oneshot::channel();
             let ctx = ShardContext {
                 shard,
-                core: shard % cores,
+                core: config.executor.core_of(shard, cores),
                 config: config.clone(),
                 wal_dir: data.wal_dir(shard),
                 snapshot_dir: data.snapshot_dir(shard),

@@ -140,6 +140,8 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(["--node-id", &id.to_string()])
             .args(["--shards", &shards.to_string()])
+            // Spread the nodes' shards over the cores (all on core 0 otherwise).
+            .args(["--first-core", &(id - 1).to_string()])
             .args(["--client-addr", &node.client_addr.to_string()])
             .args(["--peer-addr", &node.peer_addr.to_string()])
             // Small segments: zero-filling 64 MiB per shard per start would dominate.
