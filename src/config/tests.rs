@@ -213,9 +213,18 @@ fn test_only_switches_parse_and_default_off() {
 #[test]
 fn first_core_shifts_every_shard_and_wraps() {
     let mut e = ExecutorConfig::default();
-    assert_eq!((0..3).map(|s| e.core_of(s, 2)).collect::<Vec<_>>(), [0, 1, 0]);
+    assert_eq!(
+        (0..3).map(|s| e.core_of(s, 2)).collect::<Vec<_>>(),
+        [0, 1, 0]
+    );
     e.first_core = 1;
-    assert_eq!((0..3).map(|s| e.core_of(s, 2)).collect::<Vec<_>>(), [1, 0, 1]);
+    assert_eq!(
+        (0..3).map(|s| e.core_of(s, 2)).collect::<Vec<_>>(),
+        [1, 0, 1]
+    );
     e.first_core = 5;
-    assert_eq!((0..4).map(|s| e.core_of(s, 4)).collect::<Vec<_>>(), [1, 2, 3, 0]);
+    assert_eq!(
+        (0..4).map(|s| e.core_of(s, 4)).collect::<Vec<_>>(),
+        [1, 2, 3, 0]
+    );
 }
