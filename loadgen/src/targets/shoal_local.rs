@@ -130,6 +130,7 @@ impl EmbeddedNode {
                 shards,
                 executor: ExecutorConfig {
                     spin_before_park_us: settings.spin.spin_before_park_us,
+                    ..ExecutorConfig::default()
                 },
                 ..NodeConfig::default()
             };
