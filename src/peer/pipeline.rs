@@ -101,12 +101,26 @@ where
     Box::pin(async move {
         // Appends carry the follower's fdatasync: never less than `append_timeout`.
         let ttl = option.hard_ttl().max(client.config.append_timeout);
+        let mut input = input;
+        // Without a connection, take the first request before connecting: openraft's
+        // request stream waits out its replication backoff while producing it. Connecting
+        // first fails at once during our connect backoff, openraft starts the next session
+        // at once, and that loop spun the new leader's shard against a killed node
+        // (~300k sessions in 20 s), so requests to the leader timed out.
+        let first = if client.conn.is_none() {
+            match input.next().await {
+                Some(req) => Some(req),
+                None => return Ok(Box::pin(futures::stream::empty()) as BoxStream<'s, Item>),
+            }
+        } else {
+            None
+        };
         client
             .ensure_connected(ttl)
             .await
             .map_err(|f| client.rpc_error(f, RPCTypes::AppendEntries))?;
         let depth = client.config.append_pipeline_depth.max(1);
-        let pipe = Pipe {
+        let mut pipe = Pipe {
             client,
             input,
             inflight: VecDeque::with_capacity(depth),
@@ -116,6 +130,11 @@ where
             barrier: false,
             ended: false,
         };
+        if let Some(req) = first
+            && let Err(f) = pipe.send(req).await
+        {
+            return Err(pipe.fail(f));
+        }
         let out: BoxStream<'s, Item> = Box::pin(futures::stream::unfold(pipe, Pipe::next_item));
         Ok(out)
     })
