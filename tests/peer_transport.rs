@@ -307,6 +307,18 @@ fn three_groups_over_tcp_elect_replicate_fail_over_and_snapshot() {
         "no RPC was refused by the backoff ({refusals})"
     );
     assert!(attempts >= 1, "the dead node was never dialed");
+    // And the dialing is paced: replication sessions toward the dead node wait out
+    // openraft's backoff instead of restarting at once (before the fix, the pipelined
+    // stream refused ~15k sessions a second and starved the leader's executor).
+    let refused_in_a_second = nodes[&second].call(move |ctx| async move {
+        let before = ctx.network.stats(first).backoff_refusals;
+        GlommioRuntime::sleep(Duration::from_secs(1)).await;
+        ctx.network.stats(first).backoff_refusals - before
+    });
+    assert!(
+        refused_in_a_second < 500,
+        "{refused_in_a_second} RPCs to a dead node refused in one second: a busy loop"
+    );
 
     // A new node joins as a learner after the log was compacted into a snapshot: it can
     // only catch up through a full snapshot sent over TCP in many 64-byte chunks.
