@@ -22,7 +22,7 @@ pub mod conformance;
 
 pub use error::{KvClientError, LeaderHint};
 pub use kv_client::KvClient;
-pub use remote::{RemoteKvClient, RemoteOptions, RetryPolicy};
+pub use remote::{AddressRewrite, RemoteKvClient, RemoteOptions, RetryPolicy};
 /// Which limit a [`KvClientError::TooLarge`] names.
 pub use shoal_proto::LimitKind;
 /// How fresh a read must be (`get_with` / `get_multi_with`); the default is linearizable.

@@ -43,7 +43,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 
 use self::connection::Connection;
-pub use self::options::{RemoteOptions, RetryPolicy};
+pub use self::options::{AddressRewrite, RemoteOptions, RetryPolicy};
 use self::pool::Pool;
 use self::topology::Routing;
 use crate::args::{check_key, check_value, ttl_ms};
@@ -201,6 +201,7 @@ impl RemoteKvClient {
             opts.connections_per_shard,
             opts.connect_timeout,
             opts.max_in_flight_per_connection,
+            opts.address_rewrite.clone(),
         );
         let client = RemoteKvClient {
             inner: Arc::new(Inner {

@@ -5,6 +5,9 @@
 //! or closed, under the slot's async lock, so concurrent callers never open duplicate
 //! connections for one slot. Since every (node, shard) has its own address, "per
 //! address" is "per (node, shard)". A connection to a node of another cluster is refused.
+//! With an [`AddressRewrite`] every address is rewritten before anything else: slots are
+//! keyed by, and connections opened to, the dialled address (so `evict`, which goes by
+//! `Connection::addr`, finds the slot again).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +18,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use crate::error::KvClientError;
 use crate::remote::connection::Connection;
+use crate::remote::options::AddressRewrite;
 
 #[derive(Debug)]
 struct Slots {
@@ -29,10 +33,16 @@ pub(crate) struct Pool {
     max_in_flight: usize,
     by_addr: Mutex<HashMap<String, Arc<Slots>>>,
     opened: AtomicUsize,
+    rewrite: Option<AddressRewrite>,
 }
 
 impl Pool {
-    pub(crate) fn new(per_addr: usize, connect_timeout: Duration, max_in_flight: usize) -> Pool {
+    pub(crate) fn new(
+        per_addr: usize,
+        connect_timeout: Duration,
+        max_in_flight: usize,
+        rewrite: Option<AddressRewrite>,
+    ) -> Pool {
         assert!(per_addr >= 1);
         Pool {
             per_addr,
@@ -40,6 +50,7 @@ impl Pool {
             max_in_flight,
             by_addr: Mutex::new(HashMap::new()),
             opened: AtomicUsize::new(0),
+            rewrite,
         }
     }
 
@@ -55,14 +66,22 @@ impl Pool {
             .clone()
     }
 
-    /// A live connection to `addr` (round-robin over its slots), opening one if needed.
-    /// `cluster_id`: the cluster the client joined, if known; a node of another cluster
-    /// is refused with `WrongCluster`.
+    /// A live connection to `addr` (rewritten first, if the pool has a rewrite; round-robin
+    /// over its slots), opening one if needed. `cluster_id`: the cluster the client
+    /// joined, if known; a node of another cluster is refused with `WrongCluster`.
     pub(crate) async fn get(
         &self,
         addr: &str,
         cluster_id: Option<u64>,
     ) -> Result<Arc<Connection>, KvClientError> {
+        let dialled;
+        let addr = match &self.rewrite {
+            Some(r) => {
+                dialled = r.apply(addr);
+                dialled.as_str()
+            }
+            None => addr,
+        };
         let slots = self.slots(addr);
         let i = slots.next.fetch_add(1, Ordering::Relaxed) % slots.slots.len();
         let mut slot = slots.slots[i].lock().await;
