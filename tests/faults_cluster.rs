@@ -1,9 +1,13 @@
-//! Jepsen-style suite on a 3-node cluster of real `shoal` processes: every directed peer
-//! link goes through a fault proxy, each node may run with its own clock offset, recorded
-//! clients run put, put_with_ttl, get, get_multi and delete on a small key space while the
-//! nemeses of `faults_support::nemesis` (kills of a random node, of the leader, of a
-//! majority; a paused leader; an isolated leader; majority/minority split; one-way cut;
-//! lossy, jittery and slow links) break and heal the cluster. At the end:
+//! Jepsen-style suite on 3- and 5-node clusters of real `shoal` processes: every directed
+//! peer link and every (client, node) pair goes through a fault proxy (clients reach the
+//! nodes through `RemoteOptions::address_rewrite`), each node may run with its own clock
+//! offset, recorded clients run put, put_with_ttl, get, get_multi and delete on a small
+//! key space while the nemeses of `faults_support::nemesis` (kills of a random node, of
+//! the leader, of a majority; a paused leader; an isolated leader; majority/minority
+//! split; bridge; one-way cut; lossy, jittery and slow links; clients' links to the leader
+//! cut or held past their timeout; lossy client links) break and heal the cluster. The
+//! calls the client faults break end with unknown outcomes, which the run counts (and
+//! requires), and the checks must accept. At the end:
 //!
 //! - the history is linearizable per key (`shoal_checker::check`; the clock uncertainty
 //!   `eps` covers the longest fault window, the longest acknowledged write and the largest
@@ -33,11 +37,13 @@ use std::time::{Duration, Instant};
 use faults_support::checks::{lost_writes, reads_after_expiry};
 use faults_support::inject::inject;
 use faults_support::nemesis::{FaultyCluster, Nemesis};
-use faults_support::workload::{client_loop, get_recorded, key_name, put_recorded, read_all};
+use faults_support::workload::{
+    client_loop, client_options, get_recorded, key_name, put_recorded, read_all,
+};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use shoal_checker::{CheckOptions, Outcome, Recorder, Verdict, check};
-use shoal_client::{RemoteKvClient, RemoteOptions, RetryPolicy};
+use shoal_client::{RemoteOptions, RetryPolicy};
 
 /// Client ids of the harness's own reads and writes.
 const PROBE_CLIENT: u64 = 1000;
@@ -58,7 +64,8 @@ struct Setup {
     cycles: usize,
     kinds: Vec<Nemesis>,
     extra: Vec<&'static str>,
-    offsets: [i64; 3],
+    /// Clock offset of each node in ms; their number is the node count (3 or 5).
+    offsets: Vec<i64>,
     /// Negative control: the checks are not told about `offsets` (they assume synchronized
     /// clocks), so a skew beyond their slack must show as a TTL violation.
     hide_offsets: bool,
@@ -74,6 +81,13 @@ struct Figures {
     faults: BTreeMap<Nemesis, usize>,
     stale_probes: usize,
     stale_probes_answered: usize,
+    /// Calls of the client nemeses' victims invoked during those faults, and how many of
+    /// them ended with an unknown outcome.
+    client_fault_calls: usize,
+    client_fault_unknown: usize,
+    /// Connections the client proxies carried at the end of the workload (every recorded
+    /// client dials through them).
+    client_proxy_connections: usize,
     eps_ms: u64,
     verdict: Option<Verdict>,
     lost: Vec<String>,
@@ -100,7 +114,8 @@ impl Figures {
 fn run(setup: &Setup) -> Figures {
     let began = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = FaultyCluster::start(tmp.path(), setup.shards, &setup.extra, setup.offsets);
+    let ids: Vec<u64> = (0..setup.clients).collect();
+    let mut c = FaultyCluster::start(tmp.path(), setup.shards, &setup.extra, &setup.offsets, &ids);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -114,6 +129,7 @@ fn run(setup: &Setup) -> Figures {
             rt.spawn(client_loop(
                 id,
                 c.client_addrs(),
+                c.options(id, client_options()),
                 rec.clone(),
                 stop.clone(),
                 setup.keys,
@@ -125,6 +141,7 @@ fn run(setup: &Setup) -> Figures {
     let mut f = Figures::default();
     let mut longest_fault = Duration::ZERO;
     let mut probe_seq = 0;
+    let mut client_faults = Vec::new();
     let first = rng.random_range(0..setup.kinds.len());
     for cycle in 0..setup.cycles {
         std::thread::sleep(Duration::from_millis(rng.random_range(200..600)));
@@ -134,16 +151,20 @@ fn run(setup: &Setup) -> Figures {
         *f.faults.entry(done.kind.unwrap_or(kind)).or_default() += 1;
         f.stale_probes += done.probe_reads;
         f.stale_probes_answered += done.probe_reads_answered;
+        if !done.client_victims.is_empty() {
+            client_faults.push((done.client_victims, done.client_fault_ns));
+        }
         if kind.restarts() {
             // Read every key at once: a lost write shows before a client overwrites it.
             rt.block_on(async {
-                if let Ok(p) = RemoteKvClient::connect(c.client_addrs(), probe_options()).await {
+                if let Some(p) = c.harness_client(probe_options()).await {
                     read_all(&rec, PROBE_CLIENT, &p, setup.keys).await;
                 }
             });
         }
     }
     std::thread::sleep(Duration::from_millis(500));
+    f.client_proxy_connections = c.links.client_connections();
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
         for t in tasks {
@@ -169,6 +190,14 @@ fn run(setup: &Setup) -> Figures {
         }
     }
     f.ops = history.ops.len();
+    for (victims, (from, to)) in &client_faults {
+        for op in history.ops.iter().filter(|o| {
+            victims.contains(&o.client) && o.invoke_ns >= *from && o.invoke_ns <= *to
+        }) {
+            f.client_fault_calls += 1;
+            f.client_fault_unknown += usize::from(op.outcome == Outcome::Unknown);
+        }
+    }
     let longest_write = history
         .ops
         .iter()
@@ -233,7 +262,7 @@ async fn heal_checks(c: &FaultyCluster, rec: &Recorder, setup: &Setup, f: &mut F
             ));
         }
     }
-    let Ok(client) = RemoteKvClient::connect(c.client_addrs(), liveness_options()).await else {
+    let Some(client) = c.harness_client(liveness_options()).await else {
         f.liveness_failures.push("no node accepts a client".into());
         return;
     };
@@ -272,13 +301,13 @@ async fn convergence(c: &FaultyCluster) -> Result<Vec<Option<u64>>, String> {
     let mut differed_before = false;
     while began.elapsed() < HEAL_DEADLINE {
         let mut seen = Vec::new();
-        for id in 1..=3u64 {
+        for id in 1..=c.n {
             match c.cluster.digests(id).await {
                 Ok(ds) => seen.push((id, ds)),
                 Err(e) => last = format!("node {id}: {e}"),
             }
         }
-        if seen.len() == 3 {
+        if seen.len() == c.n as usize {
             let first = &seen[0].1;
             let mut same = true;
             let mut differ = false;
@@ -319,7 +348,8 @@ fn report(name: &str, f: &Figures) {
     let faults: Vec<String> = f.faults.iter().map(|(k, n)| format!("{k:?} {n}")).collect();
     eprintln!(
         "{name}: {} ops ({} ok, {} failed, {} unknown); faults: {}; stale-read probes {} \
-         ({} answered); eps {} ms; verdict: {}; lost acknowledged writes: {} of {} checked; reads after \
+         ({} answered); client-link faults: {} of {} victim calls unknown, {} client proxy \
+         connections; eps {} ms; verdict: {}; lost acknowledged writes: {} of {} checked; reads after \
          expiry: {} ({} read/expired-TTL pairs checked); liveness failures: {} (slowest \
          call after healing {:?}); divergence: {} (digests equal at applied {:?}); {:.1} s",
         f.ops,
@@ -329,6 +359,9 @@ fn report(name: &str, f: &Figures) {
         faults.join(", "),
         f.stale_probes,
         f.stale_probes_answered,
+        f.client_fault_unknown,
+        f.client_fault_calls,
+        f.client_proxy_connections,
         f.eps_ms,
         f.verdict
             .as_ref()
@@ -378,7 +411,7 @@ fn history_is_linearizable_under_cluster_nemeses() {
         extra: vec![],
         // Skew below eps: a leader with a late clock keeps a TTL'd key for up to 80 ms
         // longer than one with an early clock; the checks allow for it.
-        offsets: [0, 40, -40],
+        offsets: vec![0, 40, -40],
         hide_offsets: false,
         seed: 0xc1a5,
     });
@@ -392,7 +425,47 @@ fn history_is_linearizable_under_cluster_nemeses() {
             "the kinds of fault injected: {:?}",
             f.faults
         );
+        assert_client_faults_hit(&f);
     }
+}
+
+/// The client nemeses reached the clients: their victims' calls during those faults
+/// ended with unknown outcomes (which the checks above accepted). Without the proxies
+/// between clients and nodes (a client dialling a node directly), none would.
+fn assert_client_faults_hit(f: &Figures) {
+    assert!(f.client_proxy_connections > 0, "clients dial through their proxies");
+    assert!(
+        f.client_fault_unknown > 0,
+        "client-link faults left no unknown outcome in {} victim calls",
+        f.client_fault_calls
+    );
+}
+
+#[test]
+fn five_node_history_is_linearizable_under_partitions() {
+    // Five nodes: the bridge (two halves that each see a bridge node), a 2/3 split, an
+    // isolated and a one-way-cut leader; the client nemeses too, two cycles each.
+    let mut kinds = Nemesis::PARTITIONS.to_vec();
+    kinds.push(Nemesis::ClientHoldLeader);
+    let f = run(&Setup {
+        clients: 5,
+        keys: 12,
+        shards: 1,
+        cycles: cycles_from_env(2 * kinds.len()),
+        kinds: kinds.clone(),
+        extra: vec![],
+        offsets: vec![0, 30, -30, 15, -15],
+        hide_offsets: false,
+        seed: 0xb1d9e,
+    });
+    report("five nodes, partitions", &f);
+    assert_clean(&f);
+    assert!(
+        f.faults.get(&Nemesis::Bridge).is_some_and(|&n| n > 0),
+        "the bridge ran: {:?}",
+        f.faults
+    );
+    assert_client_faults_hit(&f);
 }
 
 /// Runs `setup` (with `seed` changed per batch) until the suite reports a violation; fails
@@ -424,7 +497,7 @@ fn negative_control_acking_before_fsync_with_majority_kills_is_reported() {
             cycles: 4,
             kinds: vec![Nemesis::KillMajority],
             extra: vec!["--unsafe-ack-before-fsync"],
-            offsets: [0, 0, 0],
+            offsets: vec![0, 0, 0],
             hide_offsets: false,
             seed: 0xbad0,
         },
@@ -443,7 +516,7 @@ fn negative_control_local_reads_with_isolated_or_paused_leader_is_reported() {
             cycles: 4,
             kinds: vec![Nemesis::IsolateLeader, Nemesis::PauseLeader],
             extra: vec!["--unsafe-local-reads"],
-            offsets: [0, 0, 0],
+            offsets: vec![0, 0, 0],
             hide_offsets: false,
             seed: 0x57a1e,
         },
@@ -465,7 +538,7 @@ fn negative_control_clock_skew_beyond_the_checks_slack_is_reported() {
             cycles: 3,
             kinds: vec![Nemesis::KillLeader],
             extra: vec![],
-            offsets: [0, 0, -6000],
+            offsets: vec![0, 0, -6000],
             hide_offsets: true,
             seed: 0xc10c,
         },
@@ -483,7 +556,7 @@ fn soak_cluster_history_is_linearizable_under_nemeses() {
         cycles: cycles_from_env(100),
         kinds: Nemesis::ALL.to_vec(),
         extra: vec![],
-        offsets: [0, 40, -40],
+        offsets: vec![0, 40, -40],
         hide_offsets: false,
         seed: std::env::var("SHOAL_FAULT_SEED")
             .ok()
@@ -491,5 +564,26 @@ fn soak_cluster_history_is_linearizable_under_nemeses() {
             .unwrap_or(0x50a4c),
     });
     report("cluster soak", &f);
+    assert_clean(&f);
+}
+
+#[test]
+#[ignore = "soak: 5 nodes, 100 fault cycles by default (SHOAL_FAULT_CYCLES); run with --ignored"]
+fn soak_five_node_history_is_linearizable_under_nemeses() {
+    let f = run(&Setup {
+        clients: 8,
+        keys: 24,
+        shards: 2,
+        cycles: cycles_from_env(100),
+        kinds: Nemesis::ALL.to_vec(),
+        extra: vec![],
+        offsets: vec![0, 40, -40, 20, -20],
+        hide_offsets: false,
+        seed: std::env::var("SHOAL_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5b1d9),
+    });
+    report("five-node soak", &f);
     assert_clean(&f);
 }

@@ -8,6 +8,10 @@
 //! redirects it; a node serving reads from its local state returns the overwritten value,
 //! which the checker reports as not linearizable.
 //!
+//! The client nemeses break only (client, node) links: some workload clients lose or
+//! stall their connections to the leader while the cluster itself is whole. The cycle
+//! records which clients and when, so the run can count the unknown outcomes they got.
+//!
 //! Invariant: when `inject` returns, every link passes, no node is stopped and every node
 //! runs and is ready (a restart that fails panics with the node's log).
 
@@ -18,7 +22,7 @@ use rand::rngs::SmallRng;
 use shoal_checker::Recorder;
 use shoal_testkit::proxy::Fault;
 
-use crate::faults_support::nemesis::{FaultyCluster, NODES, Nemesis};
+use crate::faults_support::nemesis::{FaultyCluster, Nemesis};
 use crate::faults_support::workload::{
     client_options, get_recorded, key_name, one_shot_options, put_recorded,
 };
@@ -40,6 +44,10 @@ pub struct Injected {
     /// Stale-read probes whose read reached the old leader and was answered (any value).
     pub probe_reads_answered: usize,
     pub probe_reads: usize,
+    /// Workload clients whose links a client nemesis broke, and the recorder's clock at
+    /// the fault's start and heal.
+    pub client_victims: Vec<u64>,
+    pub client_fault_ns: (u64, u64),
 }
 
 /// Runs `kind` once on `c`; `key` is the key the stale-read probe overwrites.
@@ -72,30 +80,29 @@ pub fn inject(
             let leader = rt
                 .block_on(c.leader_of(0))
                 .unwrap_or_else(|| c.random_node(rng));
-            let survivor = (1..=NODES)
-                .filter(|&n| n != leader)
-                .nth(rng.random_range(0..2))
-                .expect("two followers");
-            let other = (1..=NODES)
-                .find(|&n| n != leader && n != survivor)
-                .expect("a third node");
-            // The survivor is cut off first, so what the other two acknowledge meanwhile
-            // lives only on the two nodes that crash (a delay would not do: the proxy
-            // still delivers what a dead node sent).
-            c.set_links(Fault::Cut, |x, y| x == survivor || y == survivor);
+            // A majority: the leader and n/2 others (1 of 3, 2 of 5).
+            let mut victims = c.random_nodes(rng, (c.n / 2) as usize, &[leader]);
+            victims.push(leader);
+            // The survivors are cut off first, so what the victims acknowledge meanwhile
+            // lives only on nodes that crash (a delay would not do: the proxy still
+            // delivers what a dead node sent).
+            let survivor = |x: u64| !victims.contains(&x);
+            c.set_links(Fault::Cut, |x, y| survivor(x) || survivor(y));
             std::thread::sleep(Duration::from_millis(300));
-            // Crash right after an acknowledgement: a burst of puts, and both victims are
-            // frozen together (two signals, microseconds apart) as the first is acked, then
-            // killed. With kills milliseconds apart, the second node would still write out
+            // Crash right after an acknowledgement: a burst of puts, and the victims are
+            // frozen together (signals microseconds apart) as the first is acked, then
+            // killed. With kills milliseconds apart, the last node would still write out
             // what the first lost: no majority crash for the last writes.
             *probe_seq += 1;
-            rt.block_on(burst_then_freeze(c, rec, [leader, other], *probe_seq));
-            c.kill(leader);
-            c.kill(other);
+            rt.block_on(burst_then_freeze(c, rec, &victims, *probe_seq));
+            for &v in &victims {
+                c.kill(v);
+            }
             c.heal_links();
             std::thread::sleep(hold);
-            c.restart(leader);
-            c.restart(other);
+            for &v in &victims {
+                c.restart(v);
+            }
         }
         Nemesis::PauseLeader | Nemesis::IsolateLeader => {
             let Some(old) = rt.block_on(c.leader_of(0)) else {
@@ -122,8 +129,8 @@ pub fn inject(
                 let (Some(_), Some(pinned)) = (new, pinned) else {
                     return;
                 };
-                let Ok(majority) =
-                    shoal_client::RemoteKvClient::connect(others, client_options()).await
+                let opts = c.options(crate::faults_support::links::HARNESS, client_options());
+                let Ok(majority) = shoal_client::RemoteKvClient::connect(others, opts).await
                 else {
                     return;
                 };
@@ -158,8 +165,20 @@ pub fn inject(
             }
         }
         Nemesis::SplitRandom => {
-            let n = c.random_node(rng);
-            c.set_links(Fault::Cut, |x, y| x == n || y == n);
+            let minority = c.random_nodes(rng, ((c.n - 1) / 2) as usize, &[]);
+            let inside = |x: u64| minority.contains(&x);
+            c.set_links(Fault::Cut, |x, y| inside(x) != inside(y));
+            std::thread::sleep(hold);
+            c.heal_links();
+        }
+        Nemesis::Bridge => {
+            let bridge = c.random_node(rng);
+            let half = c.random_nodes(rng, ((c.n - 1) / 2) as usize, &[bridge]);
+            let side = |x: u64| (x != bridge).then(|| half.contains(&x));
+            c.set_links(Fault::Cut, |x, y| match (side(x), side(y)) {
+                (Some(a), Some(b)) => a != b,
+                _ => false,
+            });
             std::thread::sleep(hold);
             c.heal_links();
         }
@@ -190,6 +209,9 @@ pub fn inject(
             std::thread::sleep(hold);
             c.heal_links();
         }
+        Nemesis::ClientCutLeader | Nemesis::ClientHoldLeader | Nemesis::ClientLossyLinks => {
+            client_fault(c, rt, rng, rec, kind, hold, &mut out);
+        }
     }
     out.window = began.elapsed();
     out
@@ -200,6 +222,49 @@ fn probe_key(rng: &mut SmallRng) -> usize {
     rng.random_range(0..4)
 }
 
+/// Breaks some workload clients' links (see [`Nemesis::on_clients`]) for `hold`, or for
+/// longer than their request timeout when holding bytes, so that calls end in `Timeout`.
+fn client_fault(
+    c: &FaultyCluster,
+    rt: &tokio::runtime::Runtime,
+    rng: &mut SmallRng,
+    rec: &Recorder,
+    kind: Nemesis,
+    hold: Duration,
+    out: &mut Injected,
+) {
+    let leader = rt
+        .block_on(c.leader_of(0))
+        .unwrap_or_else(|| c.random_node(rng));
+    let mut victims: Vec<u64> = c
+        .clients
+        .iter()
+        .copied()
+        .filter(|_| rng.random_bool(0.5))
+        .collect();
+    if victims.is_empty() && !c.clients.is_empty() {
+        victims.push(c.clients[rng.random_range(0..c.clients.len())]);
+    }
+    let (fault, hold) = match kind {
+        Nemesis::ClientCutLeader => (Fault::Cut, hold),
+        // The workload's request timeout is 1.5 s: a call held for 1.6 s or more times out.
+        Nemesis::ClientHoldLeader => (Fault::Hold, Duration::from_millis(rng.random_range(1600..2500))),
+        _ => {
+            victims = c.clients.clone();
+            (Fault::Lossy { per_mille: 33 }, hold)
+        }
+    };
+    let from = rec.now_ns();
+    let on_leader_only = kind != Nemesis::ClientLossyLinks;
+    c.links.set_clients(fault, |client, node| {
+        victims.contains(&client) && (!on_leader_only || node == leader)
+    });
+    std::thread::sleep(hold);
+    c.heal_links();
+    out.client_fault_ns = (from, rec.now_ns());
+    out.client_victims = victims;
+}
+
 /// Client ids of the burst writers of a majority crash (one per burst key).
 pub const BURST_CLIENT_BASE: u64 = 2000;
 /// Keys of a burst (the workload's first keys; every setup has at least this many).
@@ -207,18 +272,16 @@ const BURST_KEYS: usize = 8;
 
 /// Puts a value to each of the first `BURST_KEYS` keys at once (recorded) and freezes
 /// `victims` as soon as one put is acknowledged (or when none is, after the burst).
-async fn burst_then_freeze(c: &FaultyCluster, rec: &Recorder, victims: [u64; 2], seq: u64) {
+async fn burst_then_freeze(c: &FaultyCluster, rec: &Recorder, victims: &[u64], seq: u64) {
     use futures::StreamExt;
     use futures::stream::FuturesUnordered;
 
     let freeze = || {
-        for v in victims {
+        for &v in victims {
             c.pause(v);
         }
     };
-    let Ok(client) =
-        shoal_client::RemoteKvClient::connect(c.client_addrs(), client_options()).await
-    else {
+    let Some(client) = c.harness_client(client_options()).await else {
         freeze();
         return;
     };

@@ -1,30 +1,23 @@
-//! A 3-node cluster of real `shoal` processes wired for fault injection, and the nemeses
-//! that break it.
+//! A cluster of real `shoal` processes (3 or 5 nodes) wired for fault injection, and the
+//! kinds of nemesis that break it.
 //!
-//! Every directed peer link X -> Y goes through its own proxy (`--peer-route`): node X
-//! dials Y's groups through proxy (X, Y), one route per group. Cutting (X, Y) stops X's
-//! RPCs to Y (and their replies) while Y's RPCs to X still flow: one-way partitions are
-//! possible, symmetric ones cut both proxies. Each node can run with its own
-//! `--clock-offset-ms`.
+//! Every directed peer link and every (client, node) pair goes through its own proxy
+//! (`faults_support::links`). Each node can run with its own `--clock-offset-ms`.
 //!
 //! Invariants: every nemesis heals what it broke before it returns (links pass, the paused
 //! node runs, the killed nodes are restarted and ready), so the next one starts from a
 //! whole cluster; every wait is bounded.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use shoal_client::{RemoteKvClient, RemoteOptions};
-use shoal_testkit::ports::{free_port_block, localhost};
-use shoal_testkit::proxy::{Fault, Proxy};
+use shoal_testkit::proxy::Fault;
 
 use crate::cluster_support::Cluster;
-
-/// The node count of the suite.
-pub const NODES: u64 = 3;
+use crate::faults_support::links::Links;
 
 /// The kinds of fault, in the order the figures print them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,8 +26,8 @@ pub enum Nemesis {
     KillRandom,
     /// SIGKILL of the leader of group 0, restarted after the fault window.
     KillLeader,
-    /// SIGKILL of two nodes at once (SIGSTOP both, then kill; the leader among them) after
-    /// the third was cut off for 300 ms, so it lacks what they acknowledged: a majority
+    /// SIGKILL of a majority at once (SIGSTOP all, then kill; the leader among them) after
+    /// the others were cut off for 300 ms, so they lack what it acknowledged: a majority
     /// crash.
     KillMajority,
     /// SIGSTOP of the leader of group 0, longer than the election timeout, then SIGCONT;
@@ -43,8 +36,12 @@ pub enum Nemesis {
     /// All links of the leader of group 0 cut both ways; a key is overwritten through the
     /// majority and read through the old leader.
     IsolateLeader,
-    /// A random node cut off both ways (majority / minority split).
+    /// A random minority (1 of 3, 2 of 5 nodes) cut off from the rest both ways.
     SplitRandom,
+    /// Two halves that cannot reach each other, and a bridge node that reaches both (on 3
+    /// nodes each half is one node). Both halves may elect through the bridge, each
+    /// with a quorum only by counting it.
+    Bridge,
     /// Only the leader's outgoing links cut (it hears the others, they do not hear it).
     OneWayLeader,
     /// Every link drops a connection with probability 1/50 per chunk.
@@ -53,21 +50,51 @@ pub enum Nemesis {
     JitterLinks,
     /// Every link delays each chunk by 40 ms.
     SlowLinks,
+    /// The links of some workload clients to the leader of group 0 cut: their calls there
+    /// fail (unknown outcome for a write that was sent).
+    ClientCutLeader,
+    /// The links of some workload clients to the leader of group 0 hold every byte for
+    /// longer than the request timeout: their calls end in `Timeout` (unknown outcome),
+    /// and the held requests reach the leader when the link heals, after the call ended.
+    ClientHoldLeader,
+    /// Every client link drops a connection with probability 1/30 per chunk: requests and
+    /// answers are lost mid-call.
+    ClientLossyLinks,
 }
 
 impl Nemesis {
-    pub const ALL: [Nemesis; 10] = [
+    pub const ALL: [Nemesis; 14] = [
         Nemesis::KillRandom,
         Nemesis::KillLeader,
         Nemesis::KillMajority,
         Nemesis::PauseLeader,
         Nemesis::IsolateLeader,
         Nemesis::SplitRandom,
+        Nemesis::Bridge,
         Nemesis::OneWayLeader,
         Nemesis::LossyLinks,
         Nemesis::JitterLinks,
         Nemesis::SlowLinks,
+        Nemesis::ClientCutLeader,
+        Nemesis::ClientHoldLeader,
+        Nemesis::ClientLossyLinks,
     ];
+
+    /// The network partitions (the 5-node test's set).
+    pub const PARTITIONS: [Nemesis; 4] = [
+        Nemesis::IsolateLeader,
+        Nemesis::SplitRandom,
+        Nemesis::Bridge,
+        Nemesis::OneWayLeader,
+    ];
+
+    /// Whether it breaks client links (the workload then must see unknown outcomes).
+    pub fn on_clients(self) -> bool {
+        matches!(
+            self,
+            Nemesis::ClientCutLeader | Nemesis::ClientHoldLeader | Nemesis::ClientLossyLinks
+        )
+    }
 
     /// Whether it restarts nodes (the harness then re-reads every key at once).
     pub fn restarts(self) -> bool {
@@ -81,57 +108,68 @@ impl Nemesis {
 /// The cluster plus its link proxies.
 pub struct FaultyCluster {
     pub cluster: Cluster,
-    /// (from, to) -> the proxy node `from` dials node `to` through.
-    links: BTreeMap<(u64, u64), Proxy>,
+    pub links: Links,
+    /// Node count (ids 1..=n).
+    pub n: u64,
+    /// Ids of the workload clients (each has its own client proxies).
+    pub clients: Vec<u64>,
 }
 
 impl FaultyCluster {
-    /// Plans 3 nodes with `shards` shards under `dir`, `extra` flags on every node and
-    /// `offsets[i]` ms of clock offset on node i + 1, puts a proxy on every directed link,
-    /// and starts them.
-    pub fn start(dir: &Path, shards: u16, extra: &[&str], offsets: [i64; 3]) -> FaultyCluster {
-        let mut cluster = Cluster::plan(dir, NODES, NODES, shards, extra);
-        let mut links = BTreeMap::new();
-        for x in 1..=NODES {
-            let mut flags = Vec::new();
-            for y in (1..=NODES).filter(|&y| y != x) {
-                let base = free_port_block(shards).expect("free proxy ports");
-                let target = cluster.node(y).peer_addr;
-                let routes: Vec<_> = (0..shards)
-                    .map(|s| (localhost(base + s), localhost(target.port() + s)))
-                    .collect();
-                let proxy = Proxy::start(&routes).expect("start link proxy");
-                flags.push("--peer-route".to_string());
-                flags.push(format!("{y}={}", proxy.addrs()[0]));
-                links.insert((x, y), proxy);
-            }
+    /// Plans `offsets.len()` nodes with `shards` shards under `dir`, `extra` flags on every
+    /// node and `offsets[i]` ms of clock offset on node i + 1, puts a proxy on every
+    /// directed peer link and on every (client, node) pair of `clients` (plus the
+    /// harness's), and starts the nodes.
+    pub fn start(
+        dir: &Path,
+        shards: u16,
+        extra: &[&str],
+        offsets: &[i64],
+        clients: &[u64],
+    ) -> FaultyCluster {
+        let n = offsets.len() as u64;
+        assert!(n >= 3, "a faulty cluster has at least 3 nodes");
+        let mut cluster = Cluster::plan(dir, n, n, shards, extra);
+        let (links, flags) = Links::start(&cluster, shards, clients);
+        for (x, mut f) in (1..=n).zip(flags) {
             let offset = offsets[(x - 1) as usize];
             if offset != 0 {
-                flags.push(format!("--clock-offset-ms={offset}"));
+                f.push(format!("--clock-offset-ms={offset}"));
             }
-            cluster.set_flags(x, flags);
+            cluster.set_flags(x, f);
         }
         cluster.launch();
-        FaultyCluster { cluster, links }
+        FaultyCluster {
+            cluster,
+            links,
+            n,
+            clients: clients.to_vec(),
+        }
+    }
+
+    /// The options of client `id`: `base` with the rewrite through its proxies.
+    pub fn options(&self, id: u64, base: RemoteOptions) -> RemoteOptions {
+        self.links.client_options(id, base)
+    }
+
+    /// A client through the harness's proxies, seeded with every node.
+    pub async fn harness_client(&self, base: RemoteOptions) -> Option<RemoteKvClient> {
+        let opts = self.options(crate::faults_support::links::HARNESS, base);
+        RemoteKvClient::connect(self.client_addrs(), opts).await.ok()
     }
 
     pub fn client_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.cluster.client_addrs()
     }
 
-    /// Sets `fault` on every link for which `pick(from, to)` holds.
+    /// Sets `fault` on every peer link for which `pick(from, to)` holds.
     pub fn set_links(&self, fault: Fault, pick: impl Fn(u64, u64) -> bool) {
-        for ((x, y), p) in &self.links {
-            if pick(*x, *y) {
-                p.set(fault);
-            }
-        }
+        self.links.set_peers(fault, pick);
     }
 
+    /// Lifts every fault, on peer and client links.
     pub fn heal_links(&self) {
-        for p in self.links.values() {
-            p.heal();
-        }
+        self.links.heal();
     }
 
     /// The leader of `group` as the running nodes that answer within a short timeout
@@ -186,10 +224,11 @@ impl FaultyCluster {
         None
     }
 
-    /// A client that knows only node `id` and makes one attempt: its calls go where that
-    /// node's topology points when it connects.
+    /// A harness client that knows only node `id` (and, with one-shot options, makes one
+    /// attempt: its calls go where that node's topology points when it connects).
     pub async fn pinned_client(&self, id: u64, opts: RemoteOptions) -> Option<RemoteKvClient> {
         let addr = self.cluster.node(id).client_addr;
+        let opts = self.options(crate::faults_support::links::HARNESS, opts);
         tokio::time::timeout(
             Duration::from_secs(2),
             RemoteKvClient::connect([addr], opts),
@@ -227,8 +266,19 @@ impl FaultyCluster {
         p.resume().expect("SIGCONT");
     }
 
-    /// A random running node.
+    /// A random node.
     pub fn random_node(&self, rng: &mut SmallRng) -> u64 {
-        rng.random_range(1..=NODES)
+        rng.random_range(1..=self.n)
+    }
+
+    /// `k` distinct random nodes, none of them in `not`.
+    pub fn random_nodes(&self, rng: &mut SmallRng, k: usize, not: &[u64]) -> Vec<u64> {
+        let mut pool: Vec<u64> = (1..=self.n).filter(|x| !not.contains(x)).collect();
+        assert!(k <= pool.len(), "{k} of {pool:?}");
+        let mut out = Vec::with_capacity(k);
+        for _ in 0..k {
+            out.push(pool.swap_remove(rng.random_range(0..pool.len())));
+        }
+        out
     }
 }

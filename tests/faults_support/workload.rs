@@ -64,10 +64,13 @@ pub fn key_name(k: usize) -> String {
     format!("h{k}")
 }
 
-/// One client: random operations until `stop`, reconnecting after any failure.
+/// One client: random operations until `stop`, reconnecting (with `opts`, seeded with
+/// `addrs`) after any failure.
+#[allow(clippy::too_many_arguments)]
 pub async fn client_loop(
     id: u64,
     addrs: Vec<SocketAddr>,
+    opts: RemoteOptions,
     rec: Arc<Recorder>,
     stop: Arc<AtomicBool>,
     keys: usize,
@@ -78,7 +81,7 @@ pub async fn client_loop(
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let Some(c) = client.as_ref() else {
-            match RemoteKvClient::connect(addrs.clone(), client_options()).await {
+            match RemoteKvClient::connect(addrs.clone(), opts.clone()).await {
                 Ok(c) => client = Some(c),
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
