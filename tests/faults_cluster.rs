@@ -11,7 +11,7 @@
 //!
 //! - the history is linearizable per key (`shoal_checker::check`; the clock uncertainty
 //!   `eps` covers the longest fault window, the longest acknowledged write and the largest
-//!   clock-offset difference between nodes, as in `tests/faults_history.rs`);
+//!   clock-offset difference between nodes, as `faults_support::checks` documents);
 //! - no acknowledged write is missing from the final reads;
 //! - no TTL'd value is read after its expiry (slack: 5 ms plus the largest offset
 //!   difference), across failovers and restarts, so a TTL reset by a new leader shows;
@@ -34,23 +34,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use faults_support::checks::{lost_writes, reads_after_expiry};
+use faults_support::checks::{Checked, check_history};
 use faults_support::inject::inject;
 use faults_support::nemesis::{FaultyCluster, Nemesis};
 use faults_support::workload::{
-    client_loop, client_options, get_recorded, key_name, put_recorded, read_all,
+    client_loop, client_options, cycles_from_env, get_recorded, key_name, put_recorded, read_all,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use shoal_checker::{CheckOptions, Outcome, Recorder, Verdict, check};
+use shoal_checker::{Outcome, Recorder};
 use shoal_client::{RemoteOptions, RetryPolicy};
 
 /// Client ids of the harness's own reads and writes.
 const PROBE_CLIENT: u64 = 1000;
 const FINAL_CLIENT: u64 = 1001;
 const LIVENESS_CLIENT: u64 = 1003;
-/// Wall clock vs harness clock and the millisecond rounding of expiries.
-const TTL_SLACK_NS: u64 = 5_000_000;
 /// Liveness: after healing, each call must complete within this.
 const LIVENESS_DEADLINE: Duration = Duration::from_secs(10);
 /// Bound on every group electing a leader after the last fault healed.
@@ -74,27 +72,18 @@ struct Setup {
 
 #[derive(Debug, Default)]
 struct Figures {
-    ops: usize,
-    ok: usize,
-    failed: usize,
-    unknown: usize,
+    /// The safety checks' findings and coverage.
+    checked: Checked,
     faults: BTreeMap<Nemesis, usize>,
     stale_probes: usize,
     stale_probes_answered: usize,
-    /// Calls of the client nemeses' victims invoked during those faults, and how many of
-    /// them ended with an unknown outcome.
+    /// Calls of the client nemeses' victims in flight during those faults, and how many
+    /// of them ended with an unknown outcome.
     client_fault_calls: usize,
     client_fault_unknown: usize,
     /// Connections the client proxies carried at the end of the workload (every recorded
     /// client dials through them).
     client_proxy_connections: usize,
-    eps_ms: u64,
-    verdict: Option<Verdict>,
-    lost: Vec<String>,
-    /// Keys whose last acknowledged write the lost-write check could compare.
-    lost_checked: usize,
-    ttl_violations: Vec<String>,
-    ttl_reads_checked: usize,
     liveness_failures: Vec<String>,
     slowest_liveness_call: Duration,
     divergence: Option<String>,
@@ -105,9 +94,7 @@ struct Figures {
 
 impl Figures {
     fn violated(&self) -> bool {
-        matches!(self.verdict, Some(Verdict::NotLinearizable { .. }))
-            || !self.lost.is_empty()
-            || !self.ttl_violations.is_empty()
+        self.checked.violated()
     }
 }
 
@@ -176,50 +163,20 @@ fn run(setup: &Setup) -> Figures {
     });
     rt.block_on(heal_checks(&c, &rec, setup, &mut f));
     let history = rec.snapshot();
-    if let Ok(path) = std::env::var("SHOAL_HISTORY_OUT") {
-        history
-            .write_jsonl(std::fs::File::create(&path).unwrap())
-            .unwrap();
-        eprintln!("history written to {path}");
-    }
-    for op in &history.ops {
-        match op.outcome {
-            Outcome::Failed => f.failed += 1,
-            Outcome::Unknown => f.unknown += 1,
-            _ => f.ok += 1,
-        }
-    }
-    f.ops = history.ops.len();
     for (victims, (from, to)) in &client_faults {
-        for op in history.ops.iter().filter(|o| {
-            victims.contains(&o.client) && o.invoke_ns >= *from && o.invoke_ns <= *to
-        }) {
+        // Calls in flight at any moment of the fault (a call sent just before a hold
+        // began times out during it).
+        for op in history
+            .ops
+            .iter()
+            .filter(|o| victims.contains(&o.client) && o.invoke_ns <= *to && o.complete_ns >= *from)
+        {
             f.client_fault_calls += 1;
             f.client_fault_unknown += usize::from(op.outcome == Outcome::Unknown);
         }
     }
-    let longest_write = history
-        .ops
-        .iter()
-        .filter(|o| o.outcome == Outcome::Ok)
-        .map(|o| o.complete_ns - o.invoke_ns)
-        .max()
-        .unwrap_or(0);
     let skew_ns = offset_spread_ms(setup) * 1_000_000;
-    let eps = longest_fault.as_nanos() as u64 + longest_write + skew_ns + 10_000_000;
-    f.eps_ms = eps / 1_000_000;
-    let report = check(
-        &history,
-        &CheckOptions {
-            clock_uncertainty_ns: eps,
-            time_budget: Some(Duration::from_secs(60)),
-            ..CheckOptions::default()
-        },
-    )
-    .unwrap();
-    f.verdict = Some(report.verdict);
-    (f.lost, f.lost_checked) = lost_writes(&history, FINAL_CLIENT);
-    (f.ttl_violations, f.ttl_reads_checked) = reads_after_expiry(&history, TTL_SLACK_NS + skew_ns);
+    f.checked = check_history(&history, longest_fault, skew_ns, FINAL_CLIENT);
     f.elapsed = began.elapsed();
     if f.violated() || !f.liveness_failures.is_empty() || f.divergence.is_some() {
         eprintln!("node logs of the failed run:\n{}", c.cluster.logs());
@@ -337,39 +294,20 @@ async fn convergence(c: &FaultyCluster) -> Result<Vec<Option<u64>>, String> {
     ))
 }
 
-fn cycles_from_env(default: usize) -> usize {
-    std::env::var("SHOAL_FAULT_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn report(name: &str, f: &Figures) {
     let faults: Vec<String> = f.faults.iter().map(|(k, n)| format!("{k:?} {n}")).collect();
     eprintln!(
-        "{name}: {} ops ({} ok, {} failed, {} unknown); faults: {}; stale-read probes {} \
-         ({} answered); client-link faults: {} of {} victim calls unknown, {} client proxy \
-         connections; eps {} ms; verdict: {}; lost acknowledged writes: {} of {} checked; reads after \
-         expiry: {} ({} read/expired-TTL pairs checked); liveness failures: {} (slowest \
-         call after healing {:?}); divergence: {} (digests equal at applied {:?}); {:.1} s",
-        f.ops,
-        f.ok,
-        f.failed,
-        f.unknown,
+        "{name}: {}; faults: {}; stale-read probes {} ({} answered); client-link faults: {} \
+         of {} victim calls unknown, {} client proxy connections; liveness failures: {} \
+         (slowest call after healing {:?}); divergence: {} (digests equal at applied {:?}); \
+         {:.1} s",
+        f.checked.summary(),
         faults.join(", "),
         f.stale_probes,
         f.stale_probes_answered,
         f.client_fault_unknown,
         f.client_fault_calls,
         f.client_proxy_connections,
-        f.eps_ms,
-        f.verdict
-            .as_ref()
-            .map_or("-".to_string(), |v| v.to_string()),
-        f.lost.len(),
-        f.lost_checked,
-        f.ttl_violations.len(),
-        f.ttl_reads_checked,
         f.liveness_failures.len(),
         f.slowest_liveness_call,
         f.divergence.as_deref().unwrap_or("none"),
@@ -379,25 +317,14 @@ fn report(name: &str, f: &Figures) {
 }
 
 fn assert_clean(f: &Figures) {
-    assert_eq!(
-        f.verdict,
-        Some(Verdict::Linearizable),
-        "{}",
-        f.verdict.as_ref().unwrap()
-    );
-    assert!(f.lost.is_empty(), "lost acknowledged writes: {:?}", f.lost);
-    assert!(
-        f.ttl_violations.is_empty(),
-        "TTL'd values read after expiry: {:?}",
-        f.ttl_violations
-    );
+    f.checked.assert_clean();
     assert!(
         f.liveness_failures.is_empty(),
         "liveness after healing: {:?}",
         f.liveness_failures
     );
     assert_eq!(f.divergence, None, "convergence");
-    assert!(f.ok > 300, "the clients made progress");
+    assert!(f.checked.ok > 300, "the clients made progress");
 }
 
 #[test]
@@ -433,7 +360,10 @@ fn history_is_linearizable_under_cluster_nemeses() {
 /// ended with unknown outcomes (which the checks above accepted). Without the proxies
 /// between clients and nodes (a client dialling a node directly), none would.
 fn assert_client_faults_hit(f: &Figures) {
-    assert!(f.client_proxy_connections > 0, "clients dial through their proxies");
+    assert!(
+        f.client_proxy_connections > 0,
+        "clients dial through their proxies"
+    );
     assert!(
         f.client_fault_unknown > 0,
         "client-link faults left no unknown outcome in {} victim calls",
@@ -448,7 +378,7 @@ fn five_node_history_is_linearizable_under_partitions() {
     let mut kinds = Nemesis::PARTITIONS.to_vec();
     kinds.push(Nemesis::ClientHoldLeader);
     let f = run(&Setup {
-        clients: 5,
+        clients: 6,
         keys: 12,
         shards: 1,
         cycles: cycles_from_env(2 * kinds.len()),

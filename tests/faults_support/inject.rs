@@ -130,8 +130,7 @@ pub fn inject(
                     return;
                 };
                 let opts = c.options(crate::faults_support::links::HARNESS, client_options());
-                let Ok(majority) = shoal_client::RemoteKvClient::connect(others, opts).await
-                else {
+                let Ok(majority) = shoal_client::RemoteKvClient::connect(others, opts).await else {
                     return;
                 };
                 *probe_seq += 1;
@@ -248,7 +247,10 @@ fn client_fault(
     let (fault, hold) = match kind {
         Nemesis::ClientCutLeader => (Fault::Cut, hold),
         // The workload's request timeout is 1.5 s: a call held for 1.6 s or more times out.
-        Nemesis::ClientHoldLeader => (Fault::Hold, Duration::from_millis(rng.random_range(1600..2500))),
+        Nemesis::ClientHoldLeader => (
+            Fault::Hold,
+            Duration::from_millis(rng.random_range(1600..2500)),
+        ),
         _ => {
             victims = c.clients.clone();
             (Fault::Lossy { per_mille: 33 }, hold)

@@ -155,7 +155,9 @@ impl FaultyCluster {
     /// A client through the harness's proxies, seeded with every node.
     pub async fn harness_client(&self, base: RemoteOptions) -> Option<RemoteKvClient> {
         let opts = self.options(crate::faults_support::links::HARNESS, base);
-        RemoteKvClient::connect(self.client_addrs(), opts).await.ok()
+        RemoteKvClient::connect(self.client_addrs(), opts)
+            .await
+            .ok()
     }
 
     pub fn client_addrs(&self) -> Vec<std::net::SocketAddr> {

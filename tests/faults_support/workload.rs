@@ -192,3 +192,11 @@ pub async fn get_recorded(
         }
     }
 }
+
+/// The number of fault cycles: `$SHOAL_FAULT_CYCLES`, else `default`.
+pub fn cycles_from_env(default: usize) -> usize {
+    std::env::var("SHOAL_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
