@@ -30,15 +30,13 @@ mod cluster_support;
 mod faults_support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use faults_support::checks::{Checked, check_history};
 use faults_support::inject::inject;
 use faults_support::nemesis::{FaultyCluster, Nemesis};
 use faults_support::workload::{
-    client_loop, client_options, cycles_from_env, get_recorded, key_name, put_recorded, read_all,
+    Workload, client_options, cycles_from_env, get_recorded, key_name, put_recorded, read_all,
 };
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -109,21 +107,15 @@ fn run(setup: &Setup) -> Figures {
         .build()
         .unwrap();
     rt.block_on(c.cluster.wait_leaders());
-    let rec = Arc::new(Recorder::new());
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..setup.clients)
-        .map(|id| {
-            rt.spawn(client_loop(
-                id,
-                c.client_addrs(),
-                c.options(id, client_options()),
-                rec.clone(),
-                stop.clone(),
-                setup.keys,
-                setup.seed,
-            ))
-        })
-        .collect();
+    let workload = Workload::start(
+        &rt,
+        setup.clients,
+        c.client_addrs(),
+        |id| c.options(id, client_options()),
+        setup.keys,
+        setup.seed,
+    );
+    let rec = workload.rec.clone();
     let mut rng = SmallRng::seed_from_u64(setup.seed);
     let mut f = Figures::default();
     let mut longest_fault = Duration::ZERO;
@@ -152,15 +144,7 @@ fn run(setup: &Setup) -> Figures {
     }
     std::thread::sleep(Duration::from_millis(500));
     f.client_proxy_connections = c.links.client_connections();
-    stop.store(true, Ordering::Relaxed);
-    rt.block_on(async {
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .expect("clients stop")
-                .unwrap();
-        }
-    });
+    workload.stop(&rt);
     rt.block_on(heal_checks(&c, &rec, setup, &mut f));
     let history = rec.snapshot();
     for (victims, (from, to)) in &client_faults {
@@ -476,9 +460,9 @@ fn negative_control_clock_skew_beyond_the_checks_slack_is_reported() {
     );
 }
 
-#[test]
-#[ignore = "soak: 100 fault cycles by default (SHOAL_FAULT_CYCLES); run with --ignored"]
-fn soak_cluster_history_is_linearizable_under_nemeses() {
+/// A soak run of every nemesis on `offsets.len()` nodes: `$SHOAL_FAULT_CYCLES` cycles
+/// (100 by default), seed `$SHOAL_FAULT_SEED` (else `seed`).
+fn soak(name: &str, offsets: Vec<i64>, seed: u64) {
     let f = run(&Setup {
         clients: 8,
         keys: 24,
@@ -486,34 +470,25 @@ fn soak_cluster_history_is_linearizable_under_nemeses() {
         cycles: cycles_from_env(100),
         kinds: Nemesis::ALL.to_vec(),
         extra: vec![],
-        offsets: vec![0, 40, -40],
+        offsets,
         hide_offsets: false,
         seed: std::env::var("SHOAL_FAULT_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0x50a4c),
+            .unwrap_or(seed),
     });
-    report("cluster soak", &f);
+    report(name, &f);
     assert_clean(&f);
+}
+
+#[test]
+#[ignore = "soak: 100 fault cycles by default (SHOAL_FAULT_CYCLES); run with --ignored"]
+fn soak_cluster_history_is_linearizable_under_nemeses() {
+    soak("cluster soak", vec![0, 40, -40], 0x50a4c);
 }
 
 #[test]
 #[ignore = "soak: 5 nodes, 100 fault cycles by default (SHOAL_FAULT_CYCLES); run with --ignored"]
 fn soak_five_node_history_is_linearizable_under_nemeses() {
-    let f = run(&Setup {
-        clients: 8,
-        keys: 24,
-        shards: 2,
-        cycles: cycles_from_env(100),
-        kinds: Nemesis::ALL.to_vec(),
-        extra: vec![],
-        offsets: vec![0, 40, -40, 20, -20],
-        hide_offsets: false,
-        seed: std::env::var("SHOAL_FAULT_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5b1d9),
-    });
-    report("five-node soak", &f);
-    assert_clean(&f);
+    soak("five-node soak", vec![0, 40, -40, 20, -20], 0x5b1d9);
 }

@@ -23,12 +23,10 @@ mod faults_support;
 mod node_support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use faults_support::checks::{Checked, check_history};
-use faults_support::workload::{client_loop, cycles_from_env, one_shot_options, read_all};
+use faults_support::workload::{Workload, cycles_from_env, one_shot_options, read_all};
 use node_support::NodeProcess;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -77,21 +75,15 @@ fn run(setup: &Setup) -> Figures {
         .enable_all()
         .build()
         .unwrap();
-    let rec = Arc::new(Recorder::new());
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..setup.clients)
-        .map(|id| {
-            rt.spawn(client_loop(
-                id,
-                vec![addr],
-                options(),
-                rec.clone(),
-                stop.clone(),
-                setup.keys,
-                setup.seed,
-            ))
-        })
-        .collect();
+    let workload = Workload::start(
+        &rt,
+        setup.clients,
+        vec![addr],
+        |_| options(),
+        setup.keys,
+        setup.seed,
+    );
+    let rec = workload.rec.clone();
     let mut rng = SmallRng::seed_from_u64(setup.seed);
     let mut f = Figures::default();
     let mut longest_fault = Duration::ZERO;
@@ -117,15 +109,7 @@ fn run(setup: &Setup) -> Figures {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    rt.block_on(async {
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .expect("clients stop")
-                .unwrap();
-        }
-    });
+    workload.stop(&rt);
     rt.block_on(read_all_keys(&rec, FINAL_CLIENT, addr, setup.keys));
     node.stop();
     f.checked = check_history(&rec.snapshot(), longest_fault, 0, FINAL_CLIENT);

@@ -22,6 +22,17 @@ fn opts(timeout_ms: u64) -> RemoteOptions {
     }
 }
 
+/// A client seeded with node 1 only, dialling through `rewrite`.
+async fn connect_rewritten(m: &MockCluster, rewrite: AddressRewrite, ms: u64) -> RemoteKvClient {
+    let opts = RemoteOptions {
+        address_rewrite: Some(rewrite),
+        ..opts(ms)
+    };
+    RemoteKvClient::connect(vec![m.seeds()[0].clone()], opts)
+        .await
+        .unwrap()
+}
+
 /// A counting TCP forwarder on a free loopback port to `upstream`; returns its address.
 async fn forwarder(upstream: String, forwarded: Arc<AtomicUsize>) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,15 +73,7 @@ async fn address_rewrite_applies_to_seeds_topology_and_hints() {
         asked2.lock().unwrap().insert(a.to_string());
         map2.get(a).cloned().unwrap_or_else(|| a.to_string())
     });
-    let c = RemoteKvClient::connect(
-        vec![m.seeds()[0].clone()],
-        RemoteOptions {
-            address_rewrite: Some(rewrite),
-            ..opts(5000)
-        },
-    )
-    .await
-    .unwrap();
+    let c = connect_rewritten(&m, rewrite, 5000).await;
     for i in 0..16 {
         let k = format!("rw{i}");
         c.put(&k, &k).await.unwrap();
@@ -100,15 +103,7 @@ async fn address_rewrite_applies_to_seeds_topology_and_hints() {
             a.to_string()
         }
     });
-    let c = RemoteKvClient::connect(
-        vec![m.seeds()[0].clone()],
-        RemoteOptions {
-            address_rewrite: Some(blackhole),
-            ..opts(800)
-        },
-    )
-    .await
-    .unwrap();
+    let c = connect_rewritten(&m, blackhole, 800).await;
     let before = m.stats(1).data_requests;
     assert!(c.put("rw-cut", "v").await.is_err());
     assert_eq!(m.stats(1).data_requests, before, "node 2 was never reached");

@@ -64,6 +64,50 @@ pub fn key_name(k: usize) -> String {
     format!("h{k}")
 }
 
+/// The running workload: its recorder and its client tasks.
+pub struct Workload {
+    pub rec: Arc<Recorder>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Spawns clients `0..clients` on `rt` (see [`client_loop`]); client `id` connects to
+    /// `addrs` with `opts(id)`.
+    pub fn start(
+        rt: &tokio::runtime::Runtime,
+        clients: u64,
+        addrs: Vec<SocketAddr>,
+        opts: impl Fn(u64) -> RemoteOptions,
+        keys: usize,
+        seed: u64,
+    ) -> Workload {
+        let rec = Arc::new(Recorder::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|id| {
+                let (addrs, rec, stop) = (addrs.clone(), rec.clone(), stop.clone());
+                rt.spawn(client_loop(id, addrs, opts(id), rec, stop, keys, seed))
+            })
+            .collect();
+        Workload { rec, stop, tasks }
+    }
+
+    /// Stops the clients and waits for each to end its call (bounded: a call ends within
+    /// its request timeout).
+    pub fn stop(self, rt: &tokio::runtime::Runtime) {
+        self.stop.store(true, Ordering::Relaxed);
+        rt.block_on(async {
+            for t in self.tasks {
+                tokio::time::timeout(Duration::from_secs(10), t)
+                    .await
+                    .expect("clients stop")
+                    .expect("a client task panicked");
+            }
+        });
+    }
+}
+
 /// One client: random operations until `stop`, reconnecting (with `opts`, seeded with
 /// `addrs`) after any failure.
 #[allow(clippy::too_many_arguments)]
