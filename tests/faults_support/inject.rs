@@ -2,7 +2,7 @@
 //! the harness's own probes in the history.
 //!
 //! The leader-targeting nemeses (pause, isolate) also probe for stale reads: once the
-//! other two elected a new leader, a key is overwritten through them (recorded, so the
+//! others elected a new leader, a key is overwritten through them (recorded, so the
 //! write completes before the read is invoked), then read through a client pinned to the
 //! old leader. A correct node fails that read (it cannot confirm its leadership) or
 //! redirects it; a node serving reads from its local state returns the overwritten value,
@@ -31,7 +31,7 @@ use crate::faults_support::workload::{
 /// leader). One call at a time, like every client id.
 pub const STALE_PROBE_CLIENT: u64 = 1002;
 
-/// Bound on the election of a new leader by the other two during a leader fault.
+/// Bound on the election of a new leader by the others during a leader fault.
 const ELECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// What one cycle did.
