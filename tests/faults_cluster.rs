@@ -341,8 +341,8 @@ fn history_is_linearizable_under_cluster_nemeses() {
 }
 
 /// The client nemeses reached the clients: their victims' calls during those faults
-/// ended with unknown outcomes (which the checks above accepted). Without the proxies
-/// between clients and nodes (a client dialling a node directly), none would.
+/// ended with unknown outcomes (which the checks above accepted). The cluster is whole
+/// during those faults: only the proxies between clients and nodes make calls fail.
 fn assert_client_faults_hit(f: &Figures) {
     assert!(
         f.client_proxy_connections > 0,
