@@ -37,9 +37,9 @@ pub struct Links {
 }
 
 impl Links {
-    /// Plans the peer proxies of every directed link of `cluster` (not started yet) and
-    /// returns them with the `--peer-route` flags of each node, and starts the client
-    /// proxies of `clients` plus [`HARNESS`].
+    /// Starts a proxy on every directed peer link of `cluster` (whose nodes are planned,
+    /// not started) and on every (client, node) pair of `clients` plus [`HARNESS`];
+    /// returns them with each node's `--peer-route` flags (node 1's first).
     pub fn start(cluster: &Cluster, shards: u16, clients: &[u64]) -> (Links, Vec<Vec<String>>) {
         let n = cluster.nodes.len() as u64;
         let mut peers = BTreeMap::new();
