@@ -20,11 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use node_support::NodeProcess;
+use storage_damage::values::{Acked, fill, wrong_keys};
 use storage_damage::{
     Backup, HEADER_LEN, containing, data_segments, flip_bit, records, seg_name, tear_last_write,
     tear_meta, wal_dir, witnessed,
 };
-use storage_damage::values::{Acked, fill, wrong_keys};
 
 const SHARDS: u16 = 2;
 fn runtime() -> tokio::runtime::Runtime {

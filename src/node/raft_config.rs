@@ -12,7 +12,7 @@
 //! `debug_assert` "follower log reversion is not allowed" panics the leader's group (debug
 //! builds; release builds skip the check and keep the stale progress). With it the leader
 //! restarts replication to that follower from scratch; the commit index never goes back
-//! (`tests/faults_storage_cluster.rs`, `TruncatedAfterCrash`).
+//! (docs/RAFT.md pitfall 15, `tests/faults_storage_cluster.rs`).
 
 use std::sync::Arc;
 

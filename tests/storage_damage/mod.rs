@@ -72,6 +72,13 @@ pub fn witnessed(recs: &[Rec]) -> Option<Rec> {
     })
 }
 
+/// The first 4 KiB block boundary strictly inside record `r` (a truncation there leaves a
+/// file of whole blocks that ends inside the record), if it spans one.
+pub fn block_inside(r: &Rec) -> Option<u64> {
+    let b = (r.offset / 4096 + 1) * 4096;
+    (b < r.end).then_some(b)
+}
+
 /// The record holding byte `at`.
 pub fn containing(recs: &[Rec], at: u64) -> Rec {
     *recs

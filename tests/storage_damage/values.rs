@@ -56,4 +56,3 @@ pub async fn wrong_keys(client: &RemoteKvClient, acked: &Acked) -> Vec<String> {
     }
     wrong
 }
-
