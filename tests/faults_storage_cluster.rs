@@ -35,11 +35,9 @@ use faults_support::workload::{
 use shoal_checker::{CheckOptions, Op, Outcome, Recorder, Verdict, check};
 use shoal_client::{KvClient, RemoteKvClient, RemoteOptions};
 use shoal_testkit::wait::wait_for_async;
+use storage_damage::kinds::{self, Damage, Expect};
 use storage_damage::values::{Acked, fill, wrong_keys};
-use storage_damage::{
-    Backup, HEADER_LEN, KIND_ENTRY, block_inside, containing, copy_chunk, data_segments, flip_bit,
-    records, saved_meta, seg_name, segment_records, tear_last_write, tear_meta, truncate, wal_dir,
-};
+use storage_damage::{Backup, data_segments, records, seg_name, wal_dir};
 
 /// One group keeps "the leader" and "a follower" unambiguous.
 const SHARDS: u16 = 1;
@@ -70,27 +68,6 @@ const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on a restarted node catching up with the leader's commit index.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The damage applied to the stopped node's files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Damage {
-    /// One bit of a committed record's payload in the middle of segment 1.
-    BitFlip,
-    /// 4 KiB of segment 1 copied over another place of segment 1.
-    ChunkCopy,
-    /// The copy of segment 1 taken before segment 2 existed, restored over it.
-    StaleSegment,
-    /// The last data segment cut at a block boundary inside a record the saved commit
-    /// index covers (what follows is gone).
-    TruncatedTail,
-    /// After kill -9: the last data segment cut at a block boundary inside the first entry
-    /// past the saved commit index (which lags after a crash), so that recovery cannot
-    /// tell the cut from a torn write.
-    TruncatedAfterCrash,
-    /// After kill -9: a torn last write past the durable end, and the newest metadata
-    /// (vote) slot torn mid-write.
-    TornVote,
-}
-
 /// Which node a case damages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
@@ -107,14 +84,6 @@ enum Repair {
     Replace,
     /// Put the original files back and start it again (it catches up from its peers).
     Restore,
-}
-
-/// The expected outcome of a restart on damaged files.
-enum Expect {
-    /// Refused; the log holds every string.
-    Refused(Vec<String>),
-    /// Starts; the log holds every string (the recovery's warnings).
-    Recovers(Vec<String>),
 }
 
 struct Run {
@@ -293,101 +262,6 @@ impl Run {
         }
     }
 
-    /// Applies `damage` to the files of node `id` (stopped); returns the outcome a start
-    /// must have, or `None` if the files offer no place for this damage now (then they are
-    /// unchanged).
-    fn damage(&self, id: u64, damage: Damage) -> Option<Expect> {
-        let wal = self.wal(id);
-        let seg = |n: u64| wal.join(seg_name(n));
-        let wal_s = wal.display().to_string();
-        let at = |file: &str, offset: u64| {
-            vec![
-                wal_s.clone(),
-                format!("WAL corruption in {file} at byte offset {offset}"),
-            ]
-        };
-        let recs1 = segment_records(&wal, 1);
-        match damage {
-            Damage::BitFlip => {
-                let r = recs1[recs1.len() / 2];
-                flip_bit(&seg(1), r.offset + HEADER_LEN + 1000);
-                Some(Expect::Refused(at(&seg_name(1), r.offset)))
-            }
-            Damage::ChunkCopy => {
-                let src = recs1[3].offset + 512;
-                let dst = recs1[recs1.len() - 4].offset + 2048;
-                let first = copy_chunk(&seg(1), src, dst, 4096);
-                let r = containing(&recs1, first);
-                Some(Expect::Refused(at(&seg_name(1), r.offset)))
-            }
-            Damage::StaleSegment => {
-                let (_, stale, stale_end) = &self.stale;
-                std::fs::write(seg(1), stale).unwrap();
-                let mut e = at(&seg_name(2), 0);
-                e.push(format!("previous segment ends at {stale_end} but"));
-                Some(Expect::Refused(e))
-            }
-            Damage::TruncatedTail => {
-                let (_, committed) = saved_meta(&wal);
-                let committed = committed.expect("a graceful stop saves the commit index");
-                let segs = data_segments(&wal);
-                let last = *segs.last().unwrap();
-                // The last record the saved commit index covers that a block boundary
-                // cuts, in the newest segment holding one.
-                let (id_cut, r, cut) = segs
-                    .iter()
-                    .rev()
-                    .find_map(|&s| {
-                        segment_records(&wal, s).into_iter().rev().find_map(|r| {
-                            let cut = block_inside(&r)?;
-                            (r.kind == KIND_ENTRY && r.index <= committed).then_some((s, r, cut))
-                        })
-                    })
-                    .unwrap();
-                truncate(&seg(id_cut), cut);
-                let name = seg_name(id_cut);
-                let expect = if id_cut == last {
-                    vec![
-                        wal_s.clone(),
-                        "past the end of the log".to_string(),
-                        format!("recovery cut the log in {name} at byte offset {}", r.offset),
-                    ]
-                } else {
-                    at(&name, r.offset)
-                };
-                Some(Expect::Refused(expect))
-            }
-            Damage::TruncatedAfterCrash => {
-                let (_, committed) = saved_meta(&wal);
-                let last = *data_segments(&wal).last().unwrap();
-                let (r, cut) = segment_records(&wal, last).into_iter().find_map(|r| {
-                    let cut = block_inside(&r)?;
-                    (r.kind == KIND_ENTRY && Some(r.index) > committed).then_some((r, cut))
-                })?;
-                truncate(&seg(last), cut);
-                eprintln!(
-                    "cutting {} at {cut}: entry {} at {} (saved commit index {committed:?})",
-                    seg_name(last),
-                    r.index,
-                    r.offset
-                );
-                Some(Expect::Recovers(vec![format!(
-                    "WAL recovery cut a torn tail in {} at byte offset {}",
-                    seg_name(last),
-                    r.offset
-                )]))
-            }
-            Damage::TornVote => {
-                let (file, offset) = tear_last_write(&wal);
-                let slot = tear_meta(&wal, 20);
-                Some(Expect::Recovers(vec![
-                    format!("WAL recovery cut a torn tail in {file} at byte offset {offset}"),
-                    format!("WAL metadata: meta slot {slot}:"),
-                ]))
-            }
-        }
-    }
-
     /// One case: stop the target, damage its files, restart it, check the outcome and
     /// that the survivors serve, then bring it back (`repair`, if it was refused).
     fn case(&mut self, damage: Damage, target: Target, repair: Repair) {
@@ -417,7 +291,8 @@ impl Run {
                 .filter(|p| p.extension().is_some_and(|x| x == "seg") || p.ends_with("meta"))
                 .collect();
             let backup = Backup::of(&all);
-            if let Some(expect) = self.damage(id, damage) {
+            let stale = (id == self.stale.0).then(|| (&self.stale.1[..], self.stale.2));
+            if let Some(expect) = kinds::apply(&wal, damage, stale) {
                 break (down, backup, expect);
             }
             // The workload writes on meanwhile: after a restart there is a new tail.

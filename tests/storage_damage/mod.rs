@@ -6,9 +6,11 @@
 //! torn last write, a torn metadata save, and `Backup`/`restore` of whole files. Offsets
 //! are computed from the undamaged files, so a test can name the exact byte offset the
 //! node must report. Everything here panics on unexpected files: it runs on files the
-//! test itself just made. `values` holds the large, key-derived values they write.
+//! test itself just made. `values` holds the large, key-derived values they write;
+//! `kinds` the cluster suite's damage kinds with their expected outcomes.
 #![allow(dead_code)]
 
+pub mod kinds;
 pub mod values;
 
 use std::path::{Path, PathBuf};
