@@ -9,153 +9,24 @@
 //! original bytes back; every test ends by starting the node on the restored files and
 //! reading every acknowledged write (the control: the undamaged files are served).
 //!
-//! Single node for now; a 3-node variant adds "repairs from its peers" (docs/TESTING.md).
+//! The damage primitives and the record layout reader are shared with the 3-node suite
+//! (`tests/storage_damage`, `tests/faults_storage_cluster.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod node_support;
+mod storage_damage;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
 use node_support::NodeProcess;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use shoal_client::{KvClient, RemoteKvClient};
+use storage_damage::values::{Acked, fill, wrong_keys};
+use storage_damage::{
+    Backup, HEADER_LEN, containing, data_segments, flip_bit, records, seg_name, tear_last_write,
+    tear_meta, wal_dir, witnessed,
+};
 
 const SHARDS: u16 = 2;
-/// Large values fill several 8 MiB segments per shard with a few hundred puts.
-const VALUE_LEN: usize = 96 * 1024;
-/// `docs/WAL.md`: record header length, record alignment.
-const HEADER_LEN: u64 = 24;
-const ALIGN: u64 = 8;
-/// The node's WAL `max_write` with 8 MiB segments (half a segment, at most 4 MiB).
-const MAX_WRITE: u64 = 4 << 20;
-
-/// One record of a segment, as laid out on disk (`docs/WAL.md`, "Record format").
-#[derive(Debug, Clone, Copy)]
-struct Rec {
-    offset: u64,
-    end: u64,
-    durable: u64,
-    kind: u8,
-}
-
-/// Walks the records of an undamaged segment from offset 0 to the first zero header.
-fn records(seg: &[u8]) -> Vec<Rec> {
-    let mut out = Vec::new();
-    let mut pos = 0u64;
-    while pos + HEADER_LEN <= seg.len() as u64 {
-        let h = &seg[pos as usize..(pos + HEADER_LEN) as usize];
-        if h.iter().all(|b| *b == 0) {
-            break;
-        }
-        let len = u64::from(u32::from_le_bytes(h[4..8].try_into().unwrap()));
-        let durable = u64::from(u32::from_le_bytes(h[16..20].try_into().unwrap()));
-        let end = (pos + HEADER_LEN + len).div_ceil(ALIGN) * ALIGN;
-        assert!(
-            end <= seg.len() as u64,
-            "record at {pos} runs past the segment"
-        );
-        out.push(Rec {
-            offset: pos,
-            end,
-            durable,
-            kind: h[20],
-        });
-        pos = end;
-    }
-    out
-}
-
-/// A record (not the segment start) that a later record within one write's reach
-/// declares durable: damage to it cannot be a torn tail.
-fn witnessed(recs: &[Rec]) -> Option<Rec> {
-    recs.iter().skip(1).copied().find(|r| {
-        recs.iter()
-            .any(|l| l.offset > r.offset && l.offset < r.offset + MAX_WRITE && l.durable > r.offset)
-    })
-}
-
-/// The record holding byte `at`.
-fn containing(recs: &[Rec], at: u64) -> Rec {
-    *recs
-        .iter()
-        .find(|r| r.offset <= at && at < r.end)
-        .unwrap_or_else(|| panic!("no record holds byte {at}"))
-}
-
-fn seg_name(id: u64) -> String {
-    format!("{id:020}.seg")
-}
-
-fn wal_dir(data: &Path, shard: u16) -> PathBuf {
-    data.join(format!("shard-{shard}")).join("wal")
-}
-
-/// Ids of the segments of `wal` that hold records, in order.
-fn data_segments(wal: &Path) -> Vec<u64> {
-    let mut ids: Vec<u64> = std::fs::read_dir(wal)
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().ok()?;
-            name.strip_suffix(".seg")?.parse().ok()
-        })
-        .filter(|id| {
-            let b = std::fs::read(wal.join(seg_name(*id))).unwrap();
-            b[..HEADER_LEN as usize].iter().any(|x| *x != 0)
-        })
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
-fn value_of(key: &str) -> Bytes {
-    let seed = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut v = vec![0u8; VALUE_LEN];
-    SmallRng::seed_from_u64(seed).fill_bytes(&mut v);
-    Bytes::from(v)
-}
-
-/// Puts keys `k{i}` for `i` in `range` (16 at a time) and records each acknowledged one.
-async fn fill(client: &RemoteKvClient, range: std::ops::Range<usize>, acked: &mut Acked) {
-    let keys: Vec<String> = range.map(|i| format!("k{i:05}")).collect();
-    for chunk in keys.chunks(16) {
-        let puts = chunk.iter().map(|k| async move {
-            let v = value_of(k);
-            client.put(k, &v).await.map(|()| (k.clone(), v))
-        });
-        for r in futures::future::join_all(puts).await {
-            let (k, v) = r.expect("put on a healthy node");
-            acked.insert(k, v);
-        }
-    }
-}
-
-type Acked = BTreeMap<String, Bytes>;
-
-/// Reads every acknowledged key back; returns the keys missing or wrong.
-async fn wrong_keys(client: &RemoteKvClient, acked: &Acked) -> Vec<String> {
-    let all: Vec<(&String, &Bytes)> = acked.iter().collect();
-    let mut wrong = Vec::new();
-    for chunk in all.chunks(8) {
-        let keys: Vec<Bytes> = chunk
-            .iter()
-            .map(|(k, _)| Bytes::from((*k).clone()))
-            .collect();
-        let got = client.get_multi(&keys).await.expect("get_multi");
-        for ((k, v), g) in chunk.iter().zip(got) {
-            if g.as_ref() != Some(*v) {
-                wrong.push((*k).clone());
-            }
-        }
-    }
-    wrong
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -176,25 +47,6 @@ fn assert_serves_all(rt: &tokio::runtime::Runtime, node: &mut NodeProcess, acked
         &wrong[..wrong.len().min(5)],
         node.process.log()
     );
-}
-
-/// Saved contents of some files, put back by `restore`.
-struct Backup(Vec<(PathBuf, Vec<u8>)>);
-
-impl Backup {
-    fn of(paths: &[PathBuf]) -> Backup {
-        Backup(
-            paths
-                .iter()
-                .map(|p| (p.clone(), std::fs::read(p).unwrap()))
-                .collect(),
-        )
-    }
-    fn restore(self) {
-        for (p, b) in self.0 {
-            std::fs::write(p, b).unwrap();
-        }
-    }
 }
 
 /// Damages files with `damage`, expects the node to refuse to start with a message
@@ -223,12 +75,6 @@ fn expect_refusal(
             .unwrap_or("")
     );
     backup.restore();
-}
-
-fn flip_bit(path: &Path, at: u64) {
-    let mut b = std::fs::read(path).unwrap();
-    b[at as usize] ^= 0x10;
-    std::fs::write(path, b).unwrap();
 }
 
 #[test]
@@ -445,41 +291,6 @@ fn damaged_wal_files_are_refused_naming_file_and_offset() {
         recs1[0].kind, 4,
         "segments begin with a segment start record"
     );
-}
-
-/// Simulates a torn last write: a partial record (bytes of a real record, cut short) lies
-/// just past the durable end, where only an unacknowledged write can have put it.
-fn tear_last_write(wal: &Path) -> (String, u64) {
-    let id = *data_segments(wal).last().unwrap();
-    let path = wal.join(seg_name(id));
-    let mut b = std::fs::read(&path).unwrap();
-    let recs = records(&b);
-    let last = *recs.last().unwrap();
-    let end = last.end;
-    let n = ((last.end - last.offset) / 2).min(3000) as usize;
-    let src = last.offset as usize;
-    let torn: Vec<u8> = b[src..src + n].to_vec();
-    b[end as usize..end as usize + n].copy_from_slice(&torn);
-    std::fs::write(&path, b).unwrap();
-    (seg_name(id), end)
-}
-
-/// Simulates a save of the metadata torn mid-write: the slot holding the newest value
-/// (the higher `seq`) keeps its first `keep` bytes, the rest of the 4 KiB block is lost.
-fn tear_meta(wal: &Path, keep: usize) -> usize {
-    let path = wal.join("meta");
-    let mut b = std::fs::read(&path).unwrap();
-    assert_eq!(b.len(), 8192);
-    let seq =
-        |slot: usize| u64::from_le_bytes(b[slot * 4096 + 8..slot * 4096 + 16].try_into().unwrap());
-    let newest = if seq(1) > seq(0) { 1 } else { 0 };
-    let len = u32::from_le_bytes(b[newest * 4096 + 4..newest * 4096 + 8].try_into().unwrap());
-    assert!(len > 0, "the newest slot holds a value");
-    for x in &mut b[newest * 4096 + keep..(newest + 1) * 4096] {
-        *x = 0;
-    }
-    std::fs::write(&path, b).unwrap();
-    newest
 }
 
 #[test]

@@ -4,6 +4,15 @@
 //! after replicating entries it had not fdatasync'd itself comes back as leader of the same
 //! term and reuses those log ids for other entries (docs/RAFT.md pitfall 14, found by the
 //! deterministic simulation).
+//!
+//! `allow_log_reversion` is on: a follower's WAL recovery may cut entries it had
+//! acknowledged (damage confined to the last write after a crash, or a truncated tail,
+//! looks exactly like a torn write: docs/WAL.md, "Recovery rule"). Without it the leader
+//! meets a follower log shorter than the progress it recorded, and openraft's
+//! `debug_assert` "follower log reversion is not allowed" panics the leader's group (debug
+//! builds; release builds skip the check and keep the stale progress). With it the leader
+//! restarts replication to that follower from scratch; the commit index never goes back
+//! (docs/RAFT.md pitfall 15, `tests/faults_storage_cluster.rs`).
 
 use std::sync::Arc;
 
@@ -27,6 +36,7 @@ pub fn raft_config(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot.every_entries),
         max_in_snapshot_log_to_keep: config.snapshot.keep_entries,
         enable_leader_restore: Some(false),
+        allow_log_reversion: Some(true),
         ..Config::default()
     };
     Ok(Arc::new(c.validate()?))
@@ -41,6 +51,7 @@ mod tests {
     fn defaults_validate_and_leader_restore_is_off() {
         let c = raft_config(&NodeConfig::default(), 3).unwrap();
         assert_eq!(c.enable_leader_restore, Some(false));
+        assert_eq!(c.allow_log_reversion, Some(true));
         assert_eq!(c.cluster_name, "shoal-group-3");
     }
 }

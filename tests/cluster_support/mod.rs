@@ -194,6 +194,33 @@ impl Cluster {
         self.wait_ready(id);
     }
 
+    /// Starts node `id` again and expects it to refuse to start: it must exit with a
+    /// failure status, never reporting ready, within `START_TIMEOUT`. Returns its log.
+    pub fn restart_expecting_refusal(&mut self, id: u64) -> String {
+        self.spawn(id);
+        let mut process = self.node_mut(id).process.take().expect("node running");
+        let status = wait_for(
+            "node refuses to start",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                let log = process.log();
+                assert!(
+                    !log.contains("shoal: ready"),
+                    "node {id} started on damaged files:\n{log}"
+                );
+                process.try_status().ok().flatten()
+            },
+        )
+        .unwrap_or_else(|e| panic!("node {id}: {e}:\n{}", process.log()));
+        let log = process.log();
+        assert!(
+            !status.success(),
+            "node {id}: expected a failed start ({status}):\n{log}"
+        );
+        log
+    }
+
     /// Graceful stop (SIGINT) of node `id`.
     pub fn stop(&mut self, id: u64) {
         let mut process = self.node_mut(id).process.take().expect("node running");
