@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use cluster_support::Cluster;
 use faults_support::checks::{lost_writes, reads_after_expiry};
 use faults_support::workload::{
-    client_loop, get_recorded, key_name, outcome_of_error, put_recorded, read_all,
+    client_loop, client_options, get_recorded, key_name, outcome_of_error, put_recorded, read_all,
 };
 use shoal_checker::{CheckOptions, Op, Outcome, Recorder, Verdict, check};
 use shoal_client::{KvClient, RemoteKvClient, RemoteOptions};
@@ -467,6 +467,7 @@ fn run_cases(cases: &[(Damage, Target, Repair)]) {
             run.rt.spawn(client_loop(
                 c,
                 addrs.clone(),
+                client_options(),
                 run.rec.clone(),
                 stop.clone(),
                 KEYS,
