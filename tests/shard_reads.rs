@@ -18,6 +18,7 @@ use bytes::Bytes;
 use openraft::OptionalSend;
 use openraft::RaftNetworkFactory;
 use openraft::RaftNetworkV2;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::raft::{
@@ -145,6 +146,8 @@ fn concurrent_reads_share_read_index_rounds_and_all_see_the_acknowledged_write()
         let core = start(tmp.path()).await;
         let r = core.execute(put("k", "v1"), deadline()).await;
         assert!(matches!(r, Response::Put), "{r:?}");
+        // Rounds are what this test is about: no single-voter shortcut.
+        core.set_read_fast_path(false);
 
         let before = core.read_rounds();
         // Every read starts after the put was acknowledged: each must see v1.
@@ -173,10 +176,56 @@ fn concurrent_reads_share_read_index_rounds_and_all_see_the_acknowledged_write()
 }
 
 #[test]
-fn a_read_started_after_a_write_was_acknowledged_sees_it_under_interleaving() {
+fn a_sole_voter_that_applied_its_log_serves_reads_without_a_round_and_they_are_fresh() {
     raft_support::executor().run(async {
         let tmp = tempfile::tempdir().unwrap();
         let core = start(tmp.path()).await;
+        for i in 0..50 {
+            let value = format!("v{i}");
+            let r = core.execute(put("k", &value), deadline()).await;
+            assert!(matches!(r, Response::Put), "{r:?}");
+            // The put was applied before it was acknowledged; the metrics the fast path
+            // reads say so once RaftCore has handled the apply's completion.
+            let last = core.raft().metrics().borrow_watched().last_log_index;
+            core.raft()
+                .wait(Some(raft_support::WAIT))
+                .applied_index_at_least(last, "the put applied")
+                .await
+                .unwrap();
+            let (rounds, fast) = (core.read_rounds(), core.fast_reads());
+            let r = core.execute(get("k"), deadline()).await;
+            assert!(
+                matches!(&r, Response::Get(Some(v)) if v.as_ref() == value.as_bytes()),
+                "after put {value}: {r:?}"
+            );
+            // The whole log is applied: the read takes the fast path.
+            assert_eq!(core.fast_reads(), fast + 1, "read {i} took the fast path");
+            assert_eq!(core.read_rounds(), rounds, "read {i} ran no round");
+        }
+        // Off: the same read runs a round and sees the same value.
+        core.set_read_fast_path(false);
+        let rounds = core.read_rounds();
+        let r = core.execute(get("k"), deadline()).await;
+        assert!(
+            matches!(&r, Response::Get(Some(v)) if v.as_ref() == b"v49"),
+            "{r:?}"
+        );
+        assert_eq!(core.read_rounds(), rounds + 1);
+    });
+}
+
+#[test]
+fn a_read_started_after_a_write_was_acknowledged_sees_it_under_interleaving() {
+    for fast_path in [true, false] {
+        interleaved_reads_see_acknowledged_writes(fast_path);
+    }
+}
+
+fn interleaved_reads_see_acknowledged_writes(fast_path: bool) {
+    raft_support::executor().run(async move {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = start(tmp.path()).await;
+        core.set_read_fast_path(fast_path);
         // A background stream of reads keeps rounds running, so the checked reads mostly
         // arrive while a round is in flight and must wait for the next one. (On one node
         // a reused round would still read the applied state, so this checks freshness and
@@ -192,6 +241,9 @@ fn a_read_started_after_a_write_was_acknowledged_sees_it_under_interleaving() {
                         let r = core.execute(get("k"), deadline()).await;
                         assert!(matches!(r, Response::Get(_)), "{r:?}");
                         n += 1;
+                        // A fast-path read completes without yielding; each real request
+                        // is its own task, so let the others (the puts) run.
+                        glommio::executor().yield_now().await;
                     }
                     n
                 })

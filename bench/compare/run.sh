@@ -49,7 +49,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOADGEN=$TARGET_DIR/release/loadgen
 SHOAL=$TARGET_DIR/release/shoal
 REPORT=$TARGET_DIR/release/compare-report
-SYSTEMS_ALL="floor-channel floor-tcp floor-fsync shoal-local shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3 resp-shoal-1 resp-shoal-3 resp-redis-always resp-redis-none"
+SYSTEMS_ALL="floor-channel floor-channel-spin floor-tcp floor-fsync shoal-local shoal-local-spin shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3 resp-shoal-1 resp-shoal-3 resp-redis-always resp-redis-none"
 ONLY=${ONLY:-$SYSTEMS_ALL}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-compare.XXXXXX")
 MANIFEST=$WORK/manifest.tsv
@@ -277,6 +277,14 @@ system floor-channel "Floor of shoal-local: tokio mpsc + oneshot to $SHARDS glom
 system floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipelined connection per shard, Shoal's frame sizes"
 system floor-fsync "Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync, plain syscalls (wal-bench's baseline)"
 system shoal-local "Shoal, embedded single node ($SHARDS shards), LocalKvClient: puts fdatasync'd before ack, linearizable gets (ReadIndex)"
+# The latency profile of an embedded deployment that gives its shard a core of its own:
+# one shard, whose executor spins SPIN_US before it parks, and a client that spins on a
+# lone call's reply for up to REPLY_SPIN_US (covering a put). Same guarantees.
+SPIN_US=200
+REPLY_SPIN_US=400
+SPIN_FLAGS=(--shards 1 --spin-before-park-us "$SPIN_US" --reply-spin-us "$REPLY_SPIN_US" --threads 1)
+system floor-channel-spin "Floor of shoal-local-spin: tokio mpsc + oneshot to 1 glommio shard thread spinning ${SPIN_US} us before parking, client spinning ${REPLY_SPIN_US} us on replies, 1 loadgen thread"
+system shoal-local-spin "Shoal, embedded single node, latency profile (1 shard spinning ${SPIN_US} us before parking, LocalKvClient spinning up to ${REPLY_SPIN_US} us on a lone reply, 1 loadgen thread): puts fdatasync'd before ack, linearizable gets"
 SHOAL1_LABEL="Shoal, single node ($SHARDS shards), RemoteKvClient over TCP (loadgen) or RESP (redis-benchmark): puts fdatasync'd before ack, linearizable gets"
 system shoal-1 "$SHOAL1_LABEL"
 system shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
@@ -291,6 +299,10 @@ if want floor-channel; then
     phase floor-channel
     for w in get-1 get-64 put-1 put-64; do run floor-channel "$w" --target floor-channel --shards "$SHARDS"; done
 fi
+if want floor-channel-spin; then
+    phase floor-channel-spin
+    for w in get-1 get-64 put-1 put-64; do run floor-channel-spin "$w" --target floor-channel "${SPIN_FLAGS[@]}"; done
+fi
 if want floor-tcp; then
     phase floor-tcp
     for w in get-1 get-64 put-1 put-64; do run floor-tcp "$w" --target floor-tcp --shards "$SHARDS"; done
@@ -304,6 +316,10 @@ fi
 if want shoal-local; then
     phase shoal-local
     run_all shoal-local --target shoal-local --shards "$SHARDS" --data-dir "$WORK/shoal-local"
+fi
+if want shoal-local-spin; then
+    phase shoal-local-spin
+    run_all shoal-local-spin --target shoal-local "${SPIN_FLAGS[@]}" --data-dir "$WORK/shoal-local-spin"
 fi
 
 # shoal_node ID CLIENT PEER DATA [member flags...]

@@ -120,6 +120,7 @@ async fn run_local(cli: &Cli, cfg: &RunConfig) -> Result<ExitCode, ConnectError>
         shards: shards(cli),
         request_timeout: cfg.op_timeout,
         spin: spin_settings(cli),
+        wal_sync_mode: cli.wal_sync_mode.unwrap_or_default(),
     };
     let (node, target) = EmbeddedNode::start(&settings).await?;
     let code = execute(cli, cfg, Arc::new(target)).await;

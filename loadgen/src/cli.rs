@@ -101,6 +101,11 @@ pub struct Cli {
     /// sleeps (`LocalKvClient::with_reply_spin`; default: the client's default; 0: never).
     #[arg(long, value_name = "US")]
     pub reply_spin_us: Option<u64>,
+    /// shoal-local: how the embedded node's WAL makes a put durable (the node's
+    /// `wal.sync_mode`: uring, inline, thread; default: the node's default). Every mode
+    /// fdatasyncs before the put is acknowledged.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub wal_sync_mode: Option<shoal::config::WalSyncMode>,
     /// shoal-local: the embedded node's data directory (used as is, never removed).
     /// floor-fsync: where its scratch directory is created. Default: a fresh directory
     /// under the system temp dir (TMPDIR), removed at exit.

@@ -401,27 +401,36 @@ pub fn floors_section(c: &Comparison) -> String {
         };
     let p50 = |w: &str, s: &str, k: &str| kind_figs(c, w, s, k).and_then(|f| f.p50_ns);
     let p99 = |w: &str, s: &str, k: &str| kind_figs(c, w, s, k).and_then(|f| f.p99_ns);
-    line(
-        "local get p50, 1 in flight",
-        p50("get-1", "shoal-local", "get"),
-        p50("get-1", "floor-channel", "get"),
-        "channel round trip",
-        "<= 10 us",
-    );
-    line(
-        "local get p99, 1 in flight",
-        p99("get-1", "shoal-local", "get"),
-        p99("get-1", "floor-channel", "get"),
-        "channel round trip",
-        "<= 50 us",
-    );
-    line(
-        "local put p50, 1 in flight",
-        p50("put-1", "shoal-local", "put"),
-        p50("put-1", "floor-fsync", "put"),
-        "raw write + fdatasync",
-        "<= 1.5x the fdatasync baseline",
-    );
+    for (local, floor, profile) in [
+        ("shoal-local", "floor-channel", ""),
+        (
+            "shoal-local-spin",
+            "floor-channel-spin",
+            " (latency profile)",
+        ),
+    ] {
+        line(
+            &format!("local get p50, 1 in flight{profile}"),
+            p50("get-1", local, "get"),
+            p50("get-1", floor, "get"),
+            "channel round trip",
+            "<= 10 us",
+        );
+        line(
+            &format!("local get p99, 1 in flight{profile}"),
+            p99("get-1", local, "get"),
+            p99("get-1", floor, "get"),
+            "channel round trip",
+            "<= 50 us",
+        );
+        line(
+            &format!("local put p50, 1 in flight{profile}"),
+            p50("put-1", local, "put"),
+            p50("put-1", "floor-fsync", "put"),
+            "raw write + fdatasync",
+            "<= 1.5x the fdatasync baseline",
+        );
+    }
     line(
         "remote get p50, 1 in flight",
         p50("get-1", "shoal-1", "get"),
@@ -449,13 +458,22 @@ pub fn floors_section(c: &Comparison) -> String {
                 );
             }
         };
-    tline(
-        "local get throughput, 64 in flight",
-        tput("get-64", "shoal-local"),
-        tput("get-64", "floor-channel"),
-        "channel round trip",
-        ">= 2x d-engine embedded (196-255 k ops/s), i.e. >= 392-510 k ops/s",
-    );
+    for (local, floor, profile) in [
+        ("shoal-local", "floor-channel", ""),
+        (
+            "shoal-local-spin",
+            "floor-channel-spin",
+            " (latency profile)",
+        ),
+    ] {
+        tline(
+            &format!("local get throughput, 64 in flight{profile}"),
+            tput("get-64", local),
+            tput("get-64", floor),
+            "channel round trip",
+            ">= 2x d-engine embedded (196-255 k ops/s), i.e. >= 392-510 k ops/s",
+        );
+    }
     tline(
         "remote get throughput, 64 in flight",
         tput("get-64", "shoal-1"),

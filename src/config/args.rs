@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::{LogFormat, Member, NodeConfig, PeerRoute};
+use super::{LogFormat, Member, NodeConfig, PeerRoute, WalSyncMode};
 
 /// Flags of the node. Each overrides the same setting of the `--config` file.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -72,6 +72,11 @@ pub struct NodeArgs {
     /// WAL segment size in MiB.
     #[arg(long, value_name = "MIB")]
     pub wal_segment_mib: Option<u64>,
+    /// How the WAL makes a write durable: `uring` (default), `inline` (fdatasync on the
+    /// shard's thread: lowest latency with a core per shard), `thread`. Every mode
+    /// fdatasyncs before a write is acknowledged.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub wal_sync_mode: Option<WalSyncMode>,
     /// Log filter, e.g. `info` or `shoal=debug,openraft=warn`.
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -142,6 +147,7 @@ impl NodeArgs {
         set(&mut t.election_max_ms, &self.election_max_ms);
         set(&mut config.snapshot.every_entries, &self.snapshot_every);
         set(&mut config.wal.segment_mib, &self.wal_segment_mib);
+        set(&mut config.wal.sync_mode, &self.wal_sync_mode);
         set(&mut config.log.level, &self.log_level);
         set(&mut config.log.format, &self.log_format);
         set(

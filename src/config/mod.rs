@@ -11,9 +11,11 @@
 mod args;
 mod executor;
 mod file;
+mod wal;
 
 pub use args::NodeArgs;
 pub use executor::{DEFAULT_SPIN_BEFORE_PARK_US, ExecutorConfig, MAX_SPIN_BEFORE_PARK_US};
+pub use wal::{WalConfig, WalSyncMode};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -167,20 +169,6 @@ impl Default for SnapshotConfig {
             every_entries: 100_000,
             keep_entries: 10_000,
         }
-    }
-}
-
-/// WAL settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WalConfig {
-    /// Size of each segment file, in MiB.
-    pub segment_mib: u64,
-}
-
-impl Default for WalConfig {
-    fn default() -> Self {
-        WalConfig { segment_mib: 64 }
     }
 }
 

@@ -228,3 +228,31 @@ fn first_core_shifts_every_shard_and_wraps() {
         [1, 2, 3, 0]
     );
 }
+
+#[test]
+fn wal_sync_mode_comes_from_the_file_or_the_flag_and_defaults_to_uring() {
+    assert_eq!(NodeConfig::default().wal.sync_mode, WalSyncMode::Uring);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, "[wal]\nsync_mode = \"inline\"\n").unwrap();
+    let from_file = NodeArgs {
+        config: Some(path.clone()),
+        ..NodeArgs::default()
+    };
+    let c = NodeConfig::load(&from_file).unwrap();
+    assert_eq!(c.wal.sync_mode, WalSyncMode::Inline);
+    assert_eq!(c.wal.sync_mode.disk_mode(), shoal_wal::SyncMode::Inline);
+    let flag = NodeArgs {
+        config: Some(path.clone()),
+        wal_sync_mode: Some(WalSyncMode::Thread),
+        ..NodeArgs::default()
+    };
+    let c = NodeConfig::load(&flag).unwrap();
+    assert_eq!(c.wal.sync_mode.disk_mode(), shoal_wal::SyncMode::SyncThread);
+    std::fs::write(&path, "[wal]\nsync_mode = \"fast\"\n").unwrap();
+    let err = NodeConfig::load(&from_file).unwrap_err().to_string();
+    assert!(
+        err.contains("sync_mode") || err.contains("unknown variant"),
+        "{err}"
+    );
+}

@@ -23,8 +23,11 @@ pub trait ShardService: 'static {
     /// The shard (= Raft group) this service runs.
     fn shard(&self) -> u32;
 
-    /// Executes `request`, answering `Timeout` if `deadline` passes first. Writes answer
-    /// once committed and applied; reads at the requested consistency.
+    /// Executes `request`; writes answer once committed and applied, reads at the
+    /// requested consistency. A request whose `deadline` already passed answers `Timeout`
+    /// at once; bounding a running request by `deadline` is the caller's job
+    /// (`Dispatcher::handle` races it against a timer), so the service needs no timer of
+    /// its own.
     async fn execute(&self, request: Request, deadline: Instant) -> Response;
 
     /// The members of this shard's group as it knows them now (voters and learners, with

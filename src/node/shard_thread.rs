@@ -48,7 +48,7 @@ use crate::shard::clock::now_ms;
 use crate::shard::ttl_ticker::run_ttl_ticker;
 use crate::state::State;
 use shoal_proto::LocalPeer;
-use shoal_wal::{GlommioDisk, SyncMode};
+use shoal_wal::GlommioDisk;
 
 /// How long a single-node group may take to lead after start before the shard reports
 /// a failure (an election on one voter takes one election timeout).
@@ -173,7 +173,7 @@ async fn serve(
     // 1. Storage.
     let wal_err =
         |e: &dyn std::fmt::Display| ShardError::Wal(format!("{}: {e}", wal_dir.display()));
-    let disk = GlommioDisk::open(&wal_dir, SyncMode::UringFdatasync)
+    let disk = GlommioDisk::open(&wal_dir, config.wal.sync_mode.disk_mode())
         .await
         .map_err(|e| wal_err(&e))?;
     let ack = if config.unsafe_ack_before_fsync {

@@ -61,9 +61,10 @@ impl Dispatcher {
         if deadline <= now {
             return timeout();
         }
-        let work = AssertUnwindSafe(self.route(request, deadline)).catch_unwind();
+        // Pinned on this future's own state, not boxed: no allocation per request.
+        let work = std::pin::pin!(AssertUnwindSafe(self.route(request, deadline)).catch_unwind());
         let timer = Timer::new(deadline - now);
-        match select(Box::pin(work), timer).await {
+        match select(work, timer).await {
             Either::Left((Ok(response), _)) => response,
             Either::Left((Err(_panic), _)) => {
                 tracing::error!(shard = self.shard, "request handler panicked");

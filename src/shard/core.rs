@@ -13,7 +13,9 @@
 //!   (`read_batch`, where the argument for linearizability is written out); lease reads skip the quorum round while the leader lease holds and
 //!   fall back to ReadIndex otherwise; stale reads read whatever is applied.
 //! - Every request ends by its deadline: past it the answer is `Timeout` (a write may still
-//!   commit after that; the client is told the outcome is unknown).
+//!   commit after that; the client is told the outcome is unknown). The caller enforces
+//!   it (`Dispatcher::handle` races each request against one timer); reads also bound
+//!   their own wait by it.
 //! - Membership changes (`AddLearner`, `ChangeMembership`) are proposed only on the group's
 //!   leader (openraft refuses them elsewhere: `NotLeader` with the leader's client address,
 //!   never forwarded). `AddLearner` answers once the learner caught up (blocking add).
@@ -151,6 +153,19 @@ impl ShardCore {
     /// concurrent reads it grows slower than the reads (they share rounds).
     pub fn read_rounds(&self) -> u64 {
         self.reads.rounds()
+    }
+
+    /// Linearizable reads served without a round because this node is the group's only
+    /// voter and has applied its whole log (`read_batch`'s single-voter fast path).
+    pub fn fast_reads(&self) -> u64 {
+        self.reads.fast_reads()
+    }
+
+    /// Turns the single-voter read fast path off (every linearizable read runs a ReadIndex
+    /// round) or back on (the default). For tests of the rounds themselves.
+    #[doc(hidden)]
+    pub fn set_read_fast_path(&self, on: bool) {
+        self.reads.set_fast_path(on);
     }
 
     /// The Raft handle (for status lines, shutdown and the peer server).
@@ -485,15 +500,13 @@ impl ShardService for ShardCore {
     }
 
     async fn execute(&self, request: Request, deadline: Instant) -> Response {
-        let budget = deadline.saturating_duration_since(Instant::now());
-        if budget.is_zero() {
+        // No timer here: the only caller, `Dispatcher::handle`, already races the whole
+        // request against its deadline (one timer per request, not two); what runs below
+        // uses the deadline itself where it waits (a read's round budget).
+        if deadline <= Instant::now() {
             return Response::Error(timeout(self.shard));
         }
-        let run = async { Ok(self.run(request, deadline).await) };
-        match glommio::timer::timeout(budget, run).await {
-            Ok(response) => response,
-            Err(_) => Response::Error(timeout(self.shard)),
-        }
+        self.run(request, deadline).await
     }
 }
 

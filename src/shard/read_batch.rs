@@ -28,6 +28,25 @@
 //! A round already running when R arrived is never used for R: its read index may have
 //! been taken before R's invocation, and could miss a write acknowledged in between.
 //!
+//! Single-voter fast path. When, at R's arrival, this node's Raft metrics say it leads a
+//! group whose effective membership (the latest config in its log, committed or not) has
+//! this node as its only voter, the group is running, and the state machine has applied
+//! every entry of the log, R reads at once without a round. Why that is linearizable:
+//! - Every write acknowledged before R was applied on this node. A write is acknowledged
+//!   only after it was applied on the leader that proposed it. While the configuration
+//!   is `{self}`, that leader was this node: no other node can be elected without this
+//!   node's vote and a configuration in which it is a voter, and such a configuration is
+//!   appended to this node's log first (only the leader proposes membership changes), so
+//!   the metrics would show the joint configuration. Writes of earlier leaders (before a
+//!   restart, or before a shrink to `{self}`) are in this node's log, hence applied.
+//! - The metrics lag the Raft core by at most one of its loop iterations, and everything
+//!   that could break the claim (a new voter, a granted vote, a step-down) needs messages
+//!   from other nodes that arrive after the configuration change was appended and flushed
+//!   to the metrics in an earlier iteration.
+//! - "Applied up to the last log entry" includes the leader's no-op of its term, so a
+//!   fresh leader still catching up on its log after a restart takes the normal round.
+//! Any doubt (two voters, a joint config, an unapplied entry, a follower) takes the round.
+//!
 //! Invariants: at most one round runs at a time per shard; every waiting read gets the
 //! outcome of exactly one round that started after it joined, or (if its caller gave up)
 //! is dropped unanswered; the driver ends when nothing waits.
@@ -37,10 +56,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use openraft::RaftMetrics;
 use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{Fatal, LinearizableReadError, RaftError};
 
 use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::sync::WatchRx;
 use crate::raft::types::{Raft, TypeConfig};
 
 /// Shortest wait a round gives the state machine to reach the read index (a round whose
@@ -76,9 +98,17 @@ struct Pending {
 /// Batches the linearizable reads of one shard (see the module documentation).
 pub(crate) struct ReadBatcher {
     raft: Raft<ShardStateMachine>,
+    /// The group's metrics, read by the fast path (kept, not re-cloned per read).
+    metrics: WatchRx<RaftMetrics<TypeConfig>>,
     pending: RefCell<Pending>,
     /// Rounds started so far (what batching saves shows as reads per round).
     rounds: Cell<u64>,
+    /// Reads served by the single-voter fast path (no round).
+    fast_reads: Cell<u64>,
+    /// The outcome the fast path hands out (shared, so serving allocates nothing).
+    ready: Rc<RoundOutcome>,
+    /// Whether the fast path may be used (on; tests turn it off to exercise rounds).
+    fast_path: Cell<bool>,
 }
 
 impl std::fmt::Debug for ReadBatcher {
@@ -95,9 +125,13 @@ impl ReadBatcher {
     /// A batcher of reads on `raft`'s group.
     pub(crate) fn new(raft: Raft<ShardStateMachine>) -> Rc<ReadBatcher> {
         Rc::new(ReadBatcher {
+            metrics: raft.metrics(),
             raft,
             pending: RefCell::new(Pending::default()),
             rounds: Cell::new(0),
+            fast_reads: Cell::new(0),
+            ready: Rc::new(RoundOutcome::Ready),
+            fast_path: Cell::new(true),
         })
     }
 
@@ -106,9 +140,43 @@ impl ReadBatcher {
         self.rounds.get()
     }
 
-    /// Waits for a ReadIndex round that started after this call and returns its outcome.
-    /// Must run on the shard's executor (the driver is a local task).
+    /// Reads served without a round by the single-voter fast path.
+    pub(crate) fn fast_reads(&self) -> u64 {
+        self.fast_reads.get()
+    }
+
+    /// Turns the single-voter fast path on (the default) or off (every read runs a round).
+    pub(crate) fn set_fast_path(&self, on: bool) {
+        self.fast_path.set(on);
+    }
+
+    /// Whether a read arriving now may be served from the applied state without a round:
+    /// the single-voter fast path of the module documentation.
+    fn sole_voter_caught_up(&self) -> bool {
+        if !self.fast_path.get() {
+            return false;
+        }
+        let m = self.metrics.borrow_watched();
+        if m.running_state.is_err()
+            || m.state != openraft::ServerState::Leader
+            || m.current_leader != Some(m.id)
+        {
+            return false;
+        }
+        let configs = m.membership_config.membership().get_joint_config();
+        let sole_voter =
+            configs.len() == 1 && configs[0].len() == 1 && configs[0].iter().next() == Some(&m.id);
+        sole_voter && m.last_applied.as_ref().map(|l| l.index) >= m.last_log_index
+    }
+
+    /// Waits for a ReadIndex round that started after this call and returns its outcome
+    /// (or serves at once on the single-voter fast path). Must run on the shard's executor
+    /// (the driver is a local task).
     pub(crate) async fn linearize(self: &Rc<Self>, deadline: Instant) -> Rc<RoundOutcome> {
+        if self.sole_voter_caught_up() {
+            self.fast_reads.set(self.fast_reads.get() + 1);
+            return Rc::clone(&self.ready);
+        }
         let (tx, rx) = oneshot::channel();
         let start_driver = {
             let mut p = self.pending.borrow_mut();

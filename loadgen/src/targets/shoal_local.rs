@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use shoal::config::{ExecutorConfig, NodeConfig};
+use shoal::config::{ExecutorConfig, NodeConfig, WalConfig, WalSyncMode};
 use shoal::local_client::LocalKvClient;
 use shoal::node::Node;
 
@@ -50,6 +50,9 @@ pub struct LocalSettings {
     pub request_timeout: Duration,
     /// Executor and reply spinning.
     pub spin: SpinSettings,
+    /// How the node's WAL makes writes durable (`wal.sync_mode`; every mode fdatasyncs
+    /// before a put is acknowledged).
+    pub wal_sync_mode: WalSyncMode,
 }
 
 /// How the in-process targets (`shoal-local` and its floor, `floor-channel`) avoid
@@ -132,6 +135,10 @@ impl EmbeddedNode {
                     spin_before_park_us: settings.spin.spin_before_park_us,
                     ..ExecutorConfig::default()
                 },
+                wal: WalConfig {
+                    sync_mode: settings.wal_sync_mode,
+                    ..WalConfig::default()
+                },
                 ..NodeConfig::default()
             };
             config
@@ -158,9 +165,10 @@ impl EmbeddedNode {
                     let description = format!(
                         "shoal-local (embedded single node, {shards} shard(s), data in {where_}; \
                          LocalKvClient, request timeout {} ms, linearizable gets, puts \
-                         fdatasync'd before ack; shards spin {} us before parking, a lone \
-                         call spins {} us on its reply)",
+                         fdatasync'd before ack (WAL sync mode {:?}); shards spin {} us before \
+                         parking, a lone call spins {} us on its reply)",
                         settings.request_timeout.as_millis(),
+                        settings.wal_sync_mode,
                         settings.spin.spin_before_park_us,
                         settings.spin.reply_spin.as_micros()
                     );
