@@ -14,7 +14,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn summary(r: &RunReport) -> String {
     format!(
-        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?} disk(durable/torn)={:?}",
+        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?} disk(durable/torn)={:?} snapshots={:?}",
         r.seed,
         r.trace_hash,
         r.events,
@@ -24,7 +24,8 @@ fn summary(r: &RunReport) -> String {
         r.applies,
         r.faults,
         r.net,
-        r.disk
+        r.disk,
+        r.snapshots
     )
 }
 
@@ -36,12 +37,18 @@ fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunR
     let mut failed = Vec::new();
     let (mut ops, mut faults, mut msgs) = ((0u64, 0u64, 0u64), Vec::new(), (0u64, 0u64, 0u64));
     let mut disk = (0u64, 0u64);
+    let mut snaps = (0u64, 0u64, 0u64);
     for seed in first..first + count {
         let mut params = SimParams::for_seed(seed);
         tweak(&mut params);
         let r = shoal_sim::run(&params);
         ops = (ops.0 + r.ops.0, ops.1 + r.ops.1, ops.2 + r.ops.2);
         disk = (disk.0 + r.disk.0, disk.1 + r.disk.1);
+        snaps = (
+            snaps.0 + r.snapshots.persisted,
+            snaps.1 + r.snapshots.installed,
+            snaps.2 + r.snapshots.restored,
+        );
         msgs = (
             msgs.0 + r.net.delivered,
             msgs.1 + r.net.dropped + r.net.cut,
@@ -57,7 +64,7 @@ fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunR
     eprintln!(
         "seeds {first}..{}: client ops ok/fail/unknown {ops:?}; faults: crashes {} leader crashes {} \
          isolations {} splits {} bridges {} lossy periods {} bad links {}; messages delivered/lost/duplicated {msgs:?}; \
-         WAL disk writes durable/torn at crash {disk:?}",
+         WAL disk writes durable/torn at crash {disk:?}; real state machine snapshots persisted/installed/restored at restart {snaps:?}",
         first + count,
         sum(|f| f.crashes),
         sum(|f| f.leader_crashes),
