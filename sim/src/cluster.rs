@@ -27,6 +27,7 @@ use openraft_rt::AsyncRuntime;
 use shoal::raft::types::NodeId;
 use shoal::raft::types::ShoalNode;
 
+use crate::command::Command;
 use crate::history;
 use crate::invariants::Checker;
 use crate::nemesis::FaultStats;
@@ -42,7 +43,6 @@ use crate::runtime::spawn_tagged;
 use crate::runtime::task_panics;
 use crate::storage::MemStorage;
 use crate::storage::StorageModel;
-use crate::command::Command;
 use crate::storage::wal_storage::WalStorage;
 use crate::types::SimRaft;
 use crate::workload::ClientEnv;

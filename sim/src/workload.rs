@@ -22,6 +22,7 @@ use openraft::errors::RaftError;
 use openraft_rt::AsyncRuntime;
 use shoal::raft::types::NodeId;
 
+use crate::command::Command;
 use crate::history::OkValue;
 use crate::history::Op;
 use crate::history::OpKind;
@@ -33,7 +34,6 @@ use crate::runtime::note;
 use crate::runtime::now;
 use crate::runtime::rng;
 use crate::storage::StorageModel;
-use crate::command::Command;
 
 /// Bound on one client operation (virtual time).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);

@@ -264,14 +264,16 @@ fn negative_control_stale_reads_are_caught() {
 
 /// Found by this simulation: openraft's default `enable_leader_restore = true` lets a leader
 /// that crashed with an unsynced (but already replicated) log tail come back as leader of
-/// the same term and reuse those log ids for different entries. Seed 51 shows it; this test
-/// pins that the simulation keeps catching it (Shoal must set the option to false).
+/// the same term and reuse those log ids for different entries. Seed 12 shows it (seed 51 did
+/// with the simulation's former model state machine; with the production state machine the
+/// runs differ, and of seeds 0..=40 only 12 hits it); this test pins that the simulation
+/// keeps catching it (Shoal must set the option to false).
 #[test]
 fn openraft_leader_restore_with_a_lost_tail_is_caught() {
-    let mut params = SimParams::for_seed(51);
+    let mut params = SimParams::for_seed(12);
     params.leader_restore = true;
     let r = shoal_sim::run(&params);
-    eprintln!("leader restore, seed 51: {:?}", r.violations);
+    eprintln!("leader restore, seed 12: {:?}", r.violations);
     assert!(
         r.violations.iter().any(|v| v.contains("log matching")),
         "expected a log matching violation: {:?}",

@@ -36,7 +36,7 @@ pub trait SmRuntime: AsyncRuntime {
 }
 
 impl SmRuntime for GlommioRuntime {
-    fn yield_now() -> impl Future<Output = ()> {
-        async { glommio::executor().yield_now().await }
+    async fn yield_now() {
+        glommio::executor().yield_now().await;
     }
 }

@@ -163,9 +163,7 @@ impl SnapshotFile for BufferedFile {
     }
 
     async fn fdatasync(&self) -> io::Result<()> {
-        BufferedFile::fdatasync(self)
-            .await
-            .map_err(io::Error::from)
+        BufferedFile::fdatasync(self).await.map_err(io::Error::from)
     }
 
     async fn close(self) -> io::Result<()> {

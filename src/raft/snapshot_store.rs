@@ -119,9 +119,15 @@ pub fn file_name(id: Option<LogId>) -> String {
     }
 }
 
+/// The order key of a snapshot file name (`(index, term)`, `None` for `snapshot-none`),
+/// or `None` if the name is not a snapshot file's (a `.tmp` file, anything else).
+pub fn snapshot_key(name: &str) -> Option<Option<(u64, u64)>> {
+    parse_name(name).ok()
+}
+
 /// Parses a snapshot file name into its order key: `None` < any log id, then by index,
 /// then term (`(index, term)`). `Err(())` if the name is not a snapshot's.
-pub fn parse_name(name: &str) -> Result<Option<(u64, u64)>, ()> {
+fn parse_name(name: &str) -> Result<Option<(u64, u64)>, ()> {
     let body = name
         .strip_prefix(PREFIX)
         .and_then(|s| s.strip_suffix(SUFFIX))
@@ -257,7 +263,9 @@ impl<F: SnapshotFs, R: SmRuntime> SnapshotStore<F, R> {
             Err(e) => Err(e),
         };
         let closed = file.close().await;
-        synced.and(closed).map_err(ctx(self.fs.path(&tmp), "write"))?;
+        synced
+            .and(closed)
+            .map_err(ctx(self.fs.path(&tmp), "write"))?;
         self.fs
             .rename(&tmp, &name)
             .await
@@ -398,10 +406,7 @@ async fn load<F: SnapshotFs, R: SmRuntime>(
     key: Option<(u64, u64)>,
 ) -> Result<(Loaded, u64), SmError> {
     let path = &fs.path(name);
-    let file = fs
-        .open(name)
-        .await
-        .map_err(io_err(path.clone(), "open"))?;
+    let file = fs.open(name).await.map_err(io_err(path.clone(), "open"))?;
     let mut reader = SnapshotReader::new();
     let mut len = 0u64;
     let mut decode_error = None;

@@ -45,11 +45,11 @@ use openraft_rt::Instant as _;
 
 use super::apply_reply::ApplyReply;
 use super::sm_runtime::SmRuntime;
-use super::snapshot_fs::FileSnapshotFs;
-use super::snapshot_fs::SnapshotFs;
 use super::snapshot_builder::BuildSlot;
 use super::snapshot_builder::ShardSnapshotBuilder;
 use super::snapshot_builder::Shared;
+use super::snapshot_fs::FileSnapshotFs;
+use super::snapshot_fs::SnapshotFs;
 use super::snapshot_meta::decode_meta;
 use super::snapshot_meta::from_state_log_id;
 use super::snapshot_meta::to_state_log_id;
@@ -59,11 +59,11 @@ use super::snapshot_store::decode_yielding;
 use super::types::EntryPayload;
 use super::types::LogId;
 use super::types::Response;
+use super::types::ShoalTypeConfig;
 use super::types::Snapshot;
 use super::types::SnapshotData;
 use super::types::SnapshotMeta;
 use super::types::StoredMembership;
-use super::types::ShoalTypeConfig;
 use super::types::TypeConfig;
 use crate::state::ApplyResult;
 use crate::state::Command;
@@ -83,7 +83,10 @@ const APPLY_SLICE: Duration = Duration::from_micros(500);
 /// The Raft state machine of one shard, under type configuration `C` with its snapshot
 /// files in `F` (production: the defaults).
 #[derive(Debug)]
-pub struct ShardStateMachine<C: ShoalTypeConfig = TypeConfig, F: SnapshotFs + std::fmt::Debug = FileSnapshotFs> {
+pub struct ShardStateMachine<
+    C: ShoalTypeConfig = TypeConfig,
+    F: SnapshotFs + std::fmt::Debug = FileSnapshotFs,
+> {
     shared: Rc<Shared<C, F>>,
 }
 

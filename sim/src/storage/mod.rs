@@ -26,8 +26,8 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use openraft::storage::RaftLogStorage;
-use shoal::raft::types::SnapshotData;
 use openraft::storage::RaftStateMachine;
+use shoal::raft::types::SnapshotData;
 
 use crate::invariants::Checker;
 use crate::runtime::Stream;

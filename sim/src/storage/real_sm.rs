@@ -126,12 +126,7 @@ impl SmNodes {
     /// Snapshot counters over all nodes.
     pub fn stats(&self) -> SnapshotStats {
         let mut stats = *self.stats.borrow();
-        stats.persisted = self
-            .nodes
-            .borrow()
-            .values()
-            .map(|n| n.fs.persisted())
-            .sum();
+        stats.persisted = self.nodes.borrow().values().map(|n| n.fs.persisted()).sum();
         stats
     }
 
@@ -170,8 +165,7 @@ impl SmNodes {
     /// Read `key` from `node`'s current state machine.
     pub fn read(&self, node: u64, key: &[u8]) -> Option<Bytes> {
         let state = self.state(node)?;
-        let v = state.borrow().get(key, virtual_wall_ms());
-        v
+        state.borrow().get(key, virtual_wall_ms())
     }
 
     /// Last applied log id of `node`'s current state machine.

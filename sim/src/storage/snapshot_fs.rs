@@ -21,7 +21,7 @@ use std::rc::Rc;
 use openraft_rt::AsyncRuntime;
 use shoal::raft::SnapshotFile;
 use shoal::raft::SnapshotFs;
-use shoal::raft::snapshot_store::parse_name;
+use shoal::raft::snapshot_store::snapshot_key;
 
 use super::log_store::fsync_latency;
 use crate::runtime::SimRuntime;
@@ -129,7 +129,7 @@ impl SimSnapshotFs {
 fn newest(names: &BTreeMap<String, u64>) -> Option<Option<u64>> {
     names
         .keys()
-        .filter_map(|n| parse_name(n).ok())
+        .filter_map(|n| snapshot_key(n))
         .max()
         .map(|key| key.map(|(index, _term)| index))
 }
@@ -175,7 +175,7 @@ impl SnapshotFs for SimSnapshotFs {
     async fn rename(&self, from: &str, to: &str) -> io::Result<()> {
         let mut inner = self.inner.borrow_mut();
         let ino = inner.names.remove(from).ok_or_else(|| not_found(from))?;
-        if parse_name(to).is_ok() {
+        if snapshot_key(to).is_some() {
             inner.persisted += 1;
         }
         inner.names.insert(to.to_string(), ino);

@@ -33,11 +33,11 @@ use super::StorageModel;
 use super::real_sm::CheckedSm;
 use super::real_sm::SmNodes;
 use super::sim_disk::SimDisk;
-use shoal::raft::types::SnapshotData;
 use super::wal_log::WalLog;
 use super::wal_log::log_id_from_real;
 use crate::invariants::Checker;
 use crate::types::LogId;
+use shoal::raft::types::SnapshotData;
 
 /// The WAL configuration of simulated nodes: small segments and writes, so segment
 /// rotation, preallocation, deletion after purges and multi-write group commits all happen
