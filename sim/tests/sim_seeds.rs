@@ -29,8 +29,9 @@ fn summary(r: &RunReport) -> String {
     )
 }
 
-/// Seeds of the CI sweep with the simulation's storage model (split over two tests so the
-/// harness runs them on both cores). With [`CI_WAL_SEEDS`] the sweep runs 300 seeds.
+/// Seeds of the CI sweep with the simulation's log-store model (split over two tests so the
+/// harness runs them on both cores). With [`CI_WAL_SEEDS`] the sweep runs 300 seeds; every
+/// one of them runs Shoal's production state machine and snapshot store on every node.
 const CI_SEEDS: u64 = 200;
 
 fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunReport> {
@@ -136,7 +137,9 @@ fn ci_seed_sweep_second_half() {
     sweep(CI_SEEDS / 2, CI_SEEDS - CI_SEEDS / 2, false);
 }
 
-/// Seeds of the CI sweep with the real WAL log store (`SimParams::wal`), split in two.
+/// Seeds of the CI sweep with the real WAL log store (`SimParams::wal`), split in two:
+/// nothing but the disk, network and clock is simulated (real WAL, log store, state
+/// machine, snapshot builder and snapshot store).
 const CI_WAL_SEEDS: u64 = 100;
 
 #[test]
