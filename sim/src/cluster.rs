@@ -27,6 +27,7 @@ use openraft_rt::AsyncRuntime;
 use shoal::raft::types::NodeId;
 use shoal::raft::types::ShoalNode;
 
+use crate::command::Command;
 use crate::history;
 use crate::invariants::Checker;
 use crate::nemesis::FaultStats;
@@ -42,7 +43,6 @@ use crate::runtime::spawn_tagged;
 use crate::runtime::task_panics;
 use crate::storage::MemStorage;
 use crate::storage::StorageModel;
-use crate::storage::state_machine::Command;
 use crate::storage::wal_storage::WalStorage;
 use crate::types::SimRaft;
 use crate::workload::ClientEnv;
@@ -136,6 +136,8 @@ pub struct RunReport {
     /// Disk counters of the storage, if it has any: (durable writes completed, writes torn
     /// by a crash while in flight). The real WAL's `SimDisk` counts them.
     pub disk: (u64, u64),
+    /// The production state machine's snapshot activity over all nodes.
+    pub snapshots: crate::storage::SnapshotStats,
     /// Extra environment of the replay command (`SHOAL_SIM_WAL=1 ` in WAL mode).
     pub replay_env: String,
 }
@@ -427,6 +429,7 @@ async fn drive<S: StorageModel>(
     report.net = cluster.net.stats();
     (report.appends, report.applies) = cluster.checker.counts();
     report.disk = cluster.storage.disk_stats();
+    report.snapshots = cluster.storage.snapshot_stats();
     report.virtual_time = now().since_start();
 }
 

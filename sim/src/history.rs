@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::storage::state_machine::Command;
+use crate::command::Command;
 
 /// What a client asked.
 #[derive(Debug, Clone, PartialEq, Eq)]

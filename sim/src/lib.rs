@@ -6,6 +6,7 @@
 //! invariants are checked at every event. See `README.md`.
 
 pub mod cluster;
+pub mod command;
 pub mod history;
 pub mod invariants;
 pub mod nemesis;

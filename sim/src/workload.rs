@@ -2,7 +2,7 @@
 //! current leader, recorded into the run's history.
 //!
 //! Invariants:
-//! - Every write carries a value (put) or token (delete) unique in the run, so the history
+//! - Every write carries a value (put) or token (delete, `client << 32 | seq`) unique in the run, so the history
 //!   checker finds it in the committed log.
 //! - An outcome is `Fail` only when openraft says the entry was never appended
 //!   (`ForwardToLeader`); any other error, a timeout or a crash is `Unknown`.
@@ -22,6 +22,7 @@ use openraft::errors::RaftError;
 use openraft_rt::AsyncRuntime;
 use shoal::raft::types::NodeId;
 
+use crate::command::Command;
 use crate::history::OkValue;
 use crate::history::Op;
 use crate::history::OpKind;
@@ -33,7 +34,6 @@ use crate::runtime::note;
 use crate::runtime::now;
 use crate::runtime::rng;
 use crate::storage::StorageModel;
-use crate::storage::state_machine::Command;
 
 /// Bound on one client operation (virtual time).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -189,7 +189,7 @@ impl<S: StorageModel> ClientEnv<S> {
                 self.write(client, leader, Command::Put { key: k, value })
                     .await;
             } else if dice < 55 {
-                let token = Bytes::from(format!("c{client}-{seq}"));
+                let token = (client << 32) | seq;
                 self.write(client, leader, Command::Delete { key: k, token })
                     .await;
             } else {

@@ -14,7 +14,7 @@ fn env_u64(name: &str) -> Option<u64> {
 
 fn summary(r: &RunReport) -> String {
     format!(
-        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?} disk(durable/torn)={:?}",
+        "seed={} hash={:#018x} events={} vtime={:?} ops(ok/fail/unknown)={:?} appends={} applies={} faults={:?} net={:?} disk(durable/torn)={:?} snapshots={:?}",
         r.seed,
         r.trace_hash,
         r.events,
@@ -24,24 +24,32 @@ fn summary(r: &RunReport) -> String {
         r.applies,
         r.faults,
         r.net,
-        r.disk
+        r.disk,
+        r.snapshots
     )
 }
 
-/// Seeds of the CI sweep with the simulation's storage model (split over two tests so the
-/// harness runs them on both cores). With [`CI_WAL_SEEDS`] the sweep runs 300 seeds.
+/// Seeds of the CI sweep with the simulation's log-store model (split over two tests so the
+/// harness runs them on both cores). With [`CI_WAL_SEEDS`] the sweep runs 300 seeds; every
+/// one of them runs Shoal's production state machine and snapshot store on every node.
 const CI_SEEDS: u64 = 200;
 
 fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunReport> {
     let mut failed = Vec::new();
     let (mut ops, mut faults, mut msgs) = ((0u64, 0u64, 0u64), Vec::new(), (0u64, 0u64, 0u64));
     let mut disk = (0u64, 0u64);
+    let mut snaps = (0u64, 0u64, 0u64);
     for seed in first..first + count {
         let mut params = SimParams::for_seed(seed);
         tweak(&mut params);
         let r = shoal_sim::run(&params);
         ops = (ops.0 + r.ops.0, ops.1 + r.ops.1, ops.2 + r.ops.2);
         disk = (disk.0 + r.disk.0, disk.1 + r.disk.1);
+        snaps = (
+            snaps.0 + r.snapshots.persisted,
+            snaps.1 + r.snapshots.installed,
+            snaps.2 + r.snapshots.restored,
+        );
         msgs = (
             msgs.0 + r.net.delivered,
             msgs.1 + r.net.dropped + r.net.cut,
@@ -57,7 +65,7 @@ fn run_seeds(first: u64, count: u64, tweak: impl Fn(&mut SimParams)) -> Vec<RunR
     eprintln!(
         "seeds {first}..{}: client ops ok/fail/unknown {ops:?}; faults: crashes {} leader crashes {} \
          isolations {} splits {} bridges {} lossy periods {} bad links {}; messages delivered/lost/duplicated {msgs:?}; \
-         WAL disk writes durable/torn at crash {disk:?}",
+         WAL disk writes durable/torn at crash {disk:?}; real state machine snapshots persisted/installed/restored at restart {snaps:?}",
         first + count,
         sum(|f| f.crashes),
         sum(|f| f.leader_crashes),
@@ -129,7 +137,9 @@ fn ci_seed_sweep_second_half() {
     sweep(CI_SEEDS / 2, CI_SEEDS - CI_SEEDS / 2, false);
 }
 
-/// Seeds of the CI sweep with the real WAL log store (`SimParams::wal`), split in two.
+/// Seeds of the CI sweep with the real WAL log store (`SimParams::wal`), split in two:
+/// nothing but the disk, network and clock is simulated (real WAL, log store, state
+/// machine, snapshot builder and snapshot store).
 const CI_WAL_SEEDS: u64 = 100;
 
 #[test]
@@ -257,14 +267,16 @@ fn negative_control_stale_reads_are_caught() {
 
 /// Found by this simulation: openraft's default `enable_leader_restore = true` lets a leader
 /// that crashed with an unsynced (but already replicated) log tail come back as leader of
-/// the same term and reuse those log ids for different entries. Seed 51 shows it; this test
-/// pins that the simulation keeps catching it (Shoal must set the option to false).
+/// the same term and reuse those log ids for different entries. Seed 12 shows it (seed 51 did
+/// with the simulation's former model state machine; with the production state machine the
+/// runs differ, and of seeds 0..=40 only 12 hits it); this test pins that the simulation
+/// keeps catching it (Shoal must set the option to false).
 #[test]
 fn openraft_leader_restore_with_a_lost_tail_is_caught() {
-    let mut params = SimParams::for_seed(51);
+    let mut params = SimParams::for_seed(12);
     params.leader_restore = true;
     let r = shoal_sim::run(&params);
-    eprintln!("leader restore, seed 51: {:?}", r.violations);
+    eprintln!("leader restore, seed 12: {:?}", r.violations);
     assert!(
         r.violations.iter().any(|v| v.contains("log matching")),
         "expected a log matching violation: {:?}",

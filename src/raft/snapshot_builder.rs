@@ -24,15 +24,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use openraft::RaftSnapshotBuilder;
+use openraft_rt::AsyncRuntime;
+
+use super::sm_runtime::SmRuntime;
+use super::snapshot_fs::SnapshotFs;
 
 use super::snapshot_meta::encode_meta;
 use super::snapshot_meta::from_state_log_id;
 use super::snapshot_store::SnapshotStore;
+use super::types::ShoalTypeConfig;
 use super::types::Snapshot;
 use super::types::SnapshotData;
 use super::types::SnapshotMeta;
 use super::types::StoredMembership;
-use super::types::TypeConfig;
 use crate::state::SnapshotError;
 use crate::state::SnapshotProgress;
 use crate::state::State;
@@ -63,15 +67,15 @@ impl BuildSlot {
 }
 
 /// What a builder and the state machine share.
-pub(crate) struct Shared {
+pub(crate) struct Shared<C: ShoalTypeConfig, F: SnapshotFs> {
     pub(crate) state: Rc<RefCell<State>>,
     pub(crate) membership: RefCell<StoredMembership>,
-    pub(crate) store: SnapshotStore,
+    pub(crate) store: SnapshotStore<F, C::AsyncRuntime>,
     pub(crate) slot: RefCell<BuildSlot>,
     pub(crate) clock: Rc<dyn Fn() -> u64>,
 }
 
-impl std::fmt::Debug for Shared {
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> std::fmt::Debug for Shared<C, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("membership", &self.membership)
@@ -98,14 +102,16 @@ enum Phase {
 
 /// The `RaftSnapshotBuilder` of a [`ShardStateMachine`](super::state_machine::ShardStateMachine).
 #[derive(Debug)]
-pub struct ShardSnapshotBuilder {
-    shared: Rc<Shared>,
+pub struct ShardSnapshotBuilder<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> {
+    shared: Rc<Shared<C, F>>,
     phase: Phase,
 }
 
-impl ShardSnapshotBuilder {
+type Begun<C, F> = Result<ShardSnapshotBuilder<C, F>, (Rc<Shared<C, F>>, SnapshotError)>;
+
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> ShardSnapshotBuilder<C, F> {
     /// A builder that has frozen the state now, or `Err` with why it could not.
-    pub(crate) fn begin(shared: Rc<Shared>) -> Result<Self, (Rc<Shared>, SnapshotError)> {
+    pub(crate) fn begin(shared: Rc<Shared<C, F>>) -> Begun<C, F> {
         match begin_on(&shared) {
             Ok(phase) => Ok(ShardSnapshotBuilder { shared, phase }),
             Err(e) => Err((shared, e)),
@@ -113,7 +119,7 @@ impl ShardSnapshotBuilder {
     }
 
     /// A builder that begins when `build_snapshot` runs.
-    pub(crate) fn pending(shared: Rc<Shared>) -> Self {
+    pub(crate) fn pending(shared: Rc<Shared<C, F>>) -> Self {
         ShardSnapshotBuilder {
             shared,
             phase: Phase::Pending,
@@ -125,7 +131,7 @@ impl ShardSnapshotBuilder {
             match begin_on(&self.shared) {
                 Ok(phase) => self.phase = phase,
                 // The other build always ends (or is dropped, which aborts it).
-                Err(SnapshotError::InProgress) => glommio::timer::sleep(BUSY_RETRY).await,
+                Err(SnapshotError::InProgress) => C::AsyncRuntime::sleep(BUSY_RETRY).await,
                 Err(e) => {
                     self.phase = Phase::Done;
                     return Err(io::Error::other(format!("cannot begin a snapshot: {e}")));
@@ -152,7 +158,9 @@ impl ShardSnapshotBuilder {
 }
 
 /// Freezes the state: reads last applied + membership and begins, in one synchronous step.
-fn begin_on(shared: &Shared) -> Result<Phase, SnapshotError> {
+fn begin_on<C: ShoalTypeConfig, F: SnapshotFs>(
+    shared: &Shared<C, F>,
+) -> Result<Phase, SnapshotError> {
     let mut state = shared.state.borrow_mut();
     let meta = SnapshotMeta {
         last_log_id: state.last_applied().map(from_state_log_id),
@@ -183,7 +191,9 @@ fn begin_on(shared: &Shared) -> Result<Phase, SnapshotError> {
     })
 }
 
-impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> RaftSnapshotBuilder<C>
+    for ShardSnapshotBuilder<C, F>
+{
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot<SnapshotData>, io::Error> {
@@ -225,7 +235,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
                     return Err(io::Error::other(format!("snapshot step failed: {e}")));
                 }
             }
-            glommio::executor().yield_now().await;
+            <C::AsyncRuntime as SmRuntime>::yield_now().await;
         }
         // State ended the snapshot itself on Done.
         self.shared.slot.borrow_mut().active = None;
@@ -247,7 +257,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ShardSnapshotBuilder {
     }
 }
 
-impl Drop for ShardSnapshotBuilder {
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> Drop for ShardSnapshotBuilder<C, F> {
     fn drop(&mut self) {
         if let Phase::Begun { id, .. } = self.phase {
             let mut slot = self.shared.slot.borrow_mut();

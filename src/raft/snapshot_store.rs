@@ -13,25 +13,24 @@
 //!   Older files are deleted once a newer one is durable.
 //! - Every file operation (persist, read) runs under one async lock, so a read never
 //!   sees a file another task is replacing or deleting.
-//! - All I/O goes through glommio's io_uring (`BufferedFile`, `rename`, `remove`,
-//!   `Directory::sync`): fdatasync of a large file never blocks the shard's thread.
-//!   Buffered (not O_DIRECT) files also avoid the DmaFile EOPNOTSUPP trap of
-//!   `/work/shared/DESIGN.md`. Reads and decoding go in `IO_CHUNK` pieces with a yield
-//!   between them.
+//! - All I/O goes through the [`SnapshotFs`] seam (production: glommio's io_uring,
+//!   [`FileSnapshotFs`](super::snapshot_fs::FileSnapshotFs); the simulation: an in-memory
+//!   directory with crash semantics). Reads and decoding go in `IO_CHUNK` pieces with a
+//!   yield ([`SmRuntime::yield_now`]) between them.
 //! - At open, a newest file that fails verification is an error naming it: the store
 //!   never falls back to an older file (see `SNAPSHOT.md`, "Files").
 
 use std::cell::RefCell;
 use std::io;
-use std::path::Path;
+use std::marker::PhantomData;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use glommio::io::BufferedFile;
-use glommio::io::Directory;
-use glommio::io::OpenOptions;
 use thiserror::Error;
 
+use super::sm_runtime::SmRuntime;
+use super::snapshot_fs::SnapshotFile;
+use super::snapshot_fs::SnapshotFs;
 use super::snapshot_meta::MetaError;
 use super::snapshot_meta::decode_meta;
 use super::snapshot_meta::from_state_log_id;
@@ -97,17 +96,19 @@ pub struct Loaded {
 #[derive(Debug, Clone)]
 struct Current {
     meta: SnapshotMeta,
-    path: PathBuf,
+    name: String,
     len: u64,
 }
 
-/// The snapshot directory of one shard. Not `Send`: lives on the shard's executor.
+/// The snapshot directory of one shard, on the file-access seam `F`, yielding through the
+/// runtime `R`. Not `Send`: lives on the shard's executor.
 #[derive(Debug)]
-pub struct SnapshotStore {
-    dir: PathBuf,
+pub struct SnapshotStore<F: SnapshotFs, R: SmRuntime> {
+    fs: F,
     current: RefCell<Option<Current>>,
     /// Serializes every file operation (see the module invariants).
     io_lock: tokio::sync::Mutex<()>,
+    _runtime: PhantomData<fn() -> R>,
 }
 
 /// The file name of a snapshot whose last log id is `id`.
@@ -118,8 +119,14 @@ pub fn file_name(id: Option<LogId>) -> String {
     }
 }
 
+/// The order key of a snapshot file name (`(index, term)`, `None` for `snapshot-none`),
+/// or `None` if the name is not a snapshot file's (a `.tmp` file, anything else).
+pub fn snapshot_key(name: &str) -> Option<Option<(u64, u64)>> {
+    parse_name(name).ok()
+}
+
 /// Parses a snapshot file name into its order key: `None` < any log id, then by index,
-/// then term. `Err(())` if the name is not a snapshot's.
+/// then term (`(index, term)`). `Err(())` if the name is not a snapshot's.
 fn parse_name(name: &str) -> Result<Option<(u64, u64)>, ()> {
     let body = name
         .strip_prefix(PREFIX)
@@ -139,98 +146,89 @@ fn parse_name(name: &str) -> Result<Option<(u64, u64)>, ()> {
     Ok(Some((parse(index)?, parse(term)?)))
 }
 
-fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> SmError + 'a {
-    move |source| SmError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    }
+fn io_err(path: PathBuf, op: &'static str) -> impl FnOnce(io::Error) -> SmError {
+    move |source| SmError::Io { path, op, source }
 }
 
 /// Adds the path and operation to an I/O error for the Raft layer.
-fn ctx(path: &Path, op: &str) -> impl FnOnce(io::Error) -> io::Error {
+fn ctx(path: PathBuf, op: &str) -> impl FnOnce(io::Error) -> io::Error {
     let what = format!("{op} {}", path.display());
     move |e| io::Error::new(e.kind(), format!("{what}: {e}"))
 }
 
-async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = Directory::open(dir).await.map_err(io::Error::from)?;
-    d.sync().await.map_err(io::Error::from)?;
-    d.close().await.map_err(io::Error::from)
-}
-
-impl SnapshotStore {
-    /// Opens (creating it if needed) the snapshot directory `dir`: deletes leftover
+impl<F: SnapshotFs, R: SmRuntime> SnapshotStore<F, R> {
+    /// Opens (creating it if needed) the snapshot directory `fs`: deletes leftover
     /// `.tmp` files, verifies and decodes the newest snapshot, deletes older ones.
-    pub async fn open(dir: PathBuf) -> Result<(SnapshotStore, Option<Loaded>), SmError> {
-        if !dir.is_dir() {
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir, "create directory"))?;
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)
-                    .await
-                    .map_err(io_err(parent, "fsync directory"))?;
-            }
-        }
+    pub async fn open(fs: F) -> Result<(Self, Option<Loaded>), SmError> {
+        let dir = fs.path("");
+        fs.prepare()
+            .await
+            .map_err(io_err(dir.clone(), "create directory"))?;
         let mut tmps = Vec::new();
-        let mut snaps: Vec<(Option<(u64, u64)>, PathBuf)> = Vec::new();
-        let entries = std::fs::read_dir(&dir).map_err(io_err(&dir, "list directory"))?;
-        for entry in entries {
-            let entry = entry.map_err(io_err(&dir, "list directory"))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
+        let mut snaps: Vec<(Option<(u64, u64)>, String)> = Vec::new();
+        let names = fs
+            .list()
+            .await
+            .map_err(io_err(dir.clone(), "list directory"))?;
+        for name in names {
             if name.ends_with(TMP_SUFFIX) {
-                tmps.push(path);
+                tmps.push(name);
             } else if let Ok(key) = parse_name(&name) {
-                snaps.push((key, path));
+                snaps.push((key, name));
             } else {
-                tracing::warn!(path = %path.display(), "ignoring unknown file in the snapshot directory");
+                tracing::warn!(path = %fs.path(&name).display(), "ignoring unknown file in the snapshot directory");
             }
         }
         for tmp in &tmps {
-            tracing::info!(path = %tmp.display(), "deleting an unfinished snapshot");
-            glommio::io::remove(tmp)
+            tracing::info!(path = %fs.path(tmp).display(), "deleting an unfinished snapshot");
+            fs.remove(tmp)
                 .await
-                .map_err(|e| io_err(tmp, "delete")(e.into()))?;
+                .map_err(io_err(fs.path(tmp), "delete"))?;
         }
         snaps.sort();
         let store = SnapshotStore {
-            dir,
+            fs,
             current: RefCell::new(None),
             io_lock: tokio::sync::Mutex::new(()),
+            _runtime: PhantomData,
         };
         let Some((key, newest)) = snaps.pop() else {
             if !tmps.is_empty() {
-                sync_dir(&store.dir)
+                store
+                    .fs
+                    .sync_dir()
                     .await
-                    .map_err(io_err(&store.dir, "fsync directory"))?;
+                    .map_err(io_err(dir, "fsync directory"))?;
             }
             return Ok((store, None));
         };
-        let (loaded, len) = load(&newest, key).await?;
+        let (loaded, len) = load::<F, R>(&store.fs, &newest, key).await?;
         // Only now that the newest verified: older files are superseded.
         for (_, old) in &snaps {
-            glommio::io::remove(old)
+            store
+                .fs
+                .remove(old)
                 .await
-                .map_err(|e| io_err(old, "delete")(e.into()))?;
+                .map_err(io_err(store.fs.path(old), "delete"))?;
         }
         if !snaps.is_empty() || !tmps.is_empty() {
-            sync_dir(&store.dir)
+            store
+                .fs
+                .sync_dir()
                 .await
-                .map_err(io_err(&store.dir, "fsync directory"))?;
+                .map_err(io_err(dir, "fsync directory"))?;
         }
         *store.current.borrow_mut() = Some(Current {
             meta: loaded.meta.clone(),
-            path: newest,
+            name: newest,
             len,
         });
         Ok((store, Some(loaded)))
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The file-access seam (the directory).
+    pub fn fs(&self) -> &F {
+        &self.fs
     }
 
     /// The metadata of the current (newest durable) snapshot.
@@ -253,39 +251,41 @@ impl SnapshotStore {
             return Ok(false);
         }
         let name = file_name(meta.last_log_id);
-        let path = self.dir.join(&name);
-        let tmp = self.dir.join(format!("{name}.tmp"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .buffered_open(&tmp)
+        let tmp = format!("{name}.tmp");
+        let file = self
+            .fs
+            .create(&tmp)
             .await
-            .map_err(|e| ctx(&tmp, "create")(e.into()))?;
+            .map_err(ctx(self.fs.path(&tmp), "create"))?;
         let written = write_all(&file, bytes).await;
         let synced = match written {
-            Ok(()) => file.fdatasync().await.map_err(io::Error::from),
+            Ok(()) => file.fdatasync().await,
             Err(e) => Err(e),
         };
-        let closed = file.close().await.map_err(io::Error::from);
-        synced.and(closed).map_err(ctx(&tmp, "write"))?;
-        glommio::io::rename(&tmp, &path)
+        let closed = file.close().await;
+        synced
+            .and(closed)
+            .map_err(ctx(self.fs.path(&tmp), "write"))?;
+        self.fs
+            .rename(&tmp, &name)
             .await
-            .map_err(|e| ctx(&tmp, "rename")(e.into()))?;
-        sync_dir(&self.dir)
+            .map_err(ctx(self.fs.path(&tmp), "rename"))?;
+        self.fs
+            .sync_dir()
             .await
-            .map_err(ctx(&self.dir, "fsync directory"))?;
+            .map_err(ctx(self.fs.path(""), "fsync directory"))?;
         let previous = self.current.borrow_mut().replace(Current {
             meta: meta.clone(),
-            path: path.clone(),
+            name: name.clone(),
             len: bytes.len() as u64,
         });
         // Superseded files: their deletion need not be durable (open deletes any that
         // reappear after a crash).
-        if let Some(prev) = previous.filter(|p| p.path != path) {
-            glommio::io::remove(&prev.path)
+        if let Some(prev) = previous.filter(|p| p.name != name) {
+            self.fs
+                .remove(&prev.name)
                 .await
-                .map_err(|e| ctx(&prev.path, "delete")(e.into()))?;
+                .map_err(ctx(self.fs.path(&prev.name), "delete"))?;
         }
         Ok(true)
     }
@@ -296,24 +296,27 @@ impl SnapshotStore {
         let Some(cur) = self.current.borrow().clone() else {
             return Ok(None);
         };
-        let file = BufferedFile::open(&cur.path)
+        let path = self.fs.path(&cur.name);
+        let file = self
+            .fs
+            .open(&cur.name)
             .await
-            .map_err(|e| ctx(&cur.path, "open")(e.into()))?;
+            .map_err(ctx(path.clone(), "open"))?;
         let len = usize::try_from(cur.len).map_err(io::Error::other)?;
         let mut out = Vec::with_capacity(len);
-        let read = read_chunks(&file, |chunk| {
+        let read = read_chunks::<F::File, R>(&file, |chunk| {
             out.extend_from_slice(chunk);
             Ok(())
         })
         .await;
-        let closed = file.close().await.map_err(io::Error::from);
-        read.and(closed).map_err(ctx(&cur.path, "read"))?;
+        let closed = file.close().await;
+        read.and(closed).map_err(ctx(path.clone(), "read"))?;
         if out.len() != len {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
                     "snapshot file {} holds {} bytes, {} were written",
-                    cur.path.display(),
+                    path.display(),
                     out.len(),
                     len
                 ),
@@ -326,14 +329,11 @@ impl SnapshotStore {
     }
 }
 
-async fn write_all(file: &BufferedFile, bytes: &[u8]) -> io::Result<()> {
+async fn write_all(file: &impl SnapshotFile, bytes: &[u8]) -> io::Result<()> {
     let mut pos = 0usize;
     while pos < bytes.len() {
         let end = (pos + IO_CHUNK).min(bytes.len());
-        let n = file
-            .write_at(bytes[pos..end].to_vec(), pos as u64)
-            .await
-            .map_err(io::Error::from)?;
+        let n = file.write_at(bytes[pos..end].to_vec(), pos as u64).await?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
         }
@@ -343,29 +343,31 @@ async fn write_all(file: &BufferedFile, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Reads the whole file in `IO_CHUNK` pieces, handing each to `f`, yielding in between.
-async fn read_chunks(
-    file: &BufferedFile,
+async fn read_chunks<FL: SnapshotFile, R: SmRuntime>(
+    file: &FL,
     mut f: impl FnMut(&[u8]) -> Result<(), SnapshotError>,
 ) -> io::Result<()> {
     let mut pos = 0u64;
     loop {
-        let chunk = file.read_at(pos, IO_CHUNK).await.map_err(io::Error::from)?;
+        let chunk = file.read_at(pos, IO_CHUNK).await?;
         if chunk.is_empty() {
             return Ok(());
         }
         pos += chunk.len() as u64;
         f(&chunk).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        glommio::executor().yield_now().await;
+        R::yield_now().await;
     }
 }
 
 /// Decodes a whole snapshot held in memory, `IO_CHUNK` at a time with a yield in
 /// between, so a large restore does not stall the shard.
-pub async fn decode_yielding(bytes: &[u8]) -> Result<crate::state::Restored, SnapshotError> {
+pub async fn decode_yielding<R: SmRuntime>(
+    bytes: &[u8],
+) -> Result<crate::state::Restored, SnapshotError> {
     let mut reader = SnapshotReader::new();
     for chunk in bytes.chunks(IO_CHUNK) {
         reader.feed(chunk)?;
-        glommio::executor().yield_now().await;
+        R::yield_now().await;
     }
     reader.finish()
 }
@@ -398,21 +400,24 @@ pub fn check_log_ids(
     Ok(())
 }
 
-async fn load(path: &Path, key: Option<(u64, u64)>) -> Result<(Loaded, u64), SmError> {
-    let file = BufferedFile::open(path)
-        .await
-        .map_err(|e| io_err(path, "open")(e.into()))?;
+async fn load<F: SnapshotFs, R: SmRuntime>(
+    fs: &F,
+    name: &str,
+    key: Option<(u64, u64)>,
+) -> Result<(Loaded, u64), SmError> {
+    let path = &fs.path(name);
+    let file = fs.open(name).await.map_err(io_err(path.clone(), "open"))?;
     let mut reader = SnapshotReader::new();
     let mut len = 0u64;
     let mut decode_error = None;
-    let read = read_chunks(&file, |chunk| {
+    let read = read_chunks::<F::File, R>(&file, |chunk| {
         len += chunk.len() as u64;
         reader
             .feed(chunk)
             .inspect_err(|e| decode_error = Some(e.clone()))
     })
     .await;
-    let closed = file.close().await.map_err(io::Error::from);
+    let closed = file.close().await;
     let offset = reader.offset();
     if let Some(source) = decode_error {
         return Err(SmError::Corrupt {
@@ -421,7 +426,7 @@ async fn load(path: &Path, key: Option<(u64, u64)>) -> Result<(Loaded, u64), SmE
             source,
         });
     }
-    read.and(closed).map_err(io_err(path, "read"))?;
+    read.and(closed).map_err(io_err(path.clone(), "read"))?;
     let restored = reader.finish().map_err(|source| SmError::Corrupt {
         path: path.to_path_buf(),
         offset,

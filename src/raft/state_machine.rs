@@ -21,24 +21,35 @@
 //! - The state machine is in memory: after a restart it is the newest snapshot (restored
 //!   by `open`) plus the committed log openraft re-applies (pitfall 11: the log store must
 //!   implement `save_committed`/`read_committed`).
+//! - No glommio, no `std::time::Instant::now`, no threads here: the state machine is
+//!   generic over its type configuration `C` (whose runtime implements [`SmRuntime`]:
+//!   yields, sleeps, the `Instant` that bounds an apply slice) and over its snapshot
+//!   directory `F` ([`SnapshotFs`]); the wall clock is the `clock` given to `open`.
+//!   Production uses the defaults, [`TypeConfig`] on glommio and [`FileSnapshotFs`]; the
+//!   deterministic simulation runs this same code on virtual time and an in-memory
+//!   directory. Both are static type parameters: nothing on the apply path is `dyn`.
 
 use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
-use std::time::Instant;
 
 use futures::Stream;
 use futures::StreamExt;
 use openraft::OptionalSend;
 use openraft::storage::EntryResponder;
 use openraft::storage::RaftStateMachine;
+use openraft_rt::AsyncRuntime;
+use openraft_rt::Instant as _;
 
 use super::apply_reply::ApplyReply;
+use super::sm_runtime::SmRuntime;
 use super::snapshot_builder::BuildSlot;
 use super::snapshot_builder::ShardSnapshotBuilder;
 use super::snapshot_builder::Shared;
+use super::snapshot_fs::FileSnapshotFs;
+use super::snapshot_fs::SnapshotFs;
 use super::snapshot_meta::decode_meta;
 use super::snapshot_meta::from_state_log_id;
 use super::snapshot_meta::to_state_log_id;
@@ -48,6 +59,7 @@ use super::snapshot_store::decode_yielding;
 use super::types::EntryPayload;
 use super::types::LogId;
 use super::types::Response;
+use super::types::ShoalTypeConfig;
 use super::types::Snapshot;
 use super::types::SnapshotData;
 use super::types::SnapshotMeta;
@@ -68,16 +80,33 @@ pub type SharedState = Rc<RefCell<State>>;
 /// thousands of entries, some with 1 MiB values).
 const APPLY_SLICE: Duration = Duration::from_micros(500);
 
-/// The Raft state machine of one shard.
+/// The Raft state machine of one shard, under type configuration `C` with its snapshot
+/// files in `F` (production: the defaults).
 #[derive(Debug)]
-pub struct ShardStateMachine {
-    shared: Rc<Shared>,
+pub struct ShardStateMachine<
+    C: ShoalTypeConfig = TypeConfig,
+    F: SnapshotFs + std::fmt::Debug = FileSnapshotFs,
+> {
+    shared: Rc<Shared<C, F>>,
 }
 
 impl ShardStateMachine {
-    /// Opens the state machine of a shard.
+    /// Opens the state machine of a shard on the real file system:
+    /// [`open_on`](Self::open_on) over `FileSnapshotFs::new(dir)`, with
+    /// `dir` = `<data_dir>/shard-<s>/snapshots`.
+    pub async fn open(
+        dir: PathBuf,
+        state: SharedState,
+        clock: Rc<dyn Fn() -> u64>,
+    ) -> Result<Self, SmError> {
+        Self::open_on(FileSnapshotFs::new(dir), state, clock).await
+    }
+}
+
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> ShardStateMachine<C, F> {
+    /// Opens the state machine of a shard whose snapshot directory is `fs`.
     ///
-    /// `dir` = `<data_dir>/shard-<s>/snapshots` (created if missing). The newest snapshot
+    /// The directory is created if missing. The newest snapshot
     /// file, if any, is verified and restored into `state` (which must be fresh: empty,
     /// nothing applied), so `applied_state` and `get_current_snapshot` both report it and
     /// openraft re-applies the committed log after it without decoding it again. A
@@ -85,8 +114,8 @@ impl ShardStateMachine {
     ///
     /// `clock` = wall-clock milliseconds since the UNIX epoch; used only to tell a
     /// proposer whether its `Delete` found a live key (see [`ApplyReply::Deleted`]).
-    pub async fn open(
-        dir: PathBuf,
+    pub async fn open_on(
+        fs: F,
         state: SharedState,
         clock: Rc<dyn Fn() -> u64>,
     ) -> Result<Self, SmError> {
@@ -99,11 +128,11 @@ impl ShardStateMachine {
                 });
             }
         }
-        let (store, loaded) = SnapshotStore::open(dir).await?;
+        let (store, loaded) = SnapshotStore::open(fs).await?;
         let mut membership = StoredMembership::default();
         if let Some(loaded) = loaded {
             tracing::info!(
-                dir = %store.dir().display(),
+                dir = %store.fs().path("").display(),
                 last_log_id = ?loaded.meta.last_log_id,
                 keys = loaded.state.len(),
                 "restored the shard state from its snapshot"
@@ -125,6 +154,11 @@ impl ShardStateMachine {
     /// The shared state (what the shard reads from).
     pub fn state(&self) -> SharedState {
         self.shared.state.clone()
+    }
+
+    /// The snapshot directory.
+    pub fn snapshot_fs(&self) -> &F {
+        self.shared.store.fs()
     }
 
     /// Applies one entry; returns its response.
@@ -188,9 +222,11 @@ fn invalid(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-impl RaftStateMachine<TypeConfig> for ShardStateMachine {
+impl<C: ShoalTypeConfig, F: SnapshotFs + std::fmt::Debug> RaftStateMachine<C>
+    for ShardStateMachine<C, F>
+{
     type SnapshotData = SnapshotData;
-    type SnapshotBuilder = ShardSnapshotBuilder;
+    type SnapshotBuilder = ShardSnapshotBuilder<C, F>;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let last = self.shared.state.borrow().last_applied();
@@ -202,9 +238,10 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
     where
-        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+        Strm: Stream<Item = Result<EntryResponder<C>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut slice_start = Instant::now();
+        type Now<C> = <<C as openraft::RaftTypeConfig>::AsyncRuntime as AsyncRuntime>::Instant;
+        let mut slice_start = Now::<C>::now();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let response = self.apply_one(entry.log_id, entry.payload, responder.is_some())?;
@@ -212,14 +249,17 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
                 responder.send(response);
             }
             if slice_start.elapsed() >= APPLY_SLICE {
-                glommio::executor().yield_now().await;
-                slice_start = Instant::now();
+                <C::AsyncRuntime as SmRuntime>::yield_now().await;
+                slice_start = Now::<C>::now();
             }
         }
         Ok(())
     }
 
-    async fn try_create_snapshot_builder(&mut self, force: bool) -> Option<ShardSnapshotBuilder> {
+    async fn try_create_snapshot_builder(
+        &mut self,
+        force: bool,
+    ) -> Option<ShardSnapshotBuilder<C, F>> {
         match ShardSnapshotBuilder::begin(self.shared.clone()) {
             Ok(builder) => Some(builder),
             // One snapshot at a time: defer a policy snapshot, queue a forced one.
@@ -233,7 +273,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         }
     }
 
-    async fn get_snapshot_builder(&mut self) -> ShardSnapshotBuilder {
+    async fn get_snapshot_builder(&mut self) -> ShardSnapshotBuilder<C, F> {
         match ShardSnapshotBuilder::begin(self.shared.clone()) {
             Ok(builder) => builder,
             Err((shared, _)) => ShardSnapshotBuilder::pending(shared),
@@ -245,7 +285,7 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
-        let restored = decode_yielding(&snapshot)
+        let restored = decode_yielding::<C::AsyncRuntime>(&snapshot)
             .await
             .map_err(|e| invalid(format!("snapshot to install is invalid: {e}")))?;
         let inner = decode_meta(&restored.meta)
@@ -272,7 +312,9 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
         self.shared.slot.borrow_mut().supersede(&installed);
         let old = std::mem::replace(&mut *self.shared.state.borrow_mut(), restored.state);
         *self.shared.membership.borrow_mut() = meta.last_membership.clone();
-        drop_elsewhere(old);
+        if !old.is_empty() {
+            <C::AsyncRuntime as SmRuntime>::drop_elsewhere(old);
+        }
         tracing::info!(
             last_log_id = ?meta.last_log_id,
             keys = self.shared.state.borrow().len(),
@@ -283,21 +325,5 @@ impl RaftStateMachine<TypeConfig> for ShardStateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<SnapshotData>>, io::Error> {
         self.shared.store.read_current().await
-    }
-}
-
-/// Frees a replaced state on a short-lived thread: dropping millions of entries takes
-/// tens of milliseconds the shard should not stall for. Falls back to dropping here if
-/// no thread can be started.
-fn drop_elsewhere(old: State) {
-    if old.is_empty() {
-        return;
-    }
-    // On failure `spawn` drops the closure, and `old` with it, here.
-    let spawned = std::thread::Builder::new()
-        .name("shoal-state-drop".into())
-        .spawn(move || drop(old));
-    if let Err(e) = spawned {
-        tracing::warn!("dropped the replaced state on the shard: {e}");
     }
 }

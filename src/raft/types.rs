@@ -15,6 +15,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::runtime::GlommioRuntime;
+use super::sm_runtime::SmRuntime;
 
 /// The client command a log entry carries, encoded by the state machine's codec.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,6 +87,37 @@ declare_shoal_raft_types!(
     /// (`leader_id_adv`), Entry, Responder and Batch are openraft's defaults.
     pub TypeConfig, GlommioRuntime
 );
+
+/// A type configuration the shard's state machine runs under: Shoal's entries, replies and
+/// nodes, openraft's default `leader_id_adv` leader ids (so log ids, entries, snapshot
+/// metadata and memberships are the very types of [`TypeConfig`]), on any runtime that
+/// implements [`SmRuntime`]. [`TypeConfig`] is one; the simulation's configuration (same
+/// types on a virtual-time runtime) is the other.
+pub trait ShoalTypeConfig:
+    openraft::RaftTypeConfig<
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = ShoalNode,
+        LeaderId = openraft::type_config::alias::LeaderIdOf<TypeConfig>,
+        Entry = Entry,
+        AsyncRuntime: SmRuntime,
+    >
+{
+}
+
+impl<C> ShoalTypeConfig for C where
+    C: openraft::RaftTypeConfig<
+            D = Request,
+            R = Response,
+            NodeId = NodeId,
+            Node = ShoalNode,
+            LeaderId = openraft::type_config::alias::LeaderIdOf<TypeConfig>,
+            Entry = Entry,
+            AsyncRuntime: SmRuntime,
+        >
+{
+}
 
 /// A log id (leader id + index) of a Shoal group.
 pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;

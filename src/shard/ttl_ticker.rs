@@ -16,6 +16,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::clock::now_ms;
+use crate::raft::runtime::GlommioRuntime;
+use crate::raft::sm_runtime::SmRuntime;
 use crate::raft::state_machine::SharedState;
 use crate::state::DEFAULT_TICK_WORK;
 
@@ -25,13 +27,24 @@ pub static EXPIRED_KEYS: AtomicU64 = AtomicU64::new(0);
 /// Longest sleep between two ticks.
 pub const MAX_IDLE: Duration = Duration::from_millis(50);
 
-/// Ticks `state` until `stop` turns true (or its sender is dropped).
-pub async fn run_ttl_ticker(state: SharedState, mut stop: watch::Receiver<bool>) {
+/// Ticks `state` until `stop` turns true (or its sender is dropped), on the shard's
+/// glommio executor and wall clock.
+pub async fn run_ttl_ticker(state: SharedState, stop: watch::Receiver<bool>) {
+    run_ttl_ticker_on::<GlommioRuntime>(state, stop, now_ms).await;
+}
+
+/// Ticks `state` until `stop` turns true (or its sender is dropped), reading the wall
+/// clock (milliseconds since the UNIX epoch) with `clock` and sleeping on `R`.
+pub async fn run_ttl_ticker_on<R: SmRuntime>(
+    state: SharedState,
+    mut stop: watch::Receiver<bool>,
+    clock: impl Fn() -> u64,
+) {
     loop {
         if *stop.borrow() {
             return;
         }
-        let now = now_ms();
+        let now = clock();
         let report = state.borrow_mut().tick(now, DEFAULT_TICK_WORK);
         if report.reclaimed > 0 {
             EXPIRED_KEYS.fetch_add(report.reclaimed as u64, Ordering::Relaxed);
@@ -46,11 +59,11 @@ pub async fn run_ttl_ticker(state: SharedState, mut stop: watch::Receiver<bool>)
         };
         if pause.is_zero() {
             // Work left: let requests run, then continue at once.
-            glommio::executor().yield_now().await;
+            R::yield_now().await;
             continue;
         }
         let changed = stop.changed();
-        let slept = glommio::timer::sleep(pause);
+        let slept = R::sleep(pause);
         futures::pin_mut!(changed, slept);
         futures::future::select(changed, slept).await;
     }

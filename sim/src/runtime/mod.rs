@@ -339,3 +339,36 @@ impl AsyncRuntime for SimRuntime {
         std::future::ready(Err(std::io::Error::other("unreachable")))
     }
 }
+
+/// Shoal's state-machine seam on the simulated runtime: the production state machine,
+/// snapshot builder and snapshot store yield through it.
+impl shoal::raft::SmRuntime for SimRuntime {
+    fn yield_now() -> impl Future<Output = ()> {
+        YieldNow { yielded: false }
+    }
+
+    /// No threads in a simulated run: the value is dropped here, at once.
+    fn drop_elsewhere<T: Send + 'static>(value: T) {
+        drop(value);
+    }
+}
+
+/// Pending once (after waking itself, so the task goes to the back of the ready queue),
+/// then ready: the other ready tasks run in between.
+#[derive(Debug)]
+struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

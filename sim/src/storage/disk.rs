@@ -12,7 +12,8 @@
 //! - A crash keeps the durable image plus a random prefix of the unsynced writes (a torn
 //!   tail: cut at an entry boundary, as a WAL's recovery scan cuts at the last valid
 //!   record) and loses the rest; the in-memory view restarts from that image.
-//! - A snapshot is durable when it is stored (written and synced before it is reported).
+//! - Snapshots are not here: the state machine's snapshot files live in the node's
+//!   `SimSnapshotFs` (`snapshot_fs.rs`).
 //! - Every store object carries the incarnation it was opened in; a write from an older
 //!   incarnation (a zombie after a crash) panics.
 
@@ -103,15 +104,13 @@ impl std::fmt::Debug for Pending {
 
 /// One node's disk: durable image, in-memory view, pending writes.
 #[derive(Debug)]
-pub struct NodeDisk<SD: 'static> {
+pub struct NodeDisk {
     /// What survives a crash.
     pub durable: LogImage,
     /// What the running incarnation's store serves (durable + pending).
     pub mem: LogImage,
     /// Writes not yet synced, oldest first.
     pub pending: VecDeque<Pending>,
-    /// The durable snapshot of the state machine.
-    pub snapshot: Option<crate::types::Snapshot<SD>>,
     /// Incarnation counter: bumped at every crash.
     pub incarnation: u64,
     /// NEGATIVE CONTROL: acknowledge appends (fire `IOFlushed`) at submission, before the
@@ -121,14 +120,13 @@ pub struct NodeDisk<SD: 'static> {
     pub syncs: u64,
 }
 
-impl<SD: 'static> NodeDisk<SD> {
+impl NodeDisk {
     /// An empty disk.
     pub fn new(ack_before_sync: bool) -> Self {
         NodeDisk {
             durable: LogImage::default(),
             mem: LogImage::default(),
             pending: VecDeque::new(),
-            snapshot: None,
             incarnation: 0,
             ack_before_sync,
             syncs: 0,

@@ -49,15 +49,15 @@ pub fn fsync_latency() -> Duration {
 
 /// The log store (and reader: clones share the disk).
 #[derive(Debug)]
-pub struct SimLogStore<SD: 'static> {
+pub struct SimLogStore {
     node: u64,
     incarnation: u64,
-    disk: Rc<RefCell<NodeDisk<SD>>>,
+    disk: Rc<RefCell<NodeDisk>>,
     flush: Rc<Notify>,
     checker: Checker,
 }
 
-impl<SD: 'static> Clone for SimLogStore<SD> {
+impl Clone for SimLogStore {
     fn clone(&self) -> Self {
         SimLogStore {
             node: self.node,
@@ -69,10 +69,10 @@ impl<SD: 'static> Clone for SimLogStore<SD> {
     }
 }
 
-impl<SD: 'static> SimLogStore<SD> {
+impl SimLogStore {
     /// Open node `node`'s log on `disk` for the current incarnation and start its flusher
     /// (a task of the calling node: it dies with the node). Call from a task of the node.
-    pub fn open(node: u64, disk: Rc<RefCell<NodeDisk<SD>>>, checker: Checker) -> Self {
+    pub fn open(node: u64, disk: Rc<RefCell<NodeDisk>>, checker: Checker) -> Self {
         let incarnation = disk.borrow().incarnation;
         let flush = Rc::new(Notify::new());
         let store = SimLogStore {
@@ -113,7 +113,7 @@ impl<SD: 'static> SimLogStore<SD> {
     }
 }
 
-impl<SD: 'static> RaftLogReader<SimConfig> for SimLogStore<SD> {
+impl RaftLogReader<SimConfig> for SimLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -132,8 +132,8 @@ impl<SD: 'static> RaftLogReader<SimConfig> for SimLogStore<SD> {
     }
 }
 
-impl<SD: 'static> RaftLogStorage<SimConfig> for SimLogStore<SD> {
-    type LogReader = SimLogStore<SD>;
+impl RaftLogStorage<SimConfig> for SimLogStore {
+    type LogReader = SimLogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<SimConfig>, io::Error> {
         let disk = self.disk.borrow();

@@ -1,6 +1,8 @@
 //! Storage of simulated nodes, behind the [`StorageModel`] trait the cluster harness is
-//! generic over, and [`MemStorage`], the simulation-owned model used until the real WAL
-//! and state-machine adapters exist.
+//! generic over: [`MemStorage`] (the simulation's own log-store model) and
+//! [`wal_storage::WalStorage`] (Shoal's real WAL log store). Both run Shoal's production
+//! state machine and snapshot store ([`real_sm`]) over a simulated snapshot directory
+//! ([`snapshot_fs`]).
 //!
 //! Invariants of any `StorageModel`:
 //! - `open` builds a node's log store and state machine from what is *durable* on its
@@ -12,8 +14,9 @@
 
 pub mod disk;
 pub mod log_store;
+pub mod real_sm;
 pub mod sim_disk;
-pub mod state_machine;
+pub mod snapshot_fs;
 pub mod wal_log;
 pub mod wal_storage;
 
@@ -24,6 +27,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use openraft::storage::RaftLogStorage;
 use openraft::storage::RaftStateMachine;
+use shoal::raft::types::SnapshotData;
 
 use crate::invariants::Checker;
 use crate::runtime::Stream;
@@ -32,11 +36,11 @@ use crate::types::LogId;
 use crate::types::SimConfig;
 use disk::NodeDisk;
 use log_store::SimLogStore;
-use state_machine::KvState;
-use state_machine::SimStateMachine;
+use real_sm::CheckedSm;
+use real_sm::SmNodes;
 
 /// What the cluster harness needs from a node's storage: [`MemStorage`] (the simulation's
-/// own model) or [`wal_storage::WalStorage`] (the real WAL log store).
+/// own log-store model) or [`wal_storage::WalStorage`] (the real WAL log store).
 #[allow(async_fn_in_trait)] // One thread: the futures need not be Send.
 pub trait StorageModel: 'static {
     /// The state machine's snapshot data (also the network's).
@@ -77,19 +81,29 @@ pub trait StorageModel: 'static {
     fn disk_stats(&self) -> (u64, u64) {
         (0, 0)
     }
+
+    /// Snapshot counters of the state machines over all nodes.
+    fn snapshot_stats(&self) -> SnapshotStats;
 }
 
-#[derive(Debug)]
-struct MemNode {
-    disk: Rc<RefCell<NodeDisk<KvState>>>,
-    state: Option<Rc<RefCell<KvState>>>,
+/// What the production state machines did with snapshots during a run (all nodes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotStats {
+    /// Snapshot files made durable (renamed into place) by the real snapshot store, built
+    /// locally or installed.
+    pub persisted: u64,
+    /// Snapshots sent by a leader and installed.
+    pub installed: u64,
+    /// Incarnations whose state was restored from a snapshot file at open.
+    pub restored: u64,
 }
 
-/// The simulation-owned storage: [`SimLogStore`] + [`SimStateMachine`] over a
-/// [`NodeDisk`] per node.
+/// The simulation-owned log store ([`SimLogStore`] over a [`NodeDisk`] per node) with the
+/// production state machine ([`SmNodes`]).
 #[derive(Debug)]
 pub struct MemStorage {
-    nodes: RefCell<BTreeMap<u64, MemNode>>,
+    disks: RefCell<BTreeMap<u64, Rc<RefCell<NodeDisk>>>>,
+    sm: SmNodes,
     ack_before_sync: bool,
 }
 
@@ -97,48 +111,30 @@ impl MemStorage {
     /// Storage for a run. `ack_before_sync` is the negative control (see [`NodeDisk`]).
     pub fn new(ack_before_sync: bool) -> Self {
         MemStorage {
-            nodes: RefCell::new(BTreeMap::new()),
+            disks: RefCell::new(BTreeMap::new()),
+            sm: SmNodes::new(),
             ack_before_sync,
         }
     }
 
-    /// Open node `node`'s state machine (over its snapshot) for a new incarnation.
-    pub fn open_sm(&self, node: u64, checker: Checker) -> SimStateMachine {
-        let sm = SimStateMachine::open(node, self.disk(node), checker);
-        if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
-            n.state = Some(sm.state());
-        }
-        sm
-    }
-
-    /// Last log id covered by node `node`'s durable snapshot.
-    pub fn snapshot_last(&self, node: u64) -> Option<LogId> {
-        let disk = self.disk(node);
-        let disk = disk.borrow();
-        disk.snapshot.as_ref().and_then(|s| s.meta.last_log_id)
-    }
-
-    fn disk(&self, node: u64) -> Rc<RefCell<NodeDisk<KvState>>> {
-        self.nodes
+    fn disk(&self, node: u64) -> Rc<RefCell<NodeDisk>> {
+        self.disks
             .borrow_mut()
             .entry(node)
-            .or_insert_with(|| MemNode {
-                disk: Rc::new(RefCell::new(NodeDisk::new(self.ack_before_sync))),
-                state: None,
-            })
-            .disk
+            .or_insert_with(|| Rc::new(RefCell::new(NodeDisk::new(self.ack_before_sync))))
             .clone()
     }
 }
 
 impl StorageModel for MemStorage {
-    type SnapshotData = KvState;
-    type Log = SimLogStore<KvState>;
-    type Sm = SimStateMachine;
+    type SnapshotData = SnapshotData;
+    type Log = SimLogStore;
+    type Sm = CheckedSm;
 
     async fn open(&self, node: u64, checker: Checker) -> Result<(Self::Log, Self::Sm), String> {
         let log = SimLogStore::open(node, self.disk(node), checker.clone());
-        Ok((log, self.open_sm(node, checker)))
+        let sm = self.sm.open(node, checker).await?;
+        Ok((log, sm))
     }
 
     fn crash(&self, node: u64) -> usize {
@@ -156,9 +152,8 @@ impl StorageModel for MemStorage {
             .unwrap_or(0)
         };
         let lost = disk.crash(keep);
-        if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
-            n.state = None;
-        }
+        drop(disk);
+        self.sm.crash(node);
         lost
     }
 
@@ -169,8 +164,7 @@ impl StorageModel for MemStorage {
             return true;
         }
         let covered = |last: Option<LogId>| last.is_some_and(|l| l.index >= log_id.index);
-        let snap_last = disk.snapshot.as_ref().and_then(|s| s.meta.last_log_id);
-        covered(snap_last) || covered(disk.durable.last_purged)
+        self.sm.durable_covers(node, log_id.index) || covered(disk.durable.last_purged)
     }
 
     fn log_has(&self, node: u64, log_id: &LogId) -> bool {
@@ -180,27 +174,15 @@ impl StorageModel for MemStorage {
             return true;
         }
         let covered = |last: Option<LogId>| last.is_some_and(|l| l.index >= log_id.index);
-        let snap_last = disk.snapshot.as_ref().and_then(|s| s.meta.last_log_id);
-        covered(snap_last) || covered(disk.mem.last_purged)
+        self.sm.covers(node, log_id.index) || covered(disk.mem.last_purged)
     }
 
     fn state_digest(&self, node: u64) -> Option<u64> {
-        let nodes = self.nodes.borrow();
-        let state = nodes.get(&node)?.state.as_ref()?.clone();
-        let state = state.borrow();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (k, v) in &state.kv {
-            for b in k
-                .iter()
-                .chain([0xffu8].iter())
-                .chain(v.iter())
-                .chain([0xfeu8].iter())
-            {
-                h ^= u64::from(*b);
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        Some(h)
+        self.sm.state_digest(node)
+    }
+
+    fn snapshot_stats(&self) -> SnapshotStats {
+        self.sm.stats()
     }
 
     fn durable_committed(&self, node: u64) -> Option<LogId> {
@@ -208,14 +190,10 @@ impl StorageModel for MemStorage {
     }
 
     fn read(&self, node: u64, key: &[u8]) -> Option<Bytes> {
-        let nodes = self.nodes.borrow();
-        let state = nodes.get(&node)?.state.as_ref()?.clone();
-        state.borrow().kv.get(key).cloned()
+        self.sm.read(node, key)
     }
 
     fn last_applied(&self, node: u64) -> Option<LogId> {
-        let nodes = self.nodes.borrow();
-        let state = nodes.get(&node)?.state.as_ref()?.clone();
-        state.borrow().last_applied
+        self.sm.last_applied(node)
     }
 }

@@ -29,15 +29,15 @@ use shoal_wal::meta;
 use shoal_wal::recovery::Replay;
 use shoal_wal::wal::parse_segment_name;
 
-use super::MemStorage;
 use super::StorageModel;
+use super::real_sm::CheckedSm;
+use super::real_sm::SmNodes;
 use super::sim_disk::SimDisk;
-use super::state_machine::KvState;
-use super::state_machine::SimStateMachine;
 use super::wal_log::WalLog;
 use super::wal_log::log_id_from_real;
 use crate::invariants::Checker;
 use crate::types::LogId;
+use shoal::raft::types::SnapshotData;
 
 /// The WAL configuration of simulated nodes: small segments and writes, so segment
 /// rotation, preallocation, deletion after purges and multi-write group commits all happen
@@ -67,11 +67,11 @@ struct WalNode {
     durable: Option<(u64, Rc<DurableLog>)>,
 }
 
-/// Real log stores over simulated disks, plus the simulation's state machine.
+/// Real log stores over simulated disks, with the real state machines.
 #[derive(Debug)]
 pub struct WalStorage {
     nodes: RefCell<BTreeMap<u64, WalNode>>,
-    sm: MemStorage,
+    sm: SmNodes,
     ack: AckMode,
 }
 
@@ -81,7 +81,7 @@ impl WalStorage {
     pub fn new(ack_before_sync: bool) -> Self {
         WalStorage {
             nodes: RefCell::new(BTreeMap::new()),
-            sm: MemStorage::new(false),
+            sm: SmNodes::new(),
             ack: if ack_before_sync {
                 AckMode::BeforeFsyncUnsafe
             } else {
@@ -182,9 +182,9 @@ fn recover_durable(disk: &SimDisk) -> Result<DurableLog, String> {
 }
 
 impl StorageModel for WalStorage {
-    type SnapshotData = KvState;
+    type SnapshotData = SnapshotData;
     type Log = WalLog;
-    type Sm = SimStateMachine;
+    type Sm = CheckedSm;
 
     async fn open(&self, node: u64, checker: Checker) -> Result<(Self::Log, Self::Sm), String> {
         let disk = self.disk(node);
@@ -195,7 +195,7 @@ impl StorageModel for WalStorage {
         if let Some(n) = self.nodes.borrow_mut().get_mut(&node) {
             n.log = Some(log.clone());
         }
-        let sm = self.sm.open_sm(node, checker);
+        let sm = self.sm.open(node, checker).await?;
         Ok((log, sm))
     }
 
@@ -215,12 +215,11 @@ impl StorageModel for WalStorage {
             return true;
         }
         let covered = |last: Option<LogId>| last.is_some_and(|l| l.index >= log_id.index);
-        covered(self.sm.snapshot_last(node)) || covered(d.last_purged)
+        self.sm.durable_covers(node, log_id.index) || covered(d.last_purged)
     }
 
     fn log_has(&self, node: u64, log_id: &LogId) -> bool {
-        let covered = |last: Option<LogId>| last.is_some_and(|l| l.index >= log_id.index);
-        if covered(self.sm.snapshot_last(node)) {
+        if self.sm.covers(node, log_id.index) {
             return true;
         }
         let Some(log) = self.nodes.borrow().get(&node).and_then(|n| n.log.clone()) else {
@@ -242,6 +241,10 @@ impl StorageModel for WalStorage {
 
     fn state_digest(&self, node: u64) -> Option<u64> {
         self.sm.state_digest(node)
+    }
+
+    fn snapshot_stats(&self) -> super::SnapshotStats {
+        self.sm.stats()
     }
 
     fn durable_committed(&self, node: u64) -> Option<LogId> {
