@@ -227,6 +227,18 @@ fn every_command_of_the_redis_front_door() {
     assert_eq!(got.len(), 19);
     assert!(got[..17].iter().all(|r| r == "OK"), "{got:?}");
     assert_eq!(got[17..], ["15", "o"]);
+    // Pipelined GETs form one wave, served as one batch read per group: keys of both
+    // shards, a missing key and a repeated one each get their own reply, in order.
+    let mut pipe = redis::pipe();
+    for i in (0..200).rev() {
+        pipe.cmd("GET").arg(format!("p{i}"));
+    }
+    pipe.cmd("GET").arg("missing");
+    pipe.cmd("GET").arg("p7").cmd("GET").arg("p7");
+    let got: Vec<Option<i64>> = pipe.query(&mut c).unwrap();
+    let mut want: Vec<Option<i64>> = (0..200).rev().map(Some).collect();
+    want.extend([None, Some(7), Some(7)]);
+    assert_eq!(got, want);
 
     // QUIT closes the connection after +OK.
     assert_eq!(cmd::<String>(&mut c1, &["QUIT"]), "OK");

@@ -341,3 +341,61 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> b
         _ = timer => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn wave(args: &[&[&str]]) -> Vec<(usize, Step)> {
+        let mut session = Session::new(1);
+        args.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let a = a
+                    .iter()
+                    .map(|x| Bytes::copy_from_slice(x.as_bytes()))
+                    .collect();
+                (i, session.plan_args(a, 1_000))
+            })
+            .collect()
+    }
+
+    fn positions<T>(v: &[(usize, T)]) -> Vec<usize> {
+        v.iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn gets_of_a_wave_are_split_out_only_when_two_or_more_fit_the_key_limit() {
+        let (gets, others) = split_gets(
+            wave(&[
+                &["GET", "a"],
+                &["SET", "b", "1"],
+                &["GET", "toolongkey"],
+                &["GET", "c"],
+                &["MGET", "d", "e"],
+                &["GET", "a"],
+            ]),
+            5,
+        );
+        assert_eq!(positions(&gets), vec![0, 3, 5]);
+        assert_eq!(positions(&others), vec![1, 2, 4]);
+        // The steps left over keep their actions.
+        assert!(matches!(
+            others[1].1.action,
+            Action::Read(Read {
+                op: ReadOp::Get { .. },
+                ..
+            })
+        ));
+
+        // One GET (or one that fits) is not worth a batch: everything stays.
+        let (gets, others) = split_gets(wave(&[&["GET", "a"], &["SET", "b", "1"]]), 5);
+        assert!(gets.is_empty());
+        assert_eq!(positions(&others), vec![0, 1]);
+        let (gets, others) = split_gets(wave(&[&["GET", "a"], &["GET", "toolongkey"]]), 5);
+        assert!(gets.is_empty());
+        assert_eq!(positions(&others), vec![0, 1]);
+    }
+}

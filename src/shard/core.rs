@@ -159,6 +159,12 @@ impl ShardCore {
         self.reads.rounds()
     }
 
+    /// Batches of writes this shard handed to Raft; with concurrent writes it grows slower
+    /// than the writes (one batch per executor tick).
+    pub fn write_batches(&self) -> u64 {
+        self.writes.batches()
+    }
+
     /// The Raft handle (for status lines, shutdown and the peer server).
     pub fn raft(&self) -> &Raft<ShardStateMachine> {
         &self.raft

@@ -19,8 +19,8 @@
 //! by one driver, so a write proposed after another was submitted lands after it in the
 //! log.
 //!
-//! Invariants: at most one driver per shard; every waiting write is submitted in exactly
-//! one batch, and its writer gets that entry's outcome, or `Fatal::Stopped` if the group
+//! Invariants: at most one driver per shard; a batch holds at most [`MAX_BATCH`] writes;
+//! every waiting write is submitted in exactly one batch, and its writer gets that entry's outcome, or `Fatal::Stopped` if the group
 //! stopped first; nothing is retried here.
 
 use std::cell::{Cell, RefCell};
@@ -38,6 +38,10 @@ pub(crate) type WriteOutcome = Result<
     <TypeConfig as openraft::RaftTypeConfig>::R,
     RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
 >;
+
+/// Most writes in one batch (bounds one message and one log append; the rest wait for
+/// the next batch, submitted right after).
+const MAX_BATCH: usize = shoal_proto::limits::MAX_BATCH_KEYS;
 
 type Waiter = (RaftRequest, oneshot::Sender<WriteOutcome>);
 
@@ -78,7 +82,6 @@ impl WriteBatcher {
     }
 
     /// Batches submitted since the batcher was made.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn batches(&self) -> u64 {
         self.batches.get()
     }
@@ -109,7 +112,11 @@ impl WriteBatcher {
                     p.driving = false;
                     return;
                 }
-                std::mem::take(&mut p.waiting)
+                if p.waiting.len() <= MAX_BATCH {
+                    std::mem::take(&mut p.waiting)
+                } else {
+                    p.waiting.drain(..MAX_BATCH).collect()
+                }
             };
             self.batches.set(self.batches.get() + 1);
             let (requests, writers): (Vec<RaftRequest>, Vec<oneshot::Sender<WriteOutcome>>) =
