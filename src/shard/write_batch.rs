@@ -2,8 +2,8 @@
 //! one `client_write_many` message, instead of one `client_write` message each.
 //!
 //! A write calls [`WriteBatcher::propose`] and waits; one driver task (spawned when the
-//! first write finds no driver running, so it runs after every task already queued in
-//! this tick) takes *every* waiting write, hands them to openraft in one message, and
+//! first write finds no driver running; it yields once before each batch, so it runs
+//! after every task already queued in this tick) takes *every* waiting write, hands them to openraft in one message, and
 //! leaves one forwarding task per batch to deliver each entry's outcome to its writer.
 //! openraft then appends the whole batch to the log in one storage call (one WAL append,
 //! one fdatasync covering all of it) and applies it in one apply call, instead of running
@@ -25,6 +25,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::task::Poll;
 
 use futures::StreamExt;
 use futures::channel::oneshot;
@@ -106,6 +107,9 @@ impl WriteBatcher {
     /// Submits batches until no write waits.
     async fn drive(self: Rc<Self>) {
         loop {
+            // glommio polls a spawned task at once, inside `spawn_local`: without this the
+            // driver would take only the write that spawned it.
+            yield_once().await;
             let batch = {
                 let mut p = self.pending.borrow_mut();
                 if p.waiting.is_empty() {
@@ -149,4 +153,20 @@ impl WriteBatcher {
             }
         }
     }
+}
+
+/// Returns after every task already queued on this executor ran (the task goes to the
+/// back of the queue once), so the writes those tasks propose join the next batch.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
