@@ -261,24 +261,26 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
     (reply, step.protocol)
 }
 
+/// Commands of a batch that run together, with their index in the batch.
+type Wave = Vec<(usize, Step)>;
+
 /// Splits a wave into its GETs (within the node's key limit), served together by
 /// [`execute_gets`], and everything else. Fewer than two GETs are left with the rest.
-fn split_gets(
-    wave: Vec<(usize, Step)>,
-    max_key_len: usize,
-) -> (Vec<(usize, Read)>, Vec<(usize, Step)>) {
-    let is_get = |s: &Step| matches!(&s.action, Action::Read(Read { op: ReadOp::Get { key }, .. }) if key.len() <= max_key_len);
-    if wave.iter().filter(|(_, s)| is_get(s)).count() < 2 {
+fn split_gets(wave: Wave, max_key_len: usize) -> (Vec<(usize, Read)>, Wave) {
+    let batchable =
+        |read: &Read| matches!(&read.op, ReadOp::Get { key } if key.len() <= max_key_len);
+    let gets_in_wave = wave
+        .iter()
+        .filter(|(_, s)| matches!(&s.action, Action::Read(r) if batchable(r)))
+        .count();
+    if gets_in_wave < 2 {
         return (Vec::new(), wave);
     }
     let mut gets = Vec::new();
     let mut others = Vec::new();
     for (i, step) in wave {
         match step.action {
-            Action::Read(read) if matches!(&read.op, ReadOp::Get { key } if key.len() <= max_key_len) =>
-            {
-                gets.push((i, read));
-            }
+            Action::Read(read) if batchable(&read) => gets.push((i, read)),
             action => others.push((i, Step { action, ..step })),
         }
     }
