@@ -6,12 +6,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_support;
+mod resp_support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use cluster_support::Cluster;
-use redis::{Connection, Value};
+use redis::Value;
+use resp_support::{cmd, connect, err, have};
 use shoal_proto::shard_for_key;
 use shoal_testkit::ports::free_port_block;
 use shoal_testkit::wait::wait_for;
@@ -53,32 +55,6 @@ fn start(dir: &std::path::Path) -> (Cluster, Vec<u16>, Vec<u64>) {
     cluster.launch();
     let leaders = rt().block_on(cluster.wait_leaders());
     (cluster, ports, leaders)
-}
-
-fn connect(port: u16) -> Connection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    client
-        .get_connection_with_timeout(Duration::from_secs(10))
-        .unwrap()
-}
-
-fn cmd<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn err(c: &mut Connection, args: &[&str]) -> String {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    match command.query::<Value>(c) {
-        Ok(v) => panic!("{args:?} answered {v:?}, expected an error"),
-        Err(e) => e.to_string(),
-    }
 }
 
 /// The id of a node that leads no group (2 groups, 3 nodes: there is always one).
@@ -248,14 +224,7 @@ fn a_follower_keeps_serving_across_a_leader_kill() {
 
 #[test]
 fn redis_benchmark_against_a_follower_has_no_errors() {
-    let have = Command::new("redis-benchmark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have {
-        eprintln!("SKIPPED: `redis-benchmark` is not installed (Debian package redis-tools)");
+    if !have("redis-benchmark") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -3,12 +3,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod node_support;
+mod resp_support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use node_support::NodeProcess;
-use redis::{Connection, Value};
+use redis::Value;
+use resp_support::{cmd, connect, err, have};
 use shoal_testkit::ports::free_port_block;
 
 const SHARDS: u16 = 2;
@@ -25,30 +27,6 @@ fn start_with(extra: &[&str]) -> (tempfile::TempDir, NodeProcess, u16) {
     args.extend_from_slice(extra);
     let node = NodeProcess::start(&tmp.path().join("data"), SHARDS, &args);
     (tmp, node, port)
-}
-
-fn connect(port: u16) -> Connection {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    client.get_connection().unwrap()
-}
-
-fn cmd<T: redis::FromRedisValue>(c: &mut Connection, args: &[&str]) -> T {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    command.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
-
-fn err(c: &mut Connection, args: &[&str]) -> String {
-    let mut command = redis::cmd(args[0]);
-    for a in &args[1..] {
-        command.arg(*a);
-    }
-    match command.query::<Value>(c) {
-        Ok(v) => panic!("{args:?} answered {v:?}, expected an error"),
-        Err(e) => e.to_string(),
-    }
 }
 
 #[test]
@@ -249,6 +227,18 @@ fn every_command_of_the_redis_front_door() {
     assert_eq!(got.len(), 19);
     assert!(got[..17].iter().all(|r| r == "OK"), "{got:?}");
     assert_eq!(got[17..], ["15", "o"]);
+    // Pipelined GETs form one wave, served as one batch read per group: keys of both
+    // shards, a missing key and a repeated one each get their own reply, in order.
+    let mut pipe = redis::pipe();
+    for i in (0..200).rev() {
+        pipe.cmd("GET").arg(format!("p{i}"));
+    }
+    pipe.cmd("GET").arg("missing");
+    pipe.cmd("GET").arg("p7").cmd("GET").arg("p7");
+    let got: Vec<Option<i64>> = pipe.query(&mut c).unwrap();
+    let mut want: Vec<Option<i64>> = (0..200).rev().map(Some).collect();
+    want.extend([None, Some(7), Some(7)]);
+    assert_eq!(got, want);
 
     // QUIT closes the connection after +OK.
     assert_eq!(cmd::<String>(&mut c1, &["QUIT"]), "OK");
@@ -278,20 +268,6 @@ fn malformed_resp_closes_only_that_connection() {
     inline.read_to_end(&mut answer).unwrap();
     assert_eq!(answer, b"$1\r\n1\r\n+OK\r\n");
     assert_eq!(cmd::<String>(&mut good, &["GET", "a"]), "1");
-}
-
-/// Whether `tool` runs; the Debian `redis-tools` are installed by `scripts/test`.
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: `{tool}` is not installed (Debian package redis-tools)");
-    }
-    ok
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! `ShardCore`'s linearizable reads on a one-node group (real shard state machine,
 //! test-only in-memory log): concurrent reads share ReadIndex rounds instead of running
 //! one each, every read is answered, and a read that starts after a write was
-//! acknowledged sees that write (also while other reads keep rounds running).
+//! acknowledged sees that write (also while other reads keep rounds running). Concurrent
+//! writes share batches (one `client_write_many` per tick), in submission order.
 // Test binary: a failed unwrap is how a helper fails the test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -171,6 +172,56 @@ fn concurrent_reads_share_read_index_rounds_and_all_see_the_acknowledged_write()
         assert!(
             rounds * 10 <= READS as u64,
             "{READS} concurrent reads ran {rounds} ReadIndex rounds"
+        );
+    });
+}
+
+#[test]
+fn concurrent_writes_share_batches_keep_their_order_and_are_all_applied() {
+    const WRITES: usize = 200;
+    raft_support::executor().run(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let core = start(tmp.path()).await;
+        let before = core.write_batches();
+        // Spawned in one tick: distinct keys, plus two writes of one key in order.
+        let mut writes: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let core = core.clone();
+                glommio::spawn_local(async move {
+                    core.execute(put(&format!("k{i}"), &format!("v{i}")), deadline())
+                        .await
+                })
+            })
+            .collect();
+        for value in ["first", "second"] {
+            let core = core.clone();
+            writes.push(glommio::spawn_local(async move {
+                core.execute(put("same", value), deadline()).await
+            }));
+        }
+        for (i, write) in writes.into_iter().enumerate() {
+            let r = write.await;
+            assert!(matches!(r, Response::Put), "write {i}: {r:?}");
+        }
+        let batches = core.write_batches() - before;
+        assert!(batches >= 1, "a write goes through a batch");
+        assert!(
+            batches * 10 <= WRITES as u64,
+            "{WRITES} concurrent writes took {batches} batches"
+        );
+        // Every write was applied, and the later of two writes of one key won.
+        for i in 0..WRITES {
+            let r = core.execute(get(&format!("k{i}")), deadline()).await;
+            let want = format!("v{i}");
+            assert!(
+                matches!(&r, Response::Get(Some(v)) if v.as_ref() == want.as_bytes()),
+                "k{i}: {r:?}"
+            );
+        }
+        let r = core.execute(get("same"), deadline()).await;
+        assert!(
+            matches!(&r, Response::Get(Some(v)) if v.as_ref() == b"second"),
+            "{r:?}"
         );
     });
 }

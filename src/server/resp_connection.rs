@@ -28,7 +28,7 @@ use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::{FutureExt, pin_mut, select_biased};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
-use shoal_resp::{Action, ErrorReply, Protocol, ReadOp, Reply, Session, Step, encode_reply};
+use shoal_resp::{Action, ErrorReply, Protocol, Read, ReadOp, Reply, Session, Step, encode_reply};
 use tokio::sync::watch;
 
 /// Largest single read of a RESP connection (requests arrive in several reads when
@@ -138,12 +138,15 @@ pub(crate) async fn serve<S>(
                     // pipeline of dependent commands is not one request.
                     let deadline = Instant::now() + ctx.request_timeout;
                     let c: &RespContext = &ctx;
-                    let done = join_all(
-                        wave.into_iter()
+                    let (gets, others) = split_gets(wave, ctx.dispatcher.max_key_len);
+                    let others = join_all(
+                        others
+                            .into_iter()
                             .map(|(i, s)| async move { (i, execute(c, s, deadline).await.0) }),
-                    )
-                    .await;
-                    for (i, reply) in done {
+                    );
+                    let (gets, others) =
+                        futures::future::join(execute_gets(c, gets, deadline), others).await;
+                    for (i, reply) in gets.into_iter().chain(others) {
                         replies[i] = Some(reply);
                     }
                 }
@@ -258,6 +261,66 @@ async fn execute(ctx: &RespContext, step: Step, deadline: Instant) -> (Reply, Pr
     (reply, step.protocol)
 }
 
+/// Commands of a batch that run together, with their index in the batch.
+type Wave = Vec<(usize, Step)>;
+
+/// Splits a wave into its GETs (within the node's key limit), served together by
+/// [`execute_gets`], and everything else. Fewer than two GETs are left with the rest.
+fn split_gets(wave: Wave, max_key_len: usize) -> (Vec<(usize, Read)>, Wave) {
+    let batchable =
+        |read: &Read| matches!(&read.op, ReadOp::Get { key } if key.len() <= max_key_len);
+    let gets_in_wave = wave
+        .iter()
+        .filter(|(_, s)| matches!(&s.action, Action::Read(r) if batchable(r)))
+        .count();
+    if gets_in_wave < 2 {
+        return (Vec::new(), wave);
+    }
+    let mut gets = Vec::new();
+    let mut others = Vec::new();
+    for (i, step) in wave {
+        match step.action {
+            Action::Read(read) if batchable(&read) => gets.push((i, read)),
+            action => others.push((i, Step { action, ..step })),
+        }
+    }
+    (gets, others)
+}
+
+/// Executes the GETs of one wave as one batch read (`resp_exec::get_wave`); each GET
+/// still holds its own slot of the shard's in-flight cap, and one that finds the cap
+/// full is answered `-BUSY` without being executed, as alone.
+async fn execute_gets(
+    ctx: &RespContext,
+    gets: Vec<(usize, Read)>,
+    deadline: Instant,
+) -> Vec<(usize, Reply)> {
+    let mut done = Vec::with_capacity(gets.len());
+    let mut permits = Vec::with_capacity(gets.len());
+    let mut positions = Vec::with_capacity(gets.len());
+    let mut reads = Vec::with_capacity(gets.len());
+    for (i, read) in gets {
+        match ctx.shard_in_flight.try_acquire() {
+            Some(permit) => {
+                permits.push(permit);
+                positions.push(i);
+                reads.push(read);
+            }
+            None => done.push((i, busy(ctx.dispatcher.shard))),
+        }
+    }
+    if !reads.is_empty() {
+        let replies = resp_exec::get_wave(&ctx.forwarder, reads, deadline).await;
+        for (i, reply) in positions.into_iter().zip(replies) {
+            ctx.stats
+                .count_get(!matches!(reply, Reply::Null | Reply::Error(_)));
+            done.push((i, reply));
+        }
+    }
+    drop(permits);
+    done
+}
+
 /// A planned command left without a reply (a planning bug; never expected).
 fn lost_reply() -> Reply {
     tracing::error!("a pipelined RESP command got no reply");
@@ -278,5 +341,63 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> b
     select_biased! {
         r = write => r.is_ok(),
         _ = timer => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn wave(args: &[&[&str]]) -> Vec<(usize, Step)> {
+        let mut session = Session::new(1);
+        args.iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let a = a
+                    .iter()
+                    .map(|x| Bytes::copy_from_slice(x.as_bytes()))
+                    .collect();
+                (i, session.plan_args(a, 1_000))
+            })
+            .collect()
+    }
+
+    fn positions<T>(v: &[(usize, T)]) -> Vec<usize> {
+        v.iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn gets_of_a_wave_are_split_out_only_when_two_or_more_fit_the_key_limit() {
+        let (gets, others) = split_gets(
+            wave(&[
+                &["GET", "a"],
+                &["SET", "b", "1"],
+                &["GET", "toolongkey"],
+                &["GET", "c"],
+                &["MGET", "d", "e"],
+                &["GET", "a"],
+            ]),
+            5,
+        );
+        assert_eq!(positions(&gets), vec![0, 3, 5]);
+        assert_eq!(positions(&others), vec![1, 2, 4]);
+        // The steps left over keep their actions.
+        assert!(matches!(
+            others[1].1.action,
+            Action::Read(Read {
+                op: ReadOp::Get { .. },
+                ..
+            })
+        ));
+
+        // One GET (or one that fits) is not worth a batch: everything stays.
+        let (gets, others) = split_gets(wave(&[&["GET", "a"], &["SET", "b", "1"]]), 5);
+        assert!(gets.is_empty());
+        assert_eq!(positions(&others), vec![0, 1]);
+        let (gets, others) = split_gets(wave(&[&["GET", "a"], &["GET", "toolongkey"]]), 5);
+        assert!(gets.is_empty());
+        assert_eq!(positions(&others), vec![0, 1]);
     }
 }

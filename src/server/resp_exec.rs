@@ -22,7 +22,7 @@ use futures::future::join_all;
 use shoal_proto::{
     DeleteMulti, ErrorDetail, Expire, ExpireCondition, Get, GetMulti, KeyTtl, Persist, Put,
     ReadConsistency, Request, Response, SetCondition, SetIf, Ttl, TtlMode, group_by_shard,
-    shard_for_key,
+    limits::MAX_BATCH_KEYS, shard_for_key,
 };
 use shoal_resp::{
     ErrorReply, Read, ReadOp, ReadOutcome, Reply, TtlLookup, TtlUpdate, Write, WriteOp,
@@ -200,6 +200,58 @@ async fn delete(
         }
     }
     Ok(WriteOutcome::Deleted(removed))
+}
+
+/// Serves the GETs of one pipelined wave together: one `GetMulti` per owning group and
+/// per [`MAX_BATCH_KEYS`] keys (one dispatch, one wait for a shared ReadIndex round, one
+/// state lookup), instead of one `Get` each; the replies come back in `reads`' order.
+///
+/// As linearizable as one `Get` each: the GETs of a wave were all sent before any of
+/// them was answered, so they are concurrent with each other, and the `GetMulti` is
+/// dispatched after every one of them was invoked, so the read point it gets (a ReadIndex
+/// round that starts after it arrives) is one each of them could have had. A part that
+/// fails fails every GET of the wave with that error (each would have met the same
+/// group), except `TooLarge` (a forwarded answer over the frame limit, which one GET
+/// would not reach): then the GETs are served one by one.
+///
+/// `reads` must all be `ReadOp::Get` within the node's key limit (the caller checks).
+pub(crate) async fn get_wave(d: &Forwarder, reads: Vec<Read>, deadline: Instant) -> Vec<Reply> {
+    let keys: Vec<Bytes> = reads
+        .iter()
+        .filter_map(|r| match &r.op {
+            ReadOp::Get { key } => Some(key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys.len(), reads.len(), "get_wave takes GETs only");
+    let parts = keys
+        .chunks(MAX_BATCH_KEYS)
+        .map(|chunk| get_multi(d, chunk, deadline));
+    let mut values = Vec::with_capacity(keys.len());
+    let mut failure = None;
+    for part in join_all(parts).await {
+        match part {
+            Ok(vs) => values.extend(vs),
+            Err(response) => {
+                failure = Some(response);
+                break;
+            }
+        }
+    }
+    match failure {
+        None => reads
+            .iter()
+            .zip(values)
+            .map(|(r, v)| r.reply(ReadOutcome::Value(v)))
+            .collect(),
+        Some(Response::Error(e)) if matches!(e.detail, ErrorDetail::TooLarge { .. }) => {
+            join_all(reads.into_iter().map(|r| read(d, r, deadline))).await
+        }
+        Some(response) => {
+            let reply = error_reply(response);
+            vec![reply; reads.len()]
+        }
+    }
 }
 
 fn get(key: &Bytes) -> Request {

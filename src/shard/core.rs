@@ -3,7 +3,9 @@
 //!
 //! Invariants:
 //! - A write is answered only after openraft applied it, which happens only after its entry
-//!   is fdatasync'd on a quorum of the group (`client_write` resolves after apply).
+//!   is fdatasync'd on a quorum of the group (a write resolves after apply); the writes of
+//!   one executor tick go to Raft as one batch (`write_batch`, which argues why that
+//!   changes neither order nor durability).
 //! - `put_with_ttl` fixes the absolute expiry from this (the leader's) wall clock when the
 //!   entry is proposed; replicas apply that same instant. openraft refuses a proposal made
 //!   on a follower, so only a leader's expiry ever reaches the log.
@@ -37,6 +39,7 @@ use shoal_proto::{
 use super::clock::now_ms;
 use super::errors::{fatal, node_info, read_error, write_error};
 use super::read_batch::{ReadBatcher, RoundOutcome};
+use super::write_batch::WriteBatcher;
 use crate::node::ShardService;
 use crate::raft::apply_reply::ApplyReply;
 use crate::raft::state_machine::{ShardStateMachine, SharedState};
@@ -52,6 +55,8 @@ pub struct ShardCore {
     state: SharedState,
     /// One ReadIndex round at a time, shared by every read waiting when it starts.
     reads: std::rc::Rc<ReadBatcher>,
+    /// Every write proposed in one executor tick goes to Raft in one message.
+    writes: std::rc::Rc<WriteBatcher>,
     /// The first fatal error any call returned: the group is dead on this node (a panic
     /// leaves `metrics().running_state` reading `Ok`, so calls are the only witness).
     failure: std::cell::RefCell<Option<String>>,
@@ -83,6 +88,7 @@ impl ShardCore {
             shard_count,
             node_id,
             reads: ReadBatcher::new(raft.clone()),
+            writes: WriteBatcher::new(raft.clone()),
             raft,
             state,
             failure: std::cell::RefCell::new(None),
@@ -166,6 +172,12 @@ impl ShardCore {
     #[doc(hidden)]
     pub fn set_read_fast_path(&self, on: bool) {
         self.reads.set_fast_path(on);
+    }
+
+    /// Batches of writes this shard handed to Raft; with concurrent writes it grows slower
+    /// than the writes (one batch per executor tick).
+    pub fn write_batches(&self) -> u64 {
+        self.writes.batches()
     }
 
     /// The Raft handle (for status lines, shutdown and the peer server).
@@ -407,14 +419,14 @@ impl ShardCore {
         let mut waited_for_lease = false;
         loop {
             let result = self
-                .raft
-                .client_write(RaftRequest {
+                .writes
+                .propose(RaftRequest {
                     command: encoded.clone(),
                 })
                 .await;
             match result {
                 Ok(resp) => {
-                    return ApplyReply::decode(&resp.data.reply)
+                    return ApplyReply::decode(&resp.reply)
                         .map_err(|e| internal(format!("undecodable apply reply: {e}")));
                 }
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))

@@ -10,5 +10,6 @@ mod core;
 pub mod errors;
 mod read_batch;
 pub mod ttl_ticker;
+mod write_batch;
 
 pub use core::ShardCore;
