@@ -393,6 +393,9 @@ fn a_commit_only_append_rides_on_the_next_request_and_is_answered_first() {
             .stream_append(input_rx, RPCOption::new(WAIT))
             .await
             .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Success);
         let got = drain(&mut out).await;
@@ -417,6 +420,9 @@ fn a_lone_commit_only_append_goes_out_after_the_linger() {
             .stream_append(input_rx, RPCOption::new(WAIT))
             .await
             .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Success);
         // The input stays open: only the linger sends the commit-only append.
@@ -446,6 +452,9 @@ fn a_conflict_on_the_carrier_is_the_held_requests_conflict_and_ends_the_stream()
             .stream_append(input_rx, RPCOption::new(WAIT))
             .await
             .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Conflict);
         let got = drain(&mut out).await;
