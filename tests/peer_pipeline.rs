@@ -402,7 +402,10 @@ fn a_commit_only_append_rides_on_the_next_request_and_is_answered_first() {
         // Two requests on the wire; four answers, in request order.
         // The server records arrivals in a task of its own, which may lag its answers;
         // a commit-only append sent on its own would show as a 0 between 1 and 2.
-        until("both requests recorded", || double.arrived.borrow().len() >= 2).await;
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
         assert_eq!(*double.arrived.borrow(), vec![1, 2]);
         let want: Vec<_> = [1, 1, 1, 2].iter().map(|&i| Ok(Some(log_id(i)))).collect();
         assert_eq!(got, want);
@@ -470,7 +473,10 @@ fn a_conflict_on_the_carrier_is_the_held_requests_conflict_and_ends_the_stream()
         );
         // The server records arrivals in a task of its own, which may lag its answers;
         // a commit-only append sent on its own would show as a 0 between 1 and 2.
-        until("both requests recorded", || double.arrived.borrow().len() >= 2).await;
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
         assert_eq!(*double.arrived.borrow(), vec![1, 2]);
     });
 }

@@ -201,12 +201,13 @@ where
             }
             let free = self.inflight.len() < self.depth;
             // The input ended: nothing can absorb a held request any more.
-            if self.input_done && free && !self.barrier {
-                if let Some(h) = self.held.take()
-                    && let Err(f) = self.send_held(h).await
-                {
-                    return Some((Err(self.fail(f)), self));
-                }
+            if self.input_done
+                && free
+                && !self.barrier
+                && let Some(h) = self.held.take()
+                && let Err(f) = self.send_held(h).await
+            {
+                return Some((Err(self.fail(f)), self));
             }
             let can_pull = !self.input_done && !self.barrier && free;
             let linger_until = self.held.as_ref().filter(|_| free).map(|h| h.until);
