@@ -436,6 +436,10 @@ fn a_lone_commit_only_append_goes_out_after_the_linger() {
         assert_eq!(first, Ok(Some(log_id(1))));
         let second = out.next().await.unwrap().unwrap();
         assert_eq!(second, Ok(Some(log_id(1))));
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
         assert_eq!(*double.arrived.borrow(), vec![1, 0], "sent on its own");
         drop(input_tx);
         assert!(drain(&mut out).await.is_empty());
