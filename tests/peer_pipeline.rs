@@ -345,3 +345,142 @@ fn an_oversized_batch_is_sent_as_a_prefix_and_ends_the_stream() {
         drop(input_tx);
     });
 }
+
+/// A commit-only append (no entries) after entry `prev`, announcing commit `prev`.
+fn commit_only(prev: u64) -> AppendEntriesRequest<TypeConfig> {
+    AppendEntriesRequest {
+        vote: Vote::new_committed(1, 1),
+        prev_log_id: Some(log_id(prev)),
+        entries: Vec::new(),
+        leader_commit: Some(log_id(prev)),
+    }
+}
+
+/// Collects the output until it ends (bounded by `WAIT`).
+async fn drain(
+    out: &mut (
+             impl futures::Stream<
+        Item = Result<
+            Result<Option<LogId>, StreamAppendError<TypeConfig>>,
+            openraft::errors::RPCError<TypeConfig>,
+        >,
+    > + Unpin
+         ),
+) -> Vec<Result<Option<LogId>, StreamAppendError<TypeConfig>>> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while let Some(item) = out.next().await {
+        assert!(Instant::now() < deadline, "the stream did not end");
+        got.push(item.unwrap());
+    }
+    got
+}
+
+#[test]
+fn a_commit_only_append_rides_on_the_next_request_and_is_answered_first() {
+    raft_support::executor().run(async {
+        let double = Rc::new(Double::default());
+        let (node, _stop) = start_server(&double).await;
+        let network = PeerNetwork::new(config(1));
+        let mut client = network.client(2, &node, "replication");
+        let (input_tx, input_rx) = mpsc::unbounded();
+        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
+        input_tx.unbounded_send(commit_only(1)).unwrap();
+        input_tx.unbounded_send(commit_only(1)).unwrap();
+        input_tx.unbounded_send(append(2, 2, 100)).unwrap();
+        drop(input_tx);
+        let mut out = client
+            .stream_append(input_rx, RPCOption::new(WAIT))
+            .await
+            .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        double.release(AppendEntriesResponse::Success);
+        double.release(AppendEntriesResponse::Success);
+        let got = drain(&mut out).await;
+        // Two requests on the wire; four answers, in request order.
+        // The server records arrivals in a task of its own, which may lag its answers;
+        // a commit-only append sent on its own would show as a 0 between 1 and 2.
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
+        assert_eq!(*double.arrived.borrow(), vec![1, 2]);
+        let want: Vec<_> = [1, 1, 1, 2].iter().map(|&i| Ok(Some(log_id(i)))).collect();
+        assert_eq!(got, want);
+    });
+}
+
+#[test]
+fn a_lone_commit_only_append_goes_out_after_the_linger() {
+    raft_support::executor().run(async {
+        let double = Rc::new(Double::default());
+        let (node, _stop) = start_server(&double).await;
+        let network = PeerNetwork::new(config(1));
+        let mut client = network.client(2, &node, "replication");
+        let (input_tx, input_rx) = mpsc::unbounded();
+        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
+        input_tx.unbounded_send(commit_only(1)).unwrap();
+        let mut out = client
+            .stream_append(input_rx, RPCOption::new(WAIT))
+            .await
+            .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        double.release(AppendEntriesResponse::Success);
+        double.release(AppendEntriesResponse::Success);
+        // The input stays open: only the linger sends the commit-only append.
+        let first = out.next().await.unwrap().unwrap();
+        assert_eq!(first, Ok(Some(log_id(1))));
+        let second = out.next().await.unwrap().unwrap();
+        assert_eq!(second, Ok(Some(log_id(1))));
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
+        assert_eq!(*double.arrived.borrow(), vec![1, 0], "sent on its own");
+        drop(input_tx);
+        assert!(drain(&mut out).await.is_empty());
+    });
+}
+
+#[test]
+fn a_conflict_on_the_carrier_is_the_held_requests_conflict_and_ends_the_stream() {
+    raft_support::executor().run(async {
+        let double = Rc::new(Double::default());
+        let (node, _stop) = start_server(&double).await;
+        let network = PeerNetwork::new(config(1));
+        let mut client = network.client(2, &node, "replication");
+        let (input_tx, input_rx) = mpsc::unbounded();
+        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
+        input_tx.unbounded_send(commit_only(1)).unwrap();
+        input_tx.unbounded_send(append(2, 2, 100)).unwrap();
+        drop(input_tx);
+        let mut out = client
+            .stream_append(input_rx, RPCOption::new(WAIT))
+            .await
+            .unwrap();
+        // The first request went out with the session; the server's stream exists once
+        // it arrived.
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        double.release(AppendEntriesResponse::Success);
+        double.release(AppendEntriesResponse::Conflict);
+        let got = drain(&mut out).await;
+        assert_eq!(
+            got,
+            vec![
+                Ok(Some(log_id(1))),
+                Err(StreamAppendError::Conflict(log_id(1)))
+            ]
+        );
+        // The server records arrivals in a task of its own, which may lag its answers;
+        // a commit-only append sent on its own would show as a 0 between 1 and 2.
+        until("both requests recorded", || {
+            double.arrived.borrow().len() >= 2
+        })
+        .await;
+        assert_eq!(*double.arrived.borrow(), vec![1, 2]);
+    });
+}

@@ -102,9 +102,9 @@ pub fn render_status(
     let mut out = String::new();
     let mut healthy = true;
     let _ = writeln!(out, "{} nodes, {shard_count} groups", answers.len());
-    // The topology keeps listing a configured member after it was removed from every
-    // group (replaced, say): such a node is not part of the cluster any more, its
-    // absence is no failure.
+    // The topology may still list a configured node that was removed from every group
+    // (when the answering node could not learn every group's membership): such a node is
+    // not part of the cluster any more, its absence is no failure.
     let member = |id: u64| {
         answers.iter().any(|(_, r)| {
             r.as_ref().is_ok_and(|r| {

@@ -39,6 +39,11 @@ use crate::limits::{
 /// follower's WAL busy (its flusher groups what arrives during one fdatasync).
 pub const DEFAULT_APPEND_PIPELINE_DEPTH: usize = 8;
 
+/// Default of [`PeerConfig::commit_linger`]: longer than the gap between one write's
+/// commit and the next write's entry with one client writing back to back, far below the
+/// heartbeat interval (which carries the commit index anyway).
+pub const DEFAULT_COMMIT_LINGER: Duration = Duration::from_millis(2);
+
 /// Identity and limits of one group's transport, shared by its client and server side.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -71,6 +76,9 @@ pub struct PeerConfig {
     /// due (`pipeline`). The receiving side serves at most [`MAX_PIPELINED_APPENDS`] per
     /// connection at once and stops reading beyond that (backpressure, not an error).
     pub append_pipeline_depth: usize,
+    /// Longest a commit-only `AppendEntries` (no entries, only a newer commit index) is
+    /// held back for the next request to carry it (`pipeline`); zero sends each at once.
+    pub commit_linger: Duration,
     /// Nodes dialed at a local override (shard-0 address) instead of the peer address
     /// their membership entry advertises (`config::PeerRoute`).
     pub routes: std::collections::HashMap<u64, std::net::SocketAddr>,
@@ -92,6 +100,7 @@ impl PeerConfig {
             max_connections: DEFAULT_MAX_PEER_CONNECTIONS,
             append_timeout: Duration::from_secs(1),
             append_pipeline_depth: DEFAULT_APPEND_PIPELINE_DEPTH,
+            commit_linger: DEFAULT_COMMIT_LINGER,
             routes: std::collections::HashMap::new(),
         }
     }
@@ -123,6 +132,12 @@ impl PeerConfig {
             return Err(format!(
                 "append_pipeline_depth must be in 1..={MAX_PIPELINED_APPENDS}, got {}",
                 self.append_pipeline_depth
+            ));
+        }
+        if self.commit_linger > Duration::from_secs(1) {
+            return Err(format!(
+                "commit_linger must be at most 1 s, got {:?}",
+                self.commit_linger
             ));
         }
         if self.max_connections == 0 {

@@ -256,38 +256,52 @@ impl Dispatcher {
         })
     }
 
-    /// The topology: the configured nodes and those this shard's group added at runtime,
-    /// and, per group, the leader and term this node knows (absent when the group's shard
-    /// cannot say, e.g. during an election).
+    /// The topology: the nodes that are members (voters or learners) of at least one group
+    /// as this node sees them, and, per group, the leader and term this node knows (absent
+    /// when the group's shard cannot say, e.g. during an election). A configured node that
+    /// was removed from every group is not listed. When some group cannot say who its
+    /// members are (its shard did not answer) or no group has any (a node waiting to be
+    /// added), the configured nodes are listed too: listing a node too many is harmless, a
+    /// member left out would hide part of the cluster.
     async fn topology(&self, deadline: Instant) -> Response {
-        let leaders = self
-            .statuses(deadline)
-            .await
+        let reports = self.statuses(deadline).await;
+        let mut members = std::collections::BTreeSet::new();
+        let mut all_known = true;
+        let leaders = reports
             .into_iter()
             .enumerate()
             .map(|(g, r)| {
-                let known = r
-                    .ok()
-                    .and_then(|rep| rep.groups.into_iter().find(|s| s.group == g as u32));
+                let known = match r {
+                    Ok(rep) => rep.groups.into_iter().find(|s| s.group == g as u32),
+                    Err(_) => None,
+                };
                 match known {
-                    Some(s) => GroupLeader {
-                        leader: s.leader,
-                        term: s.term,
-                    },
-                    None => GroupLeader {
-                        leader: None,
-                        term: 0,
-                    },
+                    Some(s) => {
+                        members.extend(s.voters.iter().chain(&s.learners).copied());
+                        GroupLeader {
+                            leader: s.leader,
+                            term: s.term,
+                        }
+                    }
+                    None => {
+                        all_known = false;
+                        GroupLeader {
+                            leader: None,
+                            term: 0,
+                        }
+                    }
                 }
             })
             .collect();
-        // The configured members, plus any node this shard's group gained at runtime.
-        let mut nodes = self.nodes.clone();
-        for member in self.service.members() {
+        let listed = |id: u64| !all_known || members.is_empty() || members.contains(&id);
+        // The configured nodes first, then those this shard's group added at runtime.
+        let mut nodes: Vec<NodeInfo> = Vec::new();
+        for node in self.nodes.iter().cloned().chain(self.service.members()) {
             if nodes.len() < shoal_proto::limits::MAX_NODES
-                && !nodes.iter().any(|n| n.node_id == member.node_id)
+                && listed(node.node_id)
+                && !nodes.iter().any(|n| n.node_id == node.node_id)
             {
-                nodes.push(member);
+                nodes.push(node);
             }
         }
         Response::Topology(Topology {
