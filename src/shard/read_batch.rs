@@ -45,6 +45,7 @@
 //!   to the metrics in an earlier iteration.
 //! - "Applied up to the last log entry" includes the leader's no-op of its term, so a
 //!   fresh leader still catching up on its log after a restart takes the normal round.
+//!
 //! Any doubt (two voters, a joint config, an unapplied entry, a follower) takes the round.
 //!
 //! Invariants: at most one round runs at a time per shard; every waiting read gets the
