@@ -376,26 +376,74 @@ async fn drain(
     got
 }
 
+/// A replication session from node 1 to a fresh server double, its input fed with
+/// `requests` (the input stays open while the returned sender lives).
+struct Session {
+    double: Rc<Double>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    client: shoal::peer::PeerClient,
+    input: Option<mpsc::UnboundedReceiver<AppendEntriesRequest<TypeConfig>>>,
+}
+
+type AnswerStream<'s> = LocalBoxStream<
+    's,
+    Result<
+        Result<Option<LogId>, StreamAppendError<TypeConfig>>,
+        openraft::errors::RPCError<TypeConfig>,
+    >,
+>;
+
+impl Session {
+    async fn new(
+        requests: Vec<AppendEntriesRequest<TypeConfig>>,
+    ) -> (
+        Session,
+        mpsc::UnboundedSender<AppendEntriesRequest<TypeConfig>>,
+    ) {
+        let double = Rc::new(Double::default());
+        let (node, stop) = start_server(&double).await;
+        let client = PeerNetwork::new(config(1)).client(2, &node, "replication");
+        let (input_tx, input_rx) = mpsc::unbounded();
+        for r in requests {
+            input_tx.unbounded_send(r).unwrap();
+        }
+        let session = Session {
+            double,
+            _stop: stop,
+            client,
+            input: Some(input_rx),
+        };
+        (session, input_tx)
+    }
+
+    /// Opens the stream; returns once the first request (sent with the session) arrived,
+    /// so the server's stream exists.
+    async fn open(&mut self) -> AnswerStream<'_> {
+        let input = self.input.take().expect("opened once");
+        let out = self
+            .client
+            .stream_append(input, RPCOption::new(WAIT))
+            .await
+            .unwrap();
+        let double = Rc::clone(&self.double);
+        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        out
+    }
+}
+
 #[test]
 fn a_commit_only_append_rides_on_the_next_request_and_is_answered_first() {
     raft_support::executor().run(async {
-        let double = Rc::new(Double::default());
-        let (node, _stop) = start_server(&double).await;
-        let network = PeerNetwork::new(config(1));
-        let mut client = network.client(2, &node, "replication");
-        let (input_tx, input_rx) = mpsc::unbounded();
-        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
-        input_tx.unbounded_send(commit_only(1)).unwrap();
-        input_tx.unbounded_send(commit_only(1)).unwrap();
-        input_tx.unbounded_send(append(2, 2, 100)).unwrap();
+        let requests = vec![
+            append(1, 1, 100),
+            commit_only(1),
+            commit_only(1),
+            append(2, 2, 100),
+        ];
+        let (mut session, input_tx) = Session::new(requests).await;
         drop(input_tx);
-        let mut out = client
-            .stream_append(input_rx, RPCOption::new(WAIT))
-            .await
-            .unwrap();
-        // The first request went out with the session; the server's stream exists once
-        // it arrived.
-        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        let double = Rc::clone(&session.double);
+        let mut out = session.open().await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Success);
         let got = drain(&mut out).await;
@@ -415,20 +463,9 @@ fn a_commit_only_append_rides_on_the_next_request_and_is_answered_first() {
 #[test]
 fn a_lone_commit_only_append_goes_out_after_the_linger() {
     raft_support::executor().run(async {
-        let double = Rc::new(Double::default());
-        let (node, _stop) = start_server(&double).await;
-        let network = PeerNetwork::new(config(1));
-        let mut client = network.client(2, &node, "replication");
-        let (input_tx, input_rx) = mpsc::unbounded();
-        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
-        input_tx.unbounded_send(commit_only(1)).unwrap();
-        let mut out = client
-            .stream_append(input_rx, RPCOption::new(WAIT))
-            .await
-            .unwrap();
-        // The first request went out with the session; the server's stream exists once
-        // it arrived.
-        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        let (mut session, input_tx) = Session::new(vec![append(1, 1, 100), commit_only(1)]).await;
+        let double = Rc::clone(&session.double);
+        let mut out = session.open().await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Success);
         // The input stays open: only the linger sends the commit-only append.
@@ -449,22 +486,11 @@ fn a_lone_commit_only_append_goes_out_after_the_linger() {
 #[test]
 fn a_conflict_on_the_carrier_is_the_held_requests_conflict_and_ends_the_stream() {
     raft_support::executor().run(async {
-        let double = Rc::new(Double::default());
-        let (node, _stop) = start_server(&double).await;
-        let network = PeerNetwork::new(config(1));
-        let mut client = network.client(2, &node, "replication");
-        let (input_tx, input_rx) = mpsc::unbounded();
-        input_tx.unbounded_send(append(1, 1, 100)).unwrap();
-        input_tx.unbounded_send(commit_only(1)).unwrap();
-        input_tx.unbounded_send(append(2, 2, 100)).unwrap();
+        let requests = vec![append(1, 1, 100), commit_only(1), append(2, 2, 100)];
+        let (mut session, input_tx) = Session::new(requests).await;
         drop(input_tx);
-        let mut out = client
-            .stream_append(input_rx, RPCOption::new(WAIT))
-            .await
-            .unwrap();
-        // The first request went out with the session; the server's stream exists once
-        // it arrived.
-        until("the first append", || !double.arrived.borrow().is_empty()).await;
+        let double = Rc::clone(&session.double);
+        let mut out = session.open().await;
         double.release(AppendEntriesResponse::Success);
         double.release(AppendEntriesResponse::Conflict);
         let got = drain(&mut out).await;

@@ -112,6 +112,34 @@ impl ChildProcess {
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
+
+    /// Waits (bounded by `timeout`) for a process that must refuse to start: it has to
+    /// exit with a failure status and never print `ready_line`. Returns its log; panics
+    /// with the log if it started, succeeded or was still running at the timeout.
+    pub fn expect_refusal(&mut self, ready_line: &str, timeout: Duration) -> String {
+        let status = crate::wait::wait_for(
+            "the process refuses to start",
+            timeout,
+            Duration::from_millis(20),
+            || {
+                let log = self.log();
+                assert!(
+                    !log.contains(ready_line),
+                    "{} started (printed `{ready_line}`) where it had to refuse:\n{log}",
+                    self.name
+                );
+                self.try_status().ok().flatten()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}:\n{}", self.name, self.log()));
+        let log = self.log();
+        assert!(
+            !status.success(),
+            "{}: expected a failed start ({status}):\n{log}",
+            self.name
+        );
+        log
+    }
 }
 
 impl Drop for ChildProcess {

@@ -199,26 +199,7 @@ impl Cluster {
     pub fn restart_expecting_refusal(&mut self, id: u64) -> String {
         self.spawn(id);
         let mut process = self.node_mut(id).process.take().expect("node running");
-        let status = wait_for(
-            "node refuses to start",
-            START_TIMEOUT,
-            Duration::from_millis(20),
-            || {
-                let log = process.log();
-                assert!(
-                    !log.contains("shoal: ready"),
-                    "node {id} started on damaged files:\n{log}"
-                );
-                process.try_status().ok().flatten()
-            },
-        )
-        .unwrap_or_else(|e| panic!("node {id}: {e}:\n{}", process.log()));
-        let log = process.log();
-        assert!(
-            !status.success(),
-            "node {id}: expected a failed start ({status}):\n{log}"
-        );
-        log
+        process.expect_refusal("shoal: ready", START_TIMEOUT)
     }
 
     /// Graceful stop (SIGINT) of node `id`.

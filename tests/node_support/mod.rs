@@ -89,27 +89,7 @@ impl NodeProcess {
             self.starts,
         );
         self.starts += 1;
-        let process = &mut self.process;
-        let status = wait_for(
-            "node refuses to start",
-            START_TIMEOUT,
-            Duration::from_millis(20),
-            || {
-                let log = process.log();
-                assert!(
-                    !log.contains("shoal: ready"),
-                    "the node started on damaged files:\n{log}"
-                );
-                process.try_status().ok().flatten()
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}:\n{}", self.process.log()));
-        let log = self.process.log();
-        assert!(
-            !status.success(),
-            "expected a failed start ({status}):\n{log}"
-        );
-        log
+        self.process.expect_refusal("shoal: ready", START_TIMEOUT)
     }
 
     fn wait_ready(&mut self) {
