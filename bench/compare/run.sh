@@ -49,7 +49,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 LOADGEN=$TARGET_DIR/release/loadgen
 SHOAL=$TARGET_DIR/release/shoal
 REPORT=$TARGET_DIR/release/compare-report
-SYSTEMS_ALL="floor-channel floor-channel-spin floor-tcp floor-fsync shoal-local shoal-local-spin shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3 resp-shoal-1 resp-shoal-3 resp-redis-always resp-redis-none"
+SYSTEMS_ALL="floor-channel floor-channel-spin floor-tcp floor-fsync floor-fsync-pinned shoal-local shoal-local-spin shoal-1 shoal-3 redis-always redis-none etcd-1 etcd-3 resp-shoal-1 resp-shoal-3 resp-redis-always resp-redis-none"
 ONLY=${ONLY:-$SYSTEMS_ALL}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/shoal-compare.XXXXXX")
 MANIFEST=$WORK/manifest.tsv
@@ -243,9 +243,12 @@ run() {
         --warmup "$WARMUP" --duration "$DURATION" --quiet --json "$json" --hdr "$hdr")
     log "$sys / $w"
     # Bounded: a target that stops answering must not stall the comparison.
-    if timeout --kill-after=10s "$RUN_LIMIT" "${cmd[@]}" >"$WORK/$sys.$w.out" \
+    # LOADGEN_PREFIX (words, e.g. "taskset -c 1") runs loadgen under another command.
+    local prefix=()
+    read -ra prefix <<<"${LOADGEN_PREFIX:-}"
+    if timeout --kill-after=10s "$RUN_LIMIT" "${prefix[@]}" "${cmd[@]}" >"$WORK/$sys.$w.out" \
         2>"$WORK/$sys.$w.err"; then
-        local shown="loadgen ${cmd[*]:1}"
+        local shown="${prefix[*]}${prefix[*]:+ }loadgen ${cmd[*]:1}"
         manifest RUN "$w" "$sys" "$json" "$hdr" "${shown//$WORK/\$WORK}"
     else
         local rc=$? why
@@ -278,13 +281,17 @@ system floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipel
 system floor-fsync "Floor of a durable put: 4 KiB O_DIRECT overwrite + fdatasync, plain syscalls (wal-bench's baseline)"
 system shoal-local "Shoal, embedded single node ($SHARDS shards), LocalKvClient: puts fdatasync'd before ack, linearizable gets (ReadIndex)"
 # The latency profile of an embedded deployment that gives its shard a core of its own:
-# one shard, whose executor spins SPIN_US before it parks, and a client that spins on a
-# lone call's reply for up to REPLY_SPIN_US (covering a put). Same guarantees.
+# one shard, on the core that takes the data disk's interrupts (scripts/irq-core: a
+# completion then wakes the shard without a cross-core interrupt), whose executor spins
+# SPIN_US before it parks, and a client that spins on a lone call's reply for up to
+# REPLY_SPIN_US (covering a put). Same guarantees.
 SPIN_US=200
 REPLY_SPIN_US=400
-SPIN_FLAGS=(--shards 1 --spin-before-park-us "$SPIN_US" --reply-spin-us "$REPLY_SPIN_US" --threads 1)
-system floor-channel-spin "Floor of shoal-local-spin: tokio mpsc + oneshot to 1 glommio shard thread spinning ${SPIN_US} us before parking, client spinning ${REPLY_SPIN_US} us on replies, 1 loadgen thread"
-system shoal-local-spin "Shoal, embedded single node, latency profile (1 shard spinning ${SPIN_US} us before parking, LocalKvClient spinning up to ${REPLY_SPIN_US} us on a lone reply, 1 loadgen thread): puts fdatasync'd before ack, linearizable gets"
+IRQ_CORE=$("$ROOT/scripts/irq-core" "$WORK" || echo 0)
+SPIN_FLAGS=(--shards 1 --first-core "$IRQ_CORE" --spin-before-park-us "$SPIN_US" --reply-spin-us "$REPLY_SPIN_US" --threads 1)
+system floor-fsync-pinned "Floor of a durable put on the latency profile's core: floor-fsync with loadgen pinned to core $IRQ_CORE (taskset), the core that takes the data disk's interrupts"
+system floor-channel-spin "Floor of shoal-local-spin: tokio mpsc + oneshot to 1 glommio shard thread on core $IRQ_CORE spinning ${SPIN_US} us before parking, client spinning ${REPLY_SPIN_US} us on replies, 1 loadgen thread"
+system shoal-local-spin "Shoal, embedded single node, latency profile (1 shard on core $IRQ_CORE, the one that takes the data disk's interrupts, spinning ${SPIN_US} us before parking, LocalKvClient spinning up to ${REPLY_SPIN_US} us on a lone reply, 1 loadgen thread): puts fdatasync'd before ack, linearizable gets"
 SHOAL1_LABEL="Shoal, single node ($SHARDS shards), RemoteKvClient over TCP (loadgen) or RESP (redis-benchmark): puts fdatasync'd before ack, linearizable gets"
 system shoal-1 "$SHOAL1_LABEL"
 system shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
@@ -311,6 +318,12 @@ if want floor-fsync; then
     phase floor-fsync
     mkdir -p "$WORK/fsync"
     run floor-fsync put-1 --target floor-fsync --data-dir "$WORK/fsync"
+fi
+if want floor-fsync-pinned; then
+    phase floor-fsync-pinned
+    mkdir -p "$WORK/fsync-pinned"
+    LOADGEN_PREFIX="taskset -c $IRQ_CORE" run floor-fsync-pinned put-1 --target floor-fsync \
+        --threads 1 --data-dir "$WORK/fsync-pinned"
 fi
 
 if want shoal-local; then

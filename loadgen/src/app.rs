@@ -108,6 +108,7 @@ fn spin_settings(cli: &Cli) -> SpinSettings {
         reply_spin: cli
             .reply_spin_us
             .map_or(defaults.reply_spin, std::time::Duration::from_micros),
+        first_core: cli.first_core.unwrap_or(defaults.first_core),
     }
 }
 

@@ -101,6 +101,13 @@ pub struct Cli {
     /// sleeps (`LocalKvClient::with_reply_spin`; default: the client's default; 0: never).
     #[arg(long, value_name = "US")]
     pub reply_spin_us: Option<u64>,
+    /// shoal-local, floor-channel: the core of shard 0; shard s runs on core
+    /// `(first_core + s) % cores` (the node's `executor.first_core`; default: the node's
+    /// default, 0). `scripts/irq-core DIR` prints the core that takes the interrupts of
+    /// DIR's disk: a shard there is woken without a cross-core interrupt when its
+    /// fdatasync completes.
+    #[arg(long, value_name = "CORE")]
+    pub first_core: Option<usize>,
     /// shoal-local: how the embedded node's WAL makes a put durable (the node's
     /// `wal.sync_mode`: uring, inline, thread; default: the node's default). Every mode
     /// fdatasyncs before the put is acknowledged.

@@ -431,6 +431,15 @@ pub fn floors_section(c: &Comparison) -> String {
             "<= 1.5x the fdatasync baseline",
         );
     }
+    // The latency profile pins its shard to the core that takes the disk's interrupts;
+    // the same floor pinned to that core is the like-for-like baseline.
+    line(
+        "local put p50, 1 in flight (latency profile) vs the floor on its core",
+        p50("put-1", "shoal-local-spin", "put"),
+        p50("put-1", "floor-fsync-pinned", "put"),
+        "raw write + fdatasync on the shard's core",
+        "<= 1.5x the fdatasync baseline",
+    );
     line(
         "remote get p50, 1 in flight",
         p50("get-1", "shoal-1", "get"),

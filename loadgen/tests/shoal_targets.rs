@@ -61,7 +61,7 @@ fn shoal_local_runs_against_an_embedded_node_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("local.json");
-    let mut args = vec!["--target", "shoal-local", "--shards", "2"];
+    let mut args = vec!["--target", "shoal-local", "--shards", "2", "--first-core", "1"];
     args.extend(MIX);
     let j = json.to_string_lossy().into_owned();
     args.extend(["--json", &j]);
@@ -74,6 +74,12 @@ fn shoal_local_runs_against_an_embedded_node_and_cleans_up() {
     let target = v["target"].as_str().unwrap();
     assert!(
         target.contains("embedded single node, 2 shard(s)"),
+        "{target}"
+    );
+    // `--first-core` reaches the node's placement (shard 0 on core 1 of 2 or more).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        target.contains(&format!("shard 0 on core {}", 1 % cores)),
         "{target}"
     );
     // The node's temporary data dir is gone.

@@ -63,7 +63,13 @@ impl ChannelFloor {
         let (mesh, inboxes) = Mesh::new(shards, INBOX_DEPTH);
         for (shard, inbox) in inboxes.into_iter().enumerate() {
             let answer = value.clone();
-            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(shard % cores))
+            // Placed as a node places its shards, so the floor crosses the same cores.
+            let core = shoal::config::ExecutorConfig {
+                first_core: spin.first_core,
+                ..shoal::config::ExecutorConfig::default()
+            }
+            .core_of(shard, cores);
+            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
                 .name(&format!("floor-shard-{shard}"));
             if spin.spin_before_park_us > 0 {
                 builder = builder.spin_before_park(Duration::from_micros(spin.spin_before_park_us));
@@ -118,8 +124,10 @@ impl Target for ChannelFloor {
         format!(
             "floor-channel ({} glommio shard(s) answering at once, reached by LocalKvClient \
              over the node's mesh (tokio mpsc + oneshot): the transport under shoal-local; \
-             shards spin {} us before parking, a lone call spins {} us on its reply)",
+             shard 0 on core {}; shards spin {} us before parking, a lone call spins {} us on \
+             its reply)",
             self.shards,
+            self.spin.first_core,
             self.spin.spin_before_park_us,
             self.spin.reply_spin.as_micros()
         )

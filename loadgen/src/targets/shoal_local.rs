@@ -55,14 +55,18 @@ pub struct LocalSettings {
     pub wal_sync_mode: WalSyncMode,
 }
 
-/// How the in-process targets (`shoal-local` and its floor, `floor-channel`) avoid
-/// wake-ups: the same two settings for both, so the floor measures the same transport.
+/// How the in-process targets (`shoal-local` and its floor, `floor-channel`) place their
+/// shards and avoid wake-ups: the same settings for both, so the floor measures the same
+/// transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpinSettings {
     /// Each shard executor's `spin_before_park` in microseconds (0: off).
     pub spin_before_park_us: u64,
     /// How long a lone call busy-polls its reply (zero: off).
     pub reply_spin: Duration,
+    /// Core of shard 0 (the node's `executor.first_core`): shard s runs on core
+    /// `(first_core + s) % cores`.
+    pub first_core: usize,
 }
 
 impl Default for SpinSettings {
@@ -71,6 +75,7 @@ impl Default for SpinSettings {
         SpinSettings {
             spin_before_park_us: shoal::config::DEFAULT_SPIN_BEFORE_PARK_US,
             reply_spin: shoal::local_client::DEFAULT_REPLY_SPIN,
+            first_core: ExecutorConfig::default().first_core,
         }
     }
 }
@@ -133,6 +138,7 @@ impl EmbeddedNode {
                 shards,
                 executor: ExecutorConfig {
                     spin_before_park_us: settings.spin.spin_before_park_us,
+                    first_core: settings.spin.first_core,
                     ..ExecutorConfig::default()
                 },
                 wal: WalConfig {
@@ -165,10 +171,15 @@ impl EmbeddedNode {
                     let description = format!(
                         "shoal-local (embedded single node, {shards} shard(s), data in {where_}; \
                          LocalKvClient, request timeout {} ms, linearizable gets, puts \
-                         fdatasync'd before ack (WAL sync mode {:?}); shards spin {} us before \
-                         parking, a lone call spins {} us on its reply)",
+                         fdatasync'd before ack (WAL sync mode {:?}); shard 0 on core {}; \
+                         shards spin {} us before parking, a lone call spins {} us on its reply)",
                         settings.request_timeout.as_millis(),
                         settings.wal_sync_mode,
+                        ExecutorConfig {
+                            first_core: settings.spin.first_core,
+                            ..ExecutorConfig::default()
+                        }
+                        .core_of(0, std::thread::available_parallelism().map_or(1, |n| n.get())),
                         settings.spin.spin_before_park_us,
                         settings.spin.reply_spin.as_micros()
                     );
