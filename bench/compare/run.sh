@@ -18,6 +18,7 @@
 #        RUN_LIMIT (120: seconds one loadgen run may take before it is killed and reported),
 #        RB_REQUESTS (200000), RB_CLIENTS (50), RB_PIPELINES ("1 16"), RB_VALUE_SIZE (100),
 #        RB_LIMIT (180: seconds one redis-benchmark run may take),
+#        SHOAL3_SHARDS (1: shards per node of shoal-3, the issue's 3-node figure),
 #        ONLY="shoal-local redis-none resp-shoal-1 ..." (a subset of systems; ids in
 #        SYSTEMS_ALL below), SKIP_INSTALL=1, SKIP_BUILD=1, KEEP_WORK=1 (keep the scratch
 #        dir with logs and raw reports), OUT (default docs/BENCHMARKS.md),
@@ -275,6 +276,10 @@ run_all() {
 
 # ---------------------------------------------------------------- systems
 SHARDS=$(nproc)
+# shoal-3 (loadgen): 1 shard per node, the closing figure's setting. With one shard each
+# and `--first-core` = node id - 1, the three shard threads spread over the cores; with
+# $(nproc) shards each, 6 shard threads (and their io_uring workers) share 2 cores.
+SHOAL3_SHARDS=${SHOAL3_SHARDS:-1}
 
 system floor-channel "Floor of shoal-local: tokio mpsc + oneshot to $SHARDS glommio shard thread(s) that answer at once (no Raft, no WAL)"
 system floor-tcp "Floor of shoal-remote: loopback TCP echo on glommio, one pipelined connection per shard, Shoal's frame sizes"
@@ -294,7 +299,7 @@ system floor-channel-spin "Floor of shoal-local-spin: tokio mpsc + oneshot to 1 
 system shoal-local-spin "Shoal, embedded single node, latency profile (1 shard on core $IRQ_CORE, the one that takes the data disk's interrupts, spinning ${SPIN_US} us before parking, LocalKvClient spinning up to ${REPLY_SPIN_US} us on a lone reply, 1 loadgen thread): puts fdatasync'd before ack, linearizable gets"
 SHOAL1_LABEL="Shoal, single node ($SHARDS shards), RemoteKvClient over TCP (loadgen) or RESP (redis-benchmark): puts fdatasync'd before ack, linearizable gets"
 system shoal-1 "$SHOAL1_LABEL"
-system shoal-3 "Shoal, 3 nodes ($SHARDS shards each), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
+system shoal-3 "Shoal, 3 nodes ($SHOAL3_SHARDS shard(s) each, node n's shard 0 pinned to core n-1 mod $(nproc)), RemoteKvClient: puts fdatasync'd on a quorum before ack, linearizable gets"
 REDIS_ALWAYS_LABEL="Redis, AOF with appendfsync always (fsync before reply), no RDB snapshots: durable, single server (no replication)"
 REDIS_NONE_LABEL="Redis, no persistence (appendonly no, no RDB): NOT durable, a crash loses every write; reference only"
 system redis-always "$REDIS_ALWAYS_LABEL"
@@ -335,11 +340,11 @@ if want shoal-local-spin; then
     run_all shoal-local-spin --target shoal-local "${SPIN_FLAGS[@]}" --data-dir "$WORK/shoal-local-spin"
 fi
 
-# shoal_node ID CLIENT PEER DATA [member flags...]
+# shoal_node ID CLIENT PEER DATA [member flags...] (NODE_SHARDS shards, default SHARDS)
 shoal_node() {
     local id=$1 client=$2 peer=$3 data=$4; shift 4
     start "shoal node $id" "$WORK/shoal-$id-$(basename "$data").log" "$SHOAL" --node-id "$id" \
-        --data-dir "$data" --client-addr "$client" --peer-addr "$peer" --shards "$SHARDS" \
+        --data-dir "$data" --client-addr "$client" --peer-addr "$peer" --shards "${NODE_SHARDS:-$SHARDS}" \
         --first-core "$((id - 1))" --log-level warn "$@"
 }
 shoal_ready() { grep -q "shoal: ready" "$1"; }
@@ -365,17 +370,18 @@ if want shoal-3; then
     if [[ ! -x $SHOAL ]]; then
         na_all shoal-3 "the shoal binary was not built"
     else
-        base=$(free_base 17500 $((6 * SHARDS + 30)))
+        NODE_SHARDS=$SHOAL3_SHARDS
+        base=$(free_base 17500 $((6 * NODE_SHARDS + 30)))
         members=()
         for i in 1 2 3; do
-            c=$((base + (i - 1) * 2 * SHARDS)); p=$((c + SHARDS))
+            c=$((base + (i - 1) * 2 * NODE_SHARDS)); p=$((c + NODE_SHARDS))
             members+=(--member "$i=127.0.0.1:$c/127.0.0.1:$p")
         done
         for i in 1 2 3; do
-            c=$((base + (i - 1) * 2 * SHARDS)); p=$((c + SHARDS))
+            c=$((base + (i - 1) * 2 * NODE_SHARDS)); p=$((c + NODE_SHARDS))
             shoal_node "$i" "127.0.0.1:$c" "127.0.0.1:$p" "$WORK/shoal3-$i" "${members[@]}"
         done
-        endpoints="127.0.0.1:$base,127.0.0.1:$((base + 2 * SHARDS)),127.0.0.1:$((base + 4 * SHARDS))"
+        endpoints="127.0.0.1:$base,127.0.0.1:$((base + 2 * NODE_SHARDS)),127.0.0.1:$((base + 4 * NODE_SHARDS))"
         # Formed = every node ready and a durable put answered through the cluster.
         probe() {
             for i in 1 2 3; do shoal_ready "$WORK/shoal-$i-shoal3-$i.log" || return 1; done
@@ -389,6 +395,7 @@ if want shoal-3; then
             na_all shoal-3 "the 3-node cluster did not form and serve a put within 45 s (${why:-no output})"
         fi
         stop_pids
+        unset NODE_SHARDS
     fi
 fi
 

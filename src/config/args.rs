@@ -92,6 +92,12 @@ pub struct NodeArgs {
     /// land on core 0.
     #[arg(long, value_name = "N")]
     pub first_core: Option<usize>,
+    /// Most append-entries requests a leader has on the wire to one follower at once.
+    #[arg(long, value_name = "N")]
+    pub append_pipeline_depth: Option<usize>,
+    /// Microseconds a commit-only append is held for the next request to carry it (0: off).
+    #[arg(long, value_name = "US")]
+    pub commit_linger_us: Option<u64>,
     /// TEST-ONLY: acknowledge writes before they are durable (the negative control of the
     /// crash-durability test). Loses acknowledged writes on a crash.
     #[arg(long, hide = true)]
@@ -155,6 +161,14 @@ impl NodeArgs {
             &self.spin_before_park_us,
         );
         set(&mut config.executor.first_core, &self.first_core);
+        set(
+            &mut config.replication.append_pipeline_depth,
+            &self.append_pipeline_depth,
+        );
+        set(
+            &mut config.replication.commit_linger_us,
+            &self.commit_linger_us,
+        );
         if self.unsafe_ack_before_fsync {
             config.unsafe_ack_before_fsync = true;
         }

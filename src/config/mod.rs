@@ -11,10 +11,12 @@
 mod args;
 mod executor;
 mod file;
+mod replication;
 mod wal;
 
 pub use args::NodeArgs;
 pub use executor::{DEFAULT_SPIN_BEFORE_PARK_US, ExecutorConfig, MAX_SPIN_BEFORE_PARK_US};
+pub use replication::{MAX_COMMIT_LINGER_US, ReplicationConfig};
 pub use wal::{WalConfig, WalSyncMode};
 
 use std::net::SocketAddr;
@@ -220,6 +222,7 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     pub log: LogConfig,
     pub executor: ExecutorConfig,
+    pub replication: ReplicationConfig,
     /// TEST-ONLY negative control of the crash-durability test: acknowledge writes as soon
     /// as they are appended in memory, before they are written and fdatasync'd. Loses
     /// acknowledged writes on a crash; never set it anywhere else.
@@ -253,6 +256,7 @@ impl Default for NodeConfig {
             wal: WalConfig::default(),
             log: LogConfig::default(),
             executor: ExecutorConfig::default(),
+            replication: ReplicationConfig::default(),
             unsafe_ack_before_fsync: false,
             clock_offset_ms: 0,
             unsafe_local_reads: false,
@@ -349,6 +353,18 @@ impl NodeConfig {
             self.executor.spin_before_park_us,
             0,
             MAX_SPIN_BEFORE_PARK_US,
+        )?;
+        check_between(
+            "replication.append_pipeline_depth",
+            self.replication.append_pipeline_depth,
+            1,
+            limits::MAX_PIPELINED_APPENDS,
+        )?;
+        check_between(
+            "replication.commit_linger_us",
+            self.replication.commit_linger_us,
+            0,
+            MAX_COMMIT_LINGER_US,
         )?;
         if self.snapshot.every_entries == 0 {
             return Err(ConfigError::invalid(

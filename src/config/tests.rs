@@ -130,6 +130,16 @@ fn each_invalid_setting_is_named() {
     let mut c = single();
     c.log.level = "shoal=loud".into();
     assert_eq!(invalid_setting(&c), "log.level");
+
+    let mut c = single();
+    c.replication.append_pipeline_depth = 0;
+    assert_eq!(invalid_setting(&c), "replication.append_pipeline_depth");
+    c.replication.append_pipeline_depth = limits::MAX_PIPELINED_APPENDS + 1;
+    assert_eq!(invalid_setting(&c), "replication.append_pipeline_depth");
+
+    let mut c = single();
+    c.replication.commit_linger_us = MAX_COMMIT_LINGER_US + 1;
+    assert_eq!(invalid_setting(&c), "replication.commit_linger_us");
 }
 
 #[test]
@@ -255,4 +265,37 @@ fn wal_sync_mode_comes_from_the_file_or_the_flag_and_defaults_to_uring() {
         err.contains("sync_mode") || err.contains("unknown variant"),
         "{err}"
     );
+}
+
+#[test]
+fn replication_settings_come_from_the_file_or_the_flags_and_default_to_the_peer_defaults() {
+    let d = NodeConfig::default().replication;
+    assert_eq!(
+        d.append_pipeline_depth,
+        crate::peer::DEFAULT_APPEND_PIPELINE_DEPTH
+    );
+    assert_eq!(d.commit_linger(), crate::peer::DEFAULT_COMMIT_LINGER);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(
+        &path,
+        "[replication]\nappend_pipeline_depth = 3\ncommit_linger_us = 700\n",
+    )
+    .unwrap();
+    let from_file = NodeArgs {
+        config: Some(path.clone()),
+        ..NodeArgs::default()
+    };
+    let c = NodeConfig::load(&from_file).unwrap();
+    assert_eq!(c.replication.append_pipeline_depth, 3);
+    assert_eq!(c.replication.commit_linger(), Duration::from_micros(700));
+    let flags = NodeArgs {
+        config: Some(path),
+        append_pipeline_depth: Some(5),
+        commit_linger_us: Some(0),
+        ..NodeArgs::default()
+    };
+    let c = NodeConfig::load(&flags).unwrap();
+    assert_eq!(c.replication.append_pipeline_depth, 5);
+    assert!(c.replication.commit_linger().is_zero());
 }

@@ -34,7 +34,7 @@ use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 
 use super::mesh::{Inbox, Mesh};
-use super::raft_config::raft_config;
+use super::raft_config::{peer_config, raft_config};
 use crate::config::NodeConfig;
 use crate::raft::log_store::{AckMode, WalLogStore};
 use crate::raft::state_machine::ShardStateMachine;
@@ -42,7 +42,7 @@ use crate::raft::types::{Raft, ShoalNode};
 use crate::server::{Server, ServerConfig};
 
 use crate::node::ShardService;
-use crate::peer::{PeerConfig, PeerNetwork, PeerServer};
+use crate::peer::{PeerNetwork, PeerServer};
 use crate::shard::ShardCore;
 use crate::shard::clock::now_ms;
 use crate::shard::ttl_ticker::run_ttl_ticker;
@@ -223,15 +223,7 @@ async fn serve(
         node_id,
         shard_count,
     };
-    let peer_cfg = PeerConfig {
-        append_timeout: Duration::from_millis(config.timeouts.peer_rpc_ms),
-        routes: config
-            .peer_routes
-            .iter()
-            .map(|r| (r.id, r.peer_addr))
-            .collect(),
-        ..PeerConfig::new(local, shard as u32)
-    };
+    let peer_cfg = peer_config(config, local, shard);
     let network = PeerNetwork::new(peer_cfg.clone());
     let raft: Raft<ShardStateMachine> = Raft::new(node_id, raft_cfg, network, log, sm)
         .await
