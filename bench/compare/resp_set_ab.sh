@@ -66,9 +66,12 @@ for spec in "$@"; do
             --shards 2 --first-core 0 --log-level warn "${flags[@]}" >"$WORK/server.log" 2>&1 &
     fi
     SERVER=$!
-    for _ in $(seq 200); do ready "$port" && break; sleep 0.1; done
+    for _ in $(seq 200); do
+        { ready "$port" || ! kill -0 "$SERVER" 2>/dev/null; } && break
+        sleep 0.1
+    done
     if ! ready "$port"; then
-        echo "$label: the server did not answer PING within 20 s: $(tail -n 2 "$WORK/server.log")"
+        echo "$label: the server did not answer PING (exited, or 20 s passed): $(tail -n 2 "$WORK/server.log" | tr '\n' ' ')"
         kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; SERVER=""
         continue
     fi
