@@ -61,7 +61,14 @@ fn shoal_local_runs_against_an_embedded_node_and_cleans_up() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let json = out.path().join("local.json");
-    let mut args = vec!["--target", "shoal-local", "--shards", "2", "--first-core", "1"];
+    let mut args = vec![
+        "--target",
+        "shoal-local",
+        "--shards",
+        "2",
+        "--first-core",
+        "1",
+    ];
     args.extend(MIX);
     let j = json.to_string_lossy().into_owned();
     args.extend(["--json", &j]);

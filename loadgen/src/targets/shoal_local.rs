@@ -156,6 +156,14 @@ impl EmbeddedNode {
                 .map(|ready| ready.map(drop));
             match outcome {
                 Ok(Ok(())) => {
+                    let core_of_shard_0 = ExecutorConfig {
+                        first_core: settings.spin.first_core,
+                        ..ExecutorConfig::default()
+                    }
+                    .core_of(
+                        0,
+                        std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    );
                     let client = LocalKvClient::new(node.mesh().clone())
                         .with_timeout(settings.request_timeout)
                         .with_reply_spin(settings.spin.reply_spin);
@@ -175,11 +183,7 @@ impl EmbeddedNode {
                          shards spin {} us before parking, a lone call spins {} us on its reply)",
                         settings.request_timeout.as_millis(),
                         settings.wal_sync_mode,
-                        ExecutorConfig {
-                            first_core: settings.spin.first_core,
-                            ..ExecutorConfig::default()
-                        }
-                        .core_of(0, std::thread::available_parallelism().map_or(1, |n| n.get())),
+                        core_of_shard_0,
                         settings.spin.spin_before_park_us,
                         settings.spin.reply_spin.as_micros()
                     );
