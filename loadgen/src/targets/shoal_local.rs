@@ -139,7 +139,6 @@ impl EmbeddedNode {
                 executor: ExecutorConfig {
                     spin_before_park_us: settings.spin.spin_before_park_us,
                     first_core: settings.spin.first_core,
-                    ..ExecutorConfig::default()
                 },
                 wal: WalConfig {
                     sync_mode: settings.wal_sync_mode,
