@@ -50,6 +50,13 @@ use crate::state::State;
 use shoal_proto::LocalPeer;
 use shoal_wal::GlommioDisk;
 
+/// Under the test-only `unsafe_ack_before_fsync`, every WAL write waits this long before
+/// it starts: acknowledged entries then stay in memory for at least this long, so a
+/// `kill -9` of a majority loses some on a fast disk too, and the negative controls that
+/// must report such losses (`tests/node_crash.rs`, `tests/faults_cluster.rs`) do not
+/// depend on the disk being slow.
+const UNSAFE_ACK_WRITE_DELAY: Duration = Duration::from_millis(20);
+
 /// How long a single-node group may take to lead after start before the shard reports
 /// a failure (an election on one voter takes one election timeout).
 const SINGLE_NODE_LEAD_TIMEOUT: Duration = Duration::from_secs(30);
@@ -176,14 +183,17 @@ async fn serve(
     let disk = GlommioDisk::open(&wal_dir, config.wal.sync_mode.disk_mode())
         .await
         .map_err(|e| wal_err(&e))?;
-    let ack = if config.unsafe_ack_before_fsync {
+    let (disk, ack) = if config.unsafe_ack_before_fsync {
         tracing::warn!(
             shard,
             "UNSAFE: acknowledging writes before they are durable (test-only switch)"
         );
-        AckMode::BeforeFsyncUnsafe
+        (
+            disk.with_write_delay(UNSAFE_ACK_WRITE_DELAY),
+            AckMode::BeforeFsyncUnsafe,
+        )
     } else {
-        AckMode::AfterFsync
+        (disk, AckMode::AfterFsync)
     };
     let (log, report) = WalLogStore::open(disk, wal_config(config), ack)
         .await

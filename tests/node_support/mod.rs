@@ -14,6 +14,8 @@ use shoal_testkit::wait::wait_for;
 
 /// Bound on a node's start (recovery of a test-sized log included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Tries of a first start on fresh ports when a port was taken meanwhile.
+pub const PORT_ATTEMPTS: usize = 5;
 /// Bound on a graceful stop.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -31,20 +33,34 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node with `shards` shards on free ports, data in `data_dir`, plus `extra`
     /// flags, and waits until it reports ready.
+    ///
+    /// A port found free can be taken before the node binds it (another test process, or
+    /// a port that this test's check could bind but the node's listener cannot, e.g. with
+    /// connections of an earlier process still in TIME_WAIT): a first start that fails
+    /// with "Address already in use" is retried on other ports, at most
+    /// [`PORT_ATTEMPTS`] times.
     pub fn start(data_dir: &Path, shards: u16, extra: &[&str]) -> NodeProcess {
-        let client = free_port_block(shards).expect("free client ports");
-        let peer = free_port_block(shards).expect("free peer ports");
-        let mut node = NodeProcess {
-            process: spawn(data_dir, shards, client, peer, extra, 0),
-            client_addr: localhost(client),
-            peer_addr: localhost(peer),
-            data_dir: data_dir.to_path_buf(),
-            shards,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            starts: 1,
-        };
-        node.wait_ready();
-        node
+        for attempt in 1..=PORT_ATTEMPTS {
+            let client = free_port_block(shards).expect("free client ports");
+            let peer = free_port_block(shards).expect("free peer ports");
+            let mut node = NodeProcess {
+                process: spawn(data_dir, shards, client, peer, extra, 0),
+                client_addr: localhost(client),
+                peer_addr: localhost(peer),
+                data_dir: data_dir.to_path_buf(),
+                shards,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                starts: 1,
+            };
+            match node.wait_ready_or_exit() {
+                Ok(()) => return node,
+                Err(log) if log.contains("Address already in use") && attempt < PORT_ATTEMPTS => {
+                    eprintln!("node start {attempt}: a port was taken; retrying on others");
+                }
+                Err(log) => panic!("node exited during start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Starts the same node again (same ports, data and flags) after it stopped.
@@ -90,6 +106,26 @@ impl NodeProcess {
         );
         self.starts += 1;
         self.process.expect_refusal("shoal: ready", START_TIMEOUT)
+    }
+
+    /// Waits until the node is ready; `Err(log)` if it exited first.
+    fn wait_ready_or_exit(&mut self) -> Result<(), String> {
+        let process = &mut self.process;
+        let outcome = wait_for(
+            "node ready",
+            START_TIMEOUT,
+            Duration::from_millis(20),
+            || {
+                if let Ok(Some(status)) = process.try_status() {
+                    return Some(Err(format!("({status}):\n{}", process.log())));
+                }
+                process.log().contains("shoal: ready").then_some(Ok(()))
+            },
+        );
+        match outcome {
+            Ok(r) => r,
+            Err(e) => panic!("{e}:\n{}", self.process.log()),
+        }
     }
 
     fn wait_ready(&mut self) {

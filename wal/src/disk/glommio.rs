@@ -132,6 +132,9 @@ pub struct GlommioDisk {
     dir: PathBuf,
     mode: SyncMode,
     syncer: Option<Rc<SyncThread>>,
+    /// Test-only: how long every durable write waits before it starts (see
+    /// [`GlommioDisk::with_write_delay`]).
+    write_delay: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for GlommioDisk {
@@ -168,7 +171,22 @@ impl GlommioDisk {
             SyncMode::SyncThread => Some(Rc::new(SyncThread::start()?)),
             _ => None,
         };
-        Ok(GlommioDisk { dir, mode, syncer })
+        Ok(GlommioDisk {
+            dir,
+            mode,
+            syncer,
+            write_delay: None,
+        })
+    }
+
+    /// **Test-only.** Every durable write of a file opened from now on waits `delay` before
+    /// it starts. Still durable when it returns, only later: this widens the window in
+    /// which a store that acknowledges before durability (the negative control of the
+    /// crash tests) holds acknowledged data that a `kill -9` loses, so that the tests
+    /// that must catch such a store do so on a fast disk too.
+    pub fn with_write_delay(mut self, delay: std::time::Duration) -> Self {
+        self.write_delay = Some(delay);
+        self
     }
 
     /// The write path in use.
@@ -207,6 +225,7 @@ impl GlommioDisk {
             len,
             mode: self.mode,
             syncer: self.syncer.clone(),
+            write_delay: self.write_delay,
         })
     }
 }
@@ -222,6 +241,7 @@ pub struct GlommioFile {
     len: u64,
     mode: SyncMode,
     syncer: Option<Rc<SyncThread>>,
+    write_delay: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for GlommioFile {
@@ -378,6 +398,9 @@ impl DiskFile for GlommioFile {
                 io::ErrorKind::InvalidInput,
                 "unaligned O_DIRECT write",
             ));
+        }
+        if let Some(delay) = self.write_delay {
+            glommio::timer::sleep(delay).await;
         }
         match (self.mode, &self.plain, &self.syncer) {
             (SyncMode::UringFdatasync | SyncMode::UringDsync, _, _) => {
