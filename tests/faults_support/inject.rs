@@ -105,8 +105,10 @@ pub fn inject(
             }
         }
         Nemesis::PauseLeader | Nemesis::IsolateLeader => {
-            let Some(old) = rt.block_on(c.leader_of(0)) else {
-                // Mid-election: no leader to target; a random node's links instead.
+            // Right after an earlier fault (a restart, a heal) the nodes may not agree on a
+            // leader yet: wait for one (bounded) rather than run another kind instead.
+            let Some(old) = rt.block_on(c.wait_leader(0, None, ELECTION_WAIT)) else {
+                // Still mid-election: no leader to target; a random node's links instead.
                 return inject(c, rt, rng, rec, Nemesis::SplitRandom, probe_seq);
             };
             let key = key_name(probe_key(rng));
