@@ -3,6 +3,14 @@ use std::path::Path;
 use super::args::parse_member;
 use super::*;
 
+/// A config file holding `text`, in a temporary directory (kept alive by the first value).
+fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
 fn single() -> NodeConfig {
     NodeConfig {
         shards: 2,
@@ -29,10 +37,7 @@ fn defaults_are_a_valid_single_node_on_loopback() {
 
 #[test]
 fn file_then_flags_override_defaults() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.toml");
-    std::fs::write(
-        &path,
+    let (_dir, path) = config_file(
         r#"
         node_id = 2
         shards = 3
@@ -43,8 +48,7 @@ fn file_then_flags_override_defaults() {
         [log]
         format = "json"
         "#,
-    )
-    .unwrap();
+    );
     let args = NodeArgs {
         config: Some(path),
         shards: Some(4),
@@ -242,9 +246,7 @@ fn first_core_shifts_every_shard_and_wraps() {
 #[test]
 fn wal_sync_mode_comes_from_the_file_or_the_flag_and_defaults_to_uring() {
     assert_eq!(NodeConfig::default().wal.sync_mode, WalSyncMode::Uring);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.toml");
-    std::fs::write(&path, "[wal]\nsync_mode = \"inline\"\n").unwrap();
+    let (_dir, path) = config_file("[wal]\nsync_mode = \"inline\"\n");
     let from_file = NodeArgs {
         config: Some(path.clone()),
         ..NodeArgs::default()
@@ -275,13 +277,8 @@ fn replication_settings_come_from_the_file_or_the_flags_and_default_to_the_peer_
         crate::peer::DEFAULT_APPEND_PIPELINE_DEPTH
     );
     assert_eq!(d.commit_linger(), crate::peer::DEFAULT_COMMIT_LINGER);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.toml");
-    std::fs::write(
-        &path,
-        "[replication]\nappend_pipeline_depth = 3\ncommit_linger_us = 700\n",
-    )
-    .unwrap();
+    let (_dir, path) =
+        config_file("[replication]\nappend_pipeline_depth = 3\ncommit_linger_us = 700\n");
     let from_file = NodeArgs {
         config: Some(path.clone()),
         ..NodeArgs::default()

@@ -57,7 +57,7 @@ impl NodeProcess {
                 Err(log) if log.contains("Address already in use") && attempt < PORT_ATTEMPTS => {
                     eprintln!("node start {attempt}: a port was taken; retrying on others");
                 }
-                Err(log) => panic!("node exited during start:\n{log}"),
+                Err(log) => panic!("node exited during start {log}"),
             }
         }
         unreachable!("the last attempt returns or panics")
@@ -129,20 +129,8 @@ impl NodeProcess {
     }
 
     fn wait_ready(&mut self) {
-        let process = &mut self.process;
-        let ready = wait_for(
-            "node ready",
-            START_TIMEOUT,
-            Duration::from_millis(20),
-            || {
-                if let Ok(Some(status)) = process.try_status() {
-                    panic!("node exited during start ({status}):\n{}", process.log());
-                }
-                process.log().contains("shoal: ready").then_some(())
-            },
-        );
-        if let Err(e) = ready {
-            panic!("{e}:\n{}", self.process.log());
+        if let Err(log) = self.wait_ready_or_exit() {
+            panic!("node exited during start {log}");
         }
     }
 

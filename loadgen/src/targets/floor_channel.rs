@@ -64,15 +64,12 @@ impl ChannelFloor {
         for (shard, inbox) in inboxes.into_iter().enumerate() {
             let answer = value.clone();
             // Placed as a node places its shards, so the floor crosses the same cores.
-            let core = shoal::config::ExecutorConfig {
-                first_core: spin.first_core,
-                ..shoal::config::ExecutorConfig::default()
-            }
-            .core_of(shard, cores);
-            let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
-                .name(&format!("floor-shard-{shard}"));
-            if spin.spin_before_park_us > 0 {
-                builder = builder.spin_before_park(Duration::from_micros(spin.spin_before_park_us));
+            let executor = spin.executor();
+            let mut builder =
+                LocalExecutorBuilder::new(Placement::Fixed(executor.core_of(shard, cores)))
+                    .name(&format!("floor-shard-{shard}"));
+            if let Some(window) = executor.spin_before_park() {
+                builder = builder.spin_before_park(window);
             }
             builder
                 .spawn(move || serve(inbox, answer))

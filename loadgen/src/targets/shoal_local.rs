@@ -69,6 +69,16 @@ pub struct SpinSettings {
     pub first_core: usize,
 }
 
+impl SpinSettings {
+    /// The node's executor settings these stand for (placement and spinning).
+    pub fn executor(&self) -> ExecutorConfig {
+        ExecutorConfig {
+            spin_before_park_us: self.spin_before_park_us,
+            first_core: self.first_core,
+        }
+    }
+}
+
 impl Default for SpinSettings {
     /// The node's and `LocalKvClient`'s defaults.
     fn default() -> Self {
@@ -136,10 +146,7 @@ impl EmbeddedNode {
                 client_addr: shoal_testkit::ports::localhost(base),
                 peer_addr: shoal_testkit::ports::localhost(base + shards as u16),
                 shards,
-                executor: ExecutorConfig {
-                    spin_before_park_us: settings.spin.spin_before_park_us,
-                    first_core: settings.spin.first_core,
-                },
+                executor: settings.spin.executor(),
                 wal: WalConfig {
                     sync_mode: settings.wal_sync_mode,
                     ..WalConfig::default()
@@ -155,11 +162,7 @@ impl EmbeddedNode {
                 .map(|ready| ready.map(drop));
             match outcome {
                 Ok(Ok(())) => {
-                    let core_of_shard_0 = ExecutorConfig {
-                        first_core: settings.spin.first_core,
-                        ..ExecutorConfig::default()
-                    }
-                    .core_of(
+                    let core_of_shard_0 = settings.spin.executor().core_of(
                         0,
                         std::thread::available_parallelism().map_or(1, |n| n.get()),
                     );
