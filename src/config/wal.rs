@@ -11,8 +11,9 @@ use shoal_wal::SyncMode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum WalSyncMode {
-    /// io_uring write, then io_uring fdatasync (run by a kernel worker). Never blocks the
-    /// shard and holds its latency when the machine is busy: the default.
+    /// io_uring write and io_uring fdatasync, linked: the kernel runs the fdatasync (on a
+    /// kernel worker) once the write completed. Never blocks the shard and holds its
+    /// latency when the machine is busy: the default.
     #[default]
     Uring,
     /// `pwrite` + `fdatasync` on the shard's own thread: the lowest put latency when the

@@ -636,6 +636,15 @@ impl Reactor {
         }
     }
 
+    /// PATCH (shoal): a DMA write of `buf` and an fdatasync of the same file submitted as
+    /// one io_uring link chain (see `sys::Reactor::write_dma_then_fdatasync`); returns the
+    /// fdatasync's source. `buf` must stay alive until that source completed.
+    pub(crate) fn write_dma_then_fdatasync(&self, raw: RawFd, buf: &DmaBuffer, pos: u64) -> Source {
+        let sync = self.new_source(raw, SourceType::FdataSync, None);
+        self.sys.write_dma_then_fdatasync(buf, pos, &sync);
+        sync
+    }
+
     pub(crate) fn fdatasync(&self, raw: RawFd) -> Source {
         let source = self.new_source(raw, SourceType::FdataSync, None);
         self.sys.fdatasync(&source);

@@ -27,7 +27,9 @@ use std::sync::{Arc, mpsc};
 /// How `write_durable` makes a write durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
-    /// glommio `DmaFile::write_at`, then glommio `fdatasync` (both io_uring).
+    /// A glommio DMA write and an fdatasync submitted as one io_uring link chain
+    /// (`DmaFile::write_at_then_fdatasync`, added by Shoal's glommio patch,
+    /// `vendor/glommio/SHOAL.md`): the kernel runs the fdatasync when the write completes.
     UringFdatasync,
     /// glommio `DmaFile::write_at` on a file opened with O_DSYNC: durable at completion.
     UringDsync,
@@ -406,12 +408,15 @@ impl DiskFile for GlommioFile {
             (SyncMode::UringFdatasync | SyncMode::UringDsync, _, _) => {
                 let mut buf = self.dma.alloc_dma_buffer(data.len());
                 buf.as_bytes_mut().copy_from_slice(data);
+                // UringFdatasync: one io_uring link chain (patched glommio): the kernel
+                // starts the fdatasync when the write completes and only the fdatasync
+                // wakes the executor.
+                if self.mode == SyncMode::UringFdatasync {
+                    return Ok(self.dma.write_at_then_fdatasync(buf, offset).await?);
+                }
                 let n = self.dma.write_at(buf, offset).await?;
                 if n != data.len() {
                     return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
-                }
-                if self.mode == SyncMode::UringFdatasync {
-                    self.dma.fdatasync().await?;
                 }
                 Ok(())
             }

@@ -1538,6 +1538,49 @@ impl Reactor {
         );
     }
 
+    /// PATCH (shoal): queues a DMA write of `buf` at `pos` of `sync`'s file and the
+    /// fdatasync `sync` as one io_uring link chain on the main ring: the kernel starts the
+    /// fdatasync as soon as the write completed, and the write posts no completion when it
+    /// succeeds (`CQE_SKIP_SUCCESS`), so the executor is woken once, by the fdatasync. The
+    /// write has no source: a failed or short write cancels the fdatasync (`ECANCELED`),
+    /// which is how the caller learns of it. The caller keeps `buf` alive until `sync`
+    /// completed (or forever, if it gives up on `sync`: the write cannot be cancelled).
+    pub(crate) fn write_dma_then_fdatasync(&self, buf: &DmaBuffer, pos: u64, sync: &Source) {
+        let write = match buf.uring_buffer_id() {
+            Some(id) => UringOpDescriptor::WriteFixed(buf.as_ptr(), buf.len(), pos, id),
+            None => UringOpDescriptor::Write(buf.as_ptr(), buf.len(), pos),
+        };
+        assert!(
+            matches!(&*sync.source_type(), SourceType::FdataSync),
+            "the second link of the chain must be an fdatasync"
+        );
+        assert!(
+            sync.timeout_ref().is_none(),
+            "a linked write + fdatasync takes no timeout"
+        );
+        let mut ring = self.main_ring.borrow_mut();
+        let q = ring.submission_queue();
+        sync.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
+        let id = self
+            .source_map
+            .borrow_mut()
+            .add_source(sync, Rc::clone(&q));
+        let mut queue = q.borrow_mut();
+        // One chain: `extract_one_chain` never splits it across two submissions.
+        queue.submissions.push_back(UringDescriptor {
+            args: write,
+            fd: sync.raw(),
+            flags: SubmissionFlags::IO_LINK | SubmissionFlags::CQE_SKIP_SUCCESS,
+            user_data: 0,
+        });
+        queue.submissions.push_back(UringDescriptor {
+            args: UringOpDescriptor::FDataSync,
+            fd: sync.raw(),
+            flags: SubmissionFlags::empty(),
+            user_data: to_user_data(id),
+        });
+    }
+
     pub(crate) fn fdatasync(&self, source: &Source) {
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
