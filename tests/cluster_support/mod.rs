@@ -19,6 +19,8 @@ use shoal_testkit::wait::{wait_for, wait_for_async};
 
 /// Bound on a node's start (recovery of a test-sized log included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most launches of a fresh cluster when a picked port turns out to be taken.
+pub const PORT_ATTEMPTS: usize = 5;
 /// Bound on every group electing a leader all nodes agree on.
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the replicas of every group reaching the same applied index and digest.
@@ -57,41 +59,73 @@ impl Cluster {
 
     /// Reserves ports for `n` nodes but starts only the first `initial` (ids
     /// 1..=initial), which form the cluster; the others can [`join`](Self::join) later.
+    ///
+    /// A port picked free can be taken by another process before the node binds it: a
+    /// launch that fails with "Address already in use" is retried from scratch (nodes
+    /// killed, data directories removed, every port picked again), at most
+    /// [`PORT_ATTEMPTS`] times. (Callers of [`plan`](Self::plan) that wire the planned
+    /// ports into proxies or flags get no retry: the ports are theirs.)
     pub fn start_partial(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
         let mut cluster = Cluster::plan(dir, n, initial, shards, extra);
-        cluster.launch();
-        cluster
+        for attempt in 1..=PORT_ATTEMPTS {
+            match cluster.try_launch() {
+                Ok(()) => return cluster,
+                Err((_, log))
+                    if log.contains("Address already in use") && attempt < PORT_ATTEMPTS =>
+                {
+                    eprintln!("cluster launch {attempt}: a port was taken; retrying on others");
+                    for node in &mut cluster.nodes {
+                        if let Some(mut p) = node.process.take() {
+                            let _ = p.kill();
+                        }
+                        node.starts = 0;
+                        let _ = std::fs::remove_dir_all(&node.data_dir);
+                    }
+                    cluster.pick_ports();
+                }
+                Err((id, log)) => panic!("node {id} exited during start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
     }
 
     /// Reserves ports and directories for `n` nodes, the first `initial` of them the
     /// initial members, without starting any: set per-node flags, then [`launch`](Self::launch).
     pub fn plan(dir: &Path, n: u64, initial: u64, shards: u16, extra: &[&str]) -> Cluster {
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let client = free_port_block(shards).expect("free client ports");
-            let peer = free_port_block(shards).expect("free peer ports");
-            nodes.push(ClusterNode {
+        let nodes = (1..=n)
+            .map(|id| ClusterNode {
                 id,
                 process: None,
-                client_addr: localhost(client),
-                peer_addr: localhost(peer),
+                client_addr: localhost(0),
+                peer_addr: localhost(0),
                 data_dir: dir.join(format!("node{id}")),
                 starts: 0,
                 flags: Vec::new(),
-            });
-        }
-        let members = nodes
-            .iter()
-            .take(initial as usize)
-            .map(|n| format!("{}={}/{}", n.id, n.client_addr, n.peer_addr))
+            })
             .collect();
-        Cluster {
+        let mut cluster = Cluster {
             nodes,
             shards,
-            members,
+            members: Vec::new(),
             initial,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        cluster.pick_ports();
+        cluster
+    }
+
+    /// Gives every node fresh free ports and derives the initial members from them.
+    fn pick_ports(&mut self) {
+        for node in &mut self.nodes {
+            node.client_addr = localhost(free_port_block(self.shards).expect("free client ports"));
+            node.peer_addr = localhost(free_port_block(self.shards).expect("free peer ports"));
         }
+        self.members = self
+            .nodes
+            .iter()
+            .take(self.initial as usize)
+            .map(|n| format!("{}={}/{}", n.id, n.client_addr, n.peer_addr))
+            .collect();
     }
 
     /// Extra flags of node `id` only (on every start).
@@ -101,12 +135,21 @@ impl Cluster {
 
     /// Starts the initial members and waits until each is ready.
     pub fn launch(&mut self) {
+        if let Err((id, log)) = self.try_launch() {
+            panic!("node {id} exited during start:\n{log}");
+        }
+    }
+
+    /// [`launch`](Self::launch), but a node that exits during start is reported (its id
+    /// and log) instead of panicking; the nodes already started keep running.
+    fn try_launch(&mut self) -> Result<(), (u64, String)> {
         for id in 1..=self.initial {
             self.spawn(id);
         }
         for id in 1..=self.initial {
-            self.wait_ready(id);
+            self.wait_ready_or_exit(id).map_err(|log| (id, log))?;
         }
+        Ok(())
     }
 
     /// Starts node `id` (not an initial member) with `--join`: it serves once ready, and
@@ -161,24 +204,30 @@ impl Cluster {
     }
 
     fn wait_ready(&mut self, id: u64) {
+        if let Err(log) = self.wait_ready_or_exit(id) {
+            panic!("node {id} exited during start:\n{log}");
+        }
+    }
+
+    /// Waits until node `id` reports ready; `Err` with its status and log if it exited
+    /// first. Panics if it does neither within [`START_TIMEOUT`].
+    fn wait_ready_or_exit(&mut self, id: u64) -> Result<(), String> {
         let node = self.node_mut(id);
         let process = node.process.as_mut().expect("node running");
-        let ready = wait_for(
+        let outcome = wait_for(
             "node ready",
             START_TIMEOUT,
             Duration::from_millis(20),
             || {
                 if let Ok(Some(status)) = process.try_status() {
-                    panic!(
-                        "node {id} exited during start ({status}):\n{}",
-                        process.log()
-                    );
+                    return Some(Err(format!("({status})\n{}", process.log())));
                 }
-                process.log().contains("shoal: ready").then_some(())
+                process.log().contains("shoal: ready").then_some(Ok(()))
             },
         );
-        if let Err(e) = ready {
-            panic!("node {id}: {e}:\n{}", process.log());
+        match outcome {
+            Ok(r) => r,
+            Err(e) => panic!("node {id}: {e}:\n{}", process.log()),
         }
     }
 
