@@ -92,6 +92,12 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// PATCH (shoal): completions that need task work run at the thread's next kernel
+        /// entry instead of interrupting it (Linux 5.19+).
+        const COOP_TASKRUN = 1 << 8;
+        /// PATCH (shoal): the kernel sets `IORING_SQ_TASKRUN` in the SQ flags while such
+        /// task work is pending (Linux 5.19+).
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

@@ -903,8 +903,22 @@ impl SleepableRing {
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
+        // PATCH (shoal): COOP_TASKRUN, so a completion that needs task work (network
+        // polls, timers, block I/O) does not interrupt a running executor with an IPI but
+        // runs at its next kernel entry; TASKRUN_FLAG, so a polling executor sees such work
+        // pending (`IORING_SQ_TASKRUN`: liburing's peek then enters the kernel, and
+        // `need_preempt` treats it as a latency-ring event). Kernels before 5.19 refuse
+        // the flags (EINVAL): plain ring then.
+        let ring = match iou::IoUring::new_with_flags(
+            size as _,
+            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
+            iou::SetupFeatures::empty(),
+        ) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(size as _)?,
+            r => r?,
+        };
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1962,10 +1976,12 @@ impl Reactor {
         self.blocking_thread.flush()
     }
 
-    pub(crate) fn preempt_pointers(&self) -> (*const u32, *const u32) {
+    /// The latency ring's CQ head and tail, and its SQ flags (PATCH (shoal): with
+    /// `TASKRUN_FLAG`, pending task work of that ring shows there as `IORING_SQ_TASKRUN`).
+    pub(crate) fn preempt_pointers(&self) -> (*const u32, *const u32, *const u32) {
         let mut lat_ring = self.latency_ring.borrow_mut();
-        let cq = unsafe { &lat_ring.ring.raw_mut().cq };
-        (cq.khead, cq.ktail)
+        let raw = unsafe { lat_ring.ring.raw_mut() };
+        (raw.cq.khead, raw.cq.ktail, raw.sq.kflags)
     }
 
     /// RAII-truncate asynchronously files that required it, e.g. because of
