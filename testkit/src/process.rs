@@ -113,6 +113,24 @@ impl ChildProcess {
         &self.log_path
     }
 
+    /// Waits (bounded by `timeout`) until the process prints `ready_line`. `Err` with its
+    /// exit status and log if it exited first (a caller may retry, e.g. on a port taken
+    /// between picking and binding); panics with the log at the timeout.
+    pub fn wait_ready(&mut self, ready_line: &str, timeout: Duration) -> Result<(), String> {
+        crate::wait::wait_for(
+            "the process is ready",
+            timeout,
+            Duration::from_millis(20),
+            || {
+                if let Ok(Some(status)) = self.try_status() {
+                    return Some(Err(format!("({status})\n{}", self.log())));
+                }
+                self.log().contains(ready_line).then_some(Ok(()))
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}:\n{}", self.name, self.log()))
+    }
+
     /// Waits (bounded by `timeout`) for a process that must refuse to start: it has to
     /// exit with a failure status and never print `ready_line`. Returns its log; panics
     /// with the log if it started, succeeded or was still running at the timeout.

@@ -15,7 +15,7 @@ use shoal_client::{KvClientError, RemoteKvClient, RemoteOptions};
 use shoal_proto::GroupDigest;
 use shoal_testkit::ports::{free_port_block, localhost};
 use shoal_testkit::process::ChildProcess;
-use shoal_testkit::wait::{wait_for, wait_for_async};
+use shoal_testkit::wait::wait_for_async;
 
 /// Bound on a node's start (recovery of a test-sized log included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -212,23 +212,8 @@ impl Cluster {
     /// Waits until node `id` reports ready; `Err` with its status and log if it exited
     /// first. Panics if it does neither within [`START_TIMEOUT`].
     fn wait_ready_or_exit(&mut self, id: u64) -> Result<(), String> {
-        let node = self.node_mut(id);
-        let process = node.process.as_mut().expect("node running");
-        let outcome = wait_for(
-            "node ready",
-            START_TIMEOUT,
-            Duration::from_millis(20),
-            || {
-                if let Ok(Some(status)) = process.try_status() {
-                    return Some(Err(format!("({status})\n{}", process.log())));
-                }
-                process.log().contains("shoal: ready").then_some(Ok(()))
-            },
-        );
-        match outcome {
-            Ok(r) => r,
-            Err(e) => panic!("node {id}: {e}:\n{}", process.log()),
-        }
+        let process = self.node_mut(id).process.as_mut().expect("node running");
+        process.wait_ready("shoal: ready", START_TIMEOUT)
     }
 
     /// kill -9 of node `id` (a crash, as far as it can tell).

@@ -10,7 +10,6 @@ use std::time::Duration;
 use shoal_client::{RemoteKvClient, RemoteOptions};
 use shoal_testkit::ports::{free_port_block, localhost};
 use shoal_testkit::process::ChildProcess;
-use shoal_testkit::wait::wait_for;
 
 /// Bound on a node's start (recovery of a test-sized log included).
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -110,22 +109,7 @@ impl NodeProcess {
 
     /// Waits until the node is ready; `Err(log)` if it exited first.
     fn wait_ready_or_exit(&mut self) -> Result<(), String> {
-        let process = &mut self.process;
-        let outcome = wait_for(
-            "node ready",
-            START_TIMEOUT,
-            Duration::from_millis(20),
-            || {
-                if let Ok(Some(status)) = process.try_status() {
-                    return Some(Err(format!("({status}):\n{}", process.log())));
-                }
-                process.log().contains("shoal: ready").then_some(Ok(()))
-            },
-        );
-        match outcome {
-            Ok(r) => r,
-            Err(e) => panic!("{e}:\n{}", self.process.log()),
-        }
+        self.process.wait_ready("shoal: ready", START_TIMEOUT)
     }
 
     fn wait_ready(&mut self) {
